@@ -1,0 +1,3 @@
+"""analysis command-line commands (filled in by their issue)."""
+
+COMMANDS: list = []
