@@ -180,7 +180,7 @@ def find_idx_dir(path: str | Path) -> Path:
 
 
 def _load_idx_dir(path: str | Path) -> MnistData:
-    directory = find_idx_dir(path)
+    directory = find_idx_dir(path).resolve()
     arrays = {key: read_idx(_idx_file(directory, stem)) for key, stem in IDX_FILES.items()}
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
