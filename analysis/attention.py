@@ -1,0 +1,137 @@
+"""Which participants are analysed: the paper's attention-check rule plus completeness.
+
+The paper keeps "responses that pass at least 4 of the 5 attention checks" from completed
+surveys.  Here, per participant:
+
+* complete survey (all real questions and all checks answered, and the server's
+  ``completed`` flag true when the export has one): kept iff checks passed >= min_checks;
+* incomplete survey: excluded by default ("incomplete") and counted separately; with
+  ``include_incomplete`` it is kept iff it cannot already have failed the rule, i.e. its
+  failed checks <= (checks in the survey - min_checks), and it answered at least one real
+  question.  For complete surveys both formulations are the same rule.
+
+Every participant gets one row in the returned table with the reason for its exclusion
+(empty when kept), so every exclusion can be reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .votes import Votes, VotesError
+
+__all__ = ["Selection", "REASONS", "select_participants"]
+
+#: exclusion reasons, in the order a participant is tested against them
+REASONS = {
+    "incomplete": "incomplete survey",
+    "attention": "failed attention checks",
+    "no_votes": "no real question answered",
+}
+
+
+@dataclass
+class Selection:
+    """The outcome of filtering.
+
+    ``participants``: one row per participant (index participant_id) with answers, real,
+    checks, checks_passed, checks_failed, complete, kept, reason (a key of REASONS or "")
+    and detail (a human sentence).  ``votes``: the kept participants' real answers only.
+    """
+
+    participants: pd.DataFrame
+    votes: pd.DataFrame
+    min_checks: int
+    include_incomplete: bool
+
+    @property
+    def total(self) -> int:
+        return len(self.participants)
+
+    @property
+    def kept(self) -> int:
+        return int(self.participants["kept"].sum())
+
+    @property
+    def excluded(self) -> int:
+        return self.total - self.kept
+
+    def excluded_by_reason(self) -> dict[str, int]:
+        reasons = self.participants.loc[~self.participants["kept"], "reason"]
+        counts = reasons.value_counts()
+        return {key: int(counts.get(key, 0)) for key in REASONS}
+
+
+def select_participants(
+    votes: Votes, min_checks: int = 4, include_incomplete: bool = False
+) -> Selection:
+    """Apply the exclusion rules (vectorised: one groupby over all answers)."""
+    design = votes.design
+    if not 0 <= min_checks <= design.attention_checks:
+        raise VotesError(
+            f"--min-checks must be between 0 and {design.attention_checks}, got {min_checks}"
+        )
+    table = votes.table
+    grouped = table.groupby("participant_id", sort=True)
+    per = grouped.agg(
+        answers=("is_attention_check", "size"),
+        checks=("is_attention_check", "sum"),
+        checks_passed=("passed", "sum"),
+    )
+    per["real"] = per["answers"] - per["checks"]
+    per["checks_failed"] = per["checks"] - per["checks_passed"]
+    by_count = (per["real"] == design.real_questions) & (per["checks"] == design.attention_checks)
+    flagged = grouped["completed"].max().astype(bool) if votes.has_completed else by_count
+    per["complete"] = by_count & flagged
+
+    allowed_failures = design.attention_checks - min_checks
+    failed = np.where(
+        per["complete"], per["checks_passed"] < min_checks, per["checks_failed"] > allowed_failures
+    )
+    reason = np.select(
+        [
+            ~per["complete"] & (not include_incomplete),
+            failed,
+            per["real"] == 0,
+        ],
+        ["incomplete", "attention", "no_votes"],
+        default="",
+    )
+    per["reason"] = reason
+    per["kept"] = reason == ""
+    per["detail"] = _details(per, design, min_checks, by_count & ~flagged)
+    per = per[
+        ["answers", "real", "checks", "checks_passed", "checks_failed", "complete", "kept",
+         "reason", "detail"]
+    ]
+    kept_ids = per.index[per["kept"].to_numpy()]
+    real_votes = table[~table["is_attention_check"] & table["participant_id"].isin(kept_ids)]
+    return Selection(per, real_votes.reset_index(drop=True), min_checks, include_incomplete)
+
+
+def _details(per: pd.DataFrame, design, min_checks: int, unflagged: pd.Series) -> pd.Series:
+    """One sentence per excluded participant (vectorised string building)."""
+    answered = (
+        "answered " + per["answers"].astype(str) + f" of {design.answers} questions ("
+        + per["real"].astype(str) + " real, " + per["checks"].astype(str) + " checks)"
+    )
+    answered = answered.where(~unflagged, answered + " but not marked completed by the server")
+    checks_complete = (
+        "passed " + per["checks_passed"].astype(str) + f" of {design.attention_checks} "
+        + f"attention checks; at least {min_checks} required"
+    )
+    allowed = design.attention_checks - min_checks
+    checks_partial = (
+        "incomplete survey: failed " + per["checks_failed"].astype(str) + " of "
+        + per["checks"].astype(str) + f" attention checks answered; at most {allowed} "
+        + "failure(s) allowed"
+    )
+    checks = checks_complete.where(per["complete"], checks_partial)
+    detail = pd.Series("", index=per.index, dtype=object)
+    for reason, text in (("incomplete", answered), ("attention", checks), ("no_votes", answered)):
+        mask = per["reason"] == reason
+        detail[mask] = text[mask]
+    return detail

@@ -1,0 +1,128 @@
+"""From an export table to every number of the report (no files written here).
+
+``run_analysis`` = validate (votes.py) -> filter (attention.py) -> per-participant
+proportions -> the paper's ANOVA + Tukey and the repeated-measures alternatives
+(stats.py).  Everything is vectorised over participants; the only Python loops run over
+the four methods or six pairs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .attention import REASONS, Selection, select_participants
+from .votes import METHODS, SurveyDesign, Votes, VotesError, restrict_rows, validate_votes
+
+__all__ = ["Analysis", "run_analysis"]
+
+
+@dataclass
+class Analysis:
+    """All results of one analysis run (``report.py`` turns it into files)."""
+
+    votes: Votes
+    selection: Selection
+    counts: pd.DataFrame  # kept participants x methods, vote counts
+    props: pd.DataFrame  # kept participants x methods, proportions
+    descriptives: pd.DataFrame
+    anova: stats.AnovaResult
+    tukey: list[dict]
+    friedman: dict
+    wilcoxon: list[dict]
+    position_bias: dict
+    by_digit: pd.DataFrame  # digit x methods, vote counts
+    alpha: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def vote_totals(self) -> dict[str, int]:
+        return {m: int(self.counts[m].sum()) for m in METHODS}
+
+
+def run_analysis(
+    raw: pd.DataFrame,
+    *,
+    min_checks: int = 4,
+    include_incomplete: bool = False,
+    design: SurveyDesign | None = None,
+    alpha: float = 0.05,
+    source: str = "votes",
+    study: str | None = None,
+    mode: str | None = None,
+) -> Analysis:
+    """Validate, filter and analyse an export table; raise VotesError on unusable input.
+
+    ``study`` / ``mode`` keep only the rows of one study / server mode (the export's
+    optional ``study`` and ``mode`` columns).
+    """
+    if not 0 < alpha < 1:
+        raise VotesError(f"alpha must be between 0 and 1, got {alpha}")
+    raw, warnings = restrict_rows(raw, study, mode)
+    votes = validate_votes(raw, design, source)
+    selection = select_participants(votes, min_checks, include_incomplete)
+    warnings += votes.warnings
+    _check_enough(selection)
+
+    kept_ids = selection.participants.index[selection.participants["kept"].to_numpy()]
+    counts = stats.vote_matrix(selection.votes, kept_ids)
+    props = stats.proportions(counts)
+    anova = stats.one_way_anova([props[m].to_numpy() for m in METHODS])
+    if not np.isfinite(anova.F):
+        warnings.append(
+            "every kept participant gave each method the same proportion (no within-method "
+            "variance): the ANOVA F statistic and its p-value are undefined"
+        )
+    n_incomplete_kept = int((~selection.participants.loc[kept_ids, "complete"]).sum())
+    if n_incomplete_kept:
+        warnings.append(
+            f"{n_incomplete_kept} kept participant(s) have incomplete surveys "
+            "(--include-incomplete); their proportions rest on fewer than "
+            f"{votes.design.real_questions} votes each"
+        )
+    position = stats.position_bias(selection.votes, votes.has_position)
+    if position.get("small_expected_counts"):
+        warnings.append(
+            "fewer than 5 expected answers per screen slot: the position-bias chi-square "
+            "approximation is unreliable"
+        )
+    digits = selection.votes["digit"].astype("Int64")
+    by_digit = (
+        pd.crosstab(digits, pd.Categorical(selection.votes["chosen_method"], METHODS))
+        .reindex(columns=list(METHODS), fill_value=0)
+        .rename_axis(index="digit", columns=None)
+    )
+    return Analysis(
+        votes=votes,
+        selection=selection,
+        counts=counts,
+        props=props,
+        descriptives=stats.descriptives(props),
+        anova=anova,
+        tukey=stats.tukey_hsd(props, alpha),
+        friedman=stats.friedman_test(props),
+        wilcoxon=stats.wilcoxon_holm(props, alpha),
+        position_bias=position,
+        by_digit=by_digit,
+        alpha=alpha,
+        warnings=warnings,
+    )
+
+
+def _check_enough(selection: Selection) -> None:
+    """The tests need two kept participants at least; say why when there are fewer."""
+    if selection.kept >= 2:
+        return
+    by_reason = selection.excluded_by_reason()
+    reasons = ", ".join(f"{n} {REASONS[k]}" for k, n in by_reason.items() if n) or "none"
+    hint = ""
+    if by_reason["incomplete"] and not selection.include_incomplete:
+        hint = " (--include-incomplete keeps incomplete surveys)"
+    left = "nothing left" if selection.kept == 0 else "only 1 participant left"
+    raise VotesError(
+        f"{left} after filtering {selection.total} participant(s) (excluded: {reasons})"
+        f"{hint}; the analysis needs at least 2"
+    )

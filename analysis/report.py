@@ -1,0 +1,477 @@
+"""Writing an analysis to disk: summary.json, report.md, plots and tables.
+
+Files in the output directory:
+
+* ``summary.json``   exactly the issue's keys: participants, votes, anova, tukey, friedman,
+  wilcoxon, position_bias (non-finite numbers are written as null);
+* ``report.md``      a report that can be pasted into a paper, with the two figures;
+* ``votes.png``      bar chart of votes per method;
+* ``proportions.png`` per-participant vote proportions per method;
+* ``details.json``   everything else: settings, exclusions by reason, warnings,
+  descriptives, votes per digit;
+* ``exclusions.csv`` one row per excluded participant with the reason;
+* ``proportions.csv`` the analysed observations (one row per kept participant).
+
+Plots use matplotlib's object API on an Agg canvas (no global backend, no display).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .attention import REASONS
+from .pipeline import Analysis
+from .votes import METHODS
+
+__all__ = [
+    "DISPLAY",
+    "TUKEY_P_RESOLUTION",
+    "format_p",
+    "format_tukey_p",
+    "summary_dict",
+    "details_dict",
+    "write_outputs",
+]
+
+#: how the methods are named in prose and figures
+DISPLAY = {"normlime": "NormLIME", "lime": "LIME", "smoothgrad": "SmoothGrad", "vargrad": "VarGrad"}
+COLOURS = {"normlime": "#d62728", "lime": "#1f77b4", "smoothgrad": "#2ca02c", "vargrad": "#9467bd"}
+#: at most this many participants are drawn as points per method (all of them are analysed)
+MAX_POINTS = 2000
+#: statsmodels takes Tukey p-values from scipy's studentized-range integral, which bottoms
+#: out at a numerical floor (about 2e-13 to 3e-11 depending on df) instead of going to 0;
+#: below this value the report prints "< 1e-09" and summary.json keeps the raw number
+TUKEY_P_RESOLUTION = 1e-9
+#: seed of the point subsample and the horizontal jitter in proportions.png
+PLOT_SEED = 0
+
+
+def _clean(value):
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def format_p(p: float | None) -> str:
+    """A p-value with all its significant digits in scientific notation."""
+    if p is None or not np.isfinite(p):
+        return "undefined"
+    if p == 0:
+        return "0 (underflows double precision, < 2.2e-308)"
+    return np.format_float_scientific(p, unique=True, exp_digits=2)
+
+
+def format_tukey_p(p: float | None) -> str:
+    """A Tukey p-value, or "< 1e-09" where the studentized-range integral is not accurate."""
+    if p is not None and np.isfinite(p) and p < TUKEY_P_RESOLUTION:
+        return f"< {TUKEY_P_RESOLUTION:.0e}"
+    return format_p(p)
+
+
+def summary_dict(analysis: Analysis) -> dict:
+    sel = analysis.selection
+    anova = analysis.anova
+    return _clean(
+        {
+            "participants": {"total": sel.total, "kept": sel.kept, "excluded": sel.excluded},
+            "votes": analysis.vote_totals,
+            "anova": {
+                "F": anova.F,
+                "p": anova.p,
+                "df_between": anova.df_between,
+                "df_within": anova.df_within,
+                "eta_squared": anova.eta_squared,
+            },
+            "tukey": analysis.tukey,
+            "friedman": analysis.friedman,
+            "wilcoxon": analysis.wilcoxon,
+            "position_bias": analysis.position_bias,
+        }
+    )
+
+
+def details_dict(analysis: Analysis) -> dict:
+    sel = analysis.selection
+    design = analysis.votes.design
+    desc = analysis.descriptives
+    return _clean(
+        {
+            "source": analysis.votes.source,
+            "settings": {
+                "min_checks": sel.min_checks,
+                "include_incomplete": sel.include_incomplete,
+                "real_questions": design.real_questions,
+                "attention_checks": design.attention_checks,
+                "alpha": analysis.alpha,
+            },
+            "excluded_by_reason": sel.excluded_by_reason(),
+            "kept_incomplete": int(
+                (sel.participants["kept"] & ~sel.participants["complete"]).sum()
+            ),
+            "warnings": analysis.warnings,
+            "tukey_p_resolution": TUKEY_P_RESOLUTION,
+            "anova_sums_of_squares": {
+                "between": analysis.anova.ss_between,
+                "within": analysis.anova.ss_within,
+            },
+            "proportions": {
+                m: {k: float(desc.loc[m, k]) for k in desc.columns} for m in METHODS
+            },
+            "votes_by_digit": {
+                str(d): {m: int(analysis.by_digit.loc[d, m]) for m in METHODS}
+                for d in analysis.by_digit.index
+            },
+        }
+    )
+
+
+def write_outputs(analysis: Analysis, out_dir: str | Path) -> dict[str, Path]:
+    """Write every output file into ``out_dir`` (created if needed); return their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        name: out / name
+        for name in (
+            "summary.json", "details.json", "report.md", "votes.png", "proportions.png",
+            "exclusions.csv", "proportions.csv",
+        )
+    }
+    paths["summary.json"].write_text(
+        json.dumps(summary_dict(analysis), indent=2, allow_nan=False) + "\n"
+    )
+    paths["details.json"].write_text(
+        json.dumps(details_dict(analysis), indent=2, allow_nan=False) + "\n"
+    )
+    participants = analysis.selection.participants
+    excluded = participants.loc[~participants["kept"]]
+    excluded.drop(columns=["kept"]).to_csv(paths["exclusions.csv"])
+    analysis.counts.add_prefix("votes_").join(analysis.props).to_csv(
+        paths["proportions.csv"], float_format="%.17g"
+    )
+    plot_votes(analysis, paths["votes.png"])
+    plot_proportions(analysis, paths["proportions.png"])
+    paths["report.md"].write_text(render_markdown(analysis))
+    return paths
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=150, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_votes(analysis: Analysis, path: Path) -> None:
+    totals = analysis.vote_totals
+    fig = _figure(5.0, 3.4)
+    ax = fig.add_subplot()
+    bars = ax.bar(
+        [DISPLAY[m] for m in METHODS],
+        [totals[m] for m in METHODS],
+        color=[COLOURS[m] for m in METHODS],
+    )
+    ax.bar_label(bars, labels=[str(totals[m]) for m in METHODS], padding=2)
+    ax.set_ylabel("votes")
+    ax.set_title(f"Votes per method ({analysis.selection.kept} participants)")
+    ax.margins(y=0.12)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.savefig(path, metadata={"Software": None})
+
+
+def plot_proportions(analysis: Analysis, path: Path) -> None:
+    props = analysis.props
+    desc = analysis.descriptives
+    rng = np.random.default_rng(PLOT_SEED)
+    n = len(props)
+    shown = np.sort(rng.choice(n, size=MAX_POINTS, replace=False)) if n > MAX_POINTS else None
+    fig = _figure(5.6, 3.8)
+    ax = fig.add_subplot()
+    positions = np.arange(len(METHODS))
+    data = [props[m].to_numpy() for m in METHODS]
+    ax.boxplot(
+        data, positions=positions, widths=0.5, showfliers=False,
+        medianprops={"color": "black"}, boxprops={"color": "0.4"},
+        whiskerprops={"color": "0.4"}, capprops={"color": "0.4"},
+    )
+    for x, m in zip(positions, METHODS, strict=True):
+        y = data[x] if shown is None else data[x][shown]
+        jitter = rng.uniform(-0.18, 0.18, size=y.size)
+        ax.scatter(x + jitter, y, s=6, alpha=0.35, color=COLOURS[m], linewidths=0)
+        ax.errorbar(
+            x + 0.32, desc.loc[m, "mean"],
+            yerr=[[desc.loc[m, "mean"] - desc.loc[m, "ci_low"]],
+                  [desc.loc[m, "ci_high"] - desc.loc[m, "mean"]]],
+            fmt="D", color="black", markersize=4, capsize=3,
+        )
+    ax.set_xticks(positions, [DISPLAY[m] for m in METHODS])
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel("share of the participant's votes")
+    note = f"; {MAX_POINTS} of {n} drawn" if shown is not None else ""
+    ax.set_title(f"Per-participant vote proportions (n = {n}{note})", fontsize=10)
+    ax.text(
+        0.99, 0.98, "box: quartiles, median\n\u25c6 mean with 95% CI", transform=ax.transAxes,
+        ha="right", va="top", fontsize=7, color="0.3",
+    )
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.savefig(path, metadata={"Software": None})
+
+
+# ---------------------------------------------------------------------------- markdown
+
+
+def _num(x: float, digits: int = 4) -> str:
+    if x is None or not np.isfinite(x):
+        return "undefined"
+    return f"{x:.{digits}f}"
+
+
+def _stat(x: float) -> str:
+    if x is None or not np.isfinite(x):
+        return "undefined"
+    return f"{x:.2f}" if abs(x) < 1e5 else f"{x:.4g}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _pair(g1: str, g2: str) -> str:
+    return f"{DISPLAY[g1]} vs {DISPLAY[g2]}"
+
+
+def render_markdown(analysis: Analysis) -> str:
+    sel = analysis.selection
+    design = analysis.votes.design
+    totals = analysis.vote_totals
+    n_votes = sum(totals.values())
+    anova = analysis.anova
+    fr = analysis.friedman
+    desc = analysis.descriptives
+    by_reason = sel.excluded_by_reason()
+    order = sorted(METHODS, key=lambda m: -totals[m])
+    parts: list[str] = ["# Human evaluation: analysis of the votes", ""]
+
+    if analysis.warnings:
+        parts += ["> **Warning** — read before using these numbers:"]
+        parts += [f"> - {w}" for w in analysis.warnings]
+        parts += [""]
+
+    parts += [
+        f"Source: `{analysis.votes.source}`. Survey: {design.real_questions} real questions "
+        f"and {design.attention_checks} attention checks per participant. Inclusion rule: "
+        f"at least {sel.min_checks} of {design.attention_checks} attention checks passed; "
+        + (
+            "incomplete surveys kept if they had not already failed that rule."
+            if sel.include_incomplete
+            else "incomplete surveys excluded."
+        ),
+        "",
+        "## Summary (pasteable)",
+        "",
+        _paragraph(analysis, order),
+        "",
+        "## Participants",
+        "",
+        _table(
+            ["", "participants"],
+            [["recorded", str(sel.total)]]
+            + [[f"excluded: {REASONS[k]}", str(v)] for k, v in by_reason.items()]
+            + [["**kept (analysed)**", f"**{sel.kept}**"]],
+        ),
+        "",
+    ]
+    excluded = sel.participants.loc[~sel.participants["kept"]]
+    if len(excluded):
+        limit = 50
+        rows = [
+            [f"`{pid}`", REASONS[r.reason], r.detail]
+            for pid, r in excluded.head(limit).iterrows()
+        ]
+        parts += [
+            "Excluded participants"
+            + (f" (first {limit} of {len(excluded)}; all in `exclusions.csv`)" if len(excluded)
+               > limit else " (also in `exclusions.csv`)") + ":",
+            "",
+            _table(["participant", "reason", "detail"], rows),
+            "",
+        ]
+
+    parts += [
+        "## Votes",
+        "",
+        "Votes are the kept participants' answers to real questions; attention-check "
+        "answers are never votes. A participant's *proportion* for a method is that "
+        "method's share of the participant's own real-question votes.",
+        "",
+        _table(
+            ["method", "votes", "share of all votes", "mean proportion", "SD", "95% CI of mean"],
+            [
+                [
+                    DISPLAY[m], str(totals[m]), f"{totals[m] / n_votes:.3f}",
+                    _num(desc.loc[m, "mean"]), _num(desc.loc[m, "sd"]),
+                    f"[{_num(desc.loc[m, 'ci_low'])}, {_num(desc.loc[m, 'ci_high'])}]",
+                ]
+                for m in METHODS
+            ],
+        ),
+        "",
+        "![Votes per method](votes.png)",
+        "",
+        "![Per-participant vote proportions](proportions.png)",
+        "",
+        "## The paper's analysis (Ahern et al. 2020): one-way ANOVA and Tukey HSD",
+        "",
+        "Observations: one proportion per participant per method "
+        f"({sel.kept} x {len(METHODS)} = {sel.kept * len(METHODS)}), methods as groups.",
+        "",
+        _table(
+            ["source", "df", "sum of squares", "F", "p", "eta squared"],
+            [
+                ["methods", str(anova.df_between), f"{anova.ss_between:.6g}", _stat(anova.F),
+                 format_p(anova.p), _num(anova.eta_squared)],
+                ["residual", str(anova.df_within), f"{anova.ss_within:.6g}", "", "", ""],
+            ],
+        ),
+        "",
+        f"Tukey HSD (statsmodels `pairwise_tukeyhsd`, family-wise alpha = {analysis.alpha}); "
+        "meandiff = mean(group2) - mean(group1) of the proportions:",
+        "",
+        _table(
+            ["group1", "group2", "meandiff", "p adj", "lower", "upper", "reject"],
+            [
+                [DISPLAY[r["group1"]], DISPLAY[r["group2"]], _num(r["meandiff"]),
+                 format_tukey_p(r["p_adj"]), _num(r["lower"]), _num(r["upper"]), str(r["reject"])]
+                for r in analysis.tukey
+            ],
+        ),
+        "",
+        f"Tukey p-values below {TUKEY_P_RESOLUTION:.0e} are shown as such: statsmodels "
+        "computes them with scipy's studentized-range distribution, whose numerical "
+        "integration cannot resolve smaller tail probabilities (its raw value is kept in "
+        "`summary.json`).",
+        "",
+        "## Beyond the paper: repeated-measures tests",
+        "",
+        "The one-way ANOVA treats the four proportions of one participant as four "
+        "independent observations. They are not: they come from the same person and sum "
+        "to 1, so a high NormLIME share forces low shares elsewhere. The tests below treat "
+        "each participant as a block instead and make no normality assumption.",
+        "",
+        f"Friedman test (participants as blocks): chi2({fr['df']}) = {_stat(fr['statistic'])}, "
+        f"p = {format_p(fr['p'])}, n = {fr['n']}, Kendall's W = {_num(fr['kendalls_w'], 3)}. "
+        "Mean within-participant ranks (4 = most votes): "
+        + ", ".join(f"{DISPLAY[m]} {fr['mean_ranks'][m]:.2f}" for m in METHODS) + ".",
+        "",
+        f"Pairwise Wilcoxon signed-rank tests (two-sided, zero differences dropped), Holm "
+        f"correction over the six pairs at alpha = {analysis.alpha}; difference = group2 - "
+        "group1:",
+        "",
+        _table(
+            ["group1", "group2", "non-zero pairs", "median diff", "W", "p", "p (Holm)",
+             "rank-biserial r", "reject"],
+            [
+                [DISPLAY[r["group1"]], DISPLAY[r["group2"]], str(r["n_nonzero"]),
+                 _num(r["median_difference"]), _stat(r["statistic"]), format_p(r["p"]),
+                 format_p(r["p_holm"]), _num(r["rank_biserial"], 3), str(r["reject"])]
+                for r in analysis.wilcoxon
+            ],
+        ),
+        "",
+        "## Position bias",
+        "",
+        _position_text(analysis.position_bias),
+        "",
+        "## Votes by digit",
+        "",
+        _table(
+            ["digit", *[DISPLAY[m] for m in METHODS]],
+            [
+                [str(d), *[str(int(analysis.by_digit.loc[d, m])) for m in METHODS]]
+                for d in analysis.by_digit.index
+            ],
+        ),
+        "",
+        "## Files",
+        "",
+        "`summary.json` (the numbers above), `details.json` (settings, exclusions, "
+        "warnings, descriptives), `exclusions.csv`, `proportions.csv` (the analysed "
+        "observations), `votes.png`, `proportions.png`.",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _paragraph(analysis: Analysis, order: list[str]) -> str:
+    sel = analysis.selection
+    totals = analysis.vote_totals
+    anova = analysis.anova
+    fr = analysis.friedman
+    by_reason = sel.excluded_by_reason()
+    excluded = "; ".join(f"{v} {REASONS[k]}" for k, v in by_reason.items() if v)
+    text = (
+        f"Of {sel.total} participants, {sel.excluded} were excluded"
+        + (f" ({excluded})" if excluded else "")
+        + f", leaving {sel.kept}. Their votes were: "
+        + ", ".join(f"{totals[m]} for {DISPLAY[m]}" for m in order)
+        + ". Following Ahern et al. (2020), we treated each participant's vote proportions as "
+        f"one sample per method and ran a one-way ANOVA: F({anova.df_between}, "
+        f"{anova.df_within}) = {_stat(anova.F)}, p = {format_p(anova.p)}, "
+        f"eta squared = {_num(anova.eta_squared, 3)}."
+    )
+    significant = [r for r in analysis.tukey if r["reject"]]
+    if significant:
+        text += (
+            f" Tukey HSD post-hoc comparisons (alpha = {analysis.alpha}) found significant "
+            "differences for "
+            + ", ".join(f"{_pair(r['group1'], r['group2'])} (p adj {_tukey_rel(r['p_adj'])})"
+                        for r in significant)
+            + "."
+        )
+    else:
+        text += " Tukey HSD found no significant pairwise difference."
+    holm = [r for r in analysis.wilcoxon if r["reject"]]
+    text += (
+        " Because one participant's proportions sum to one and are not independent, we "
+        f"also ran a Friedman test (chi2({fr['df']}) = {_stat(fr['statistic'])}, p = "
+        f"{format_p(fr['p'])}, Kendall's W = {_num(fr['kendalls_w'], 3)}) and pairwise "
+        f"Wilcoxon signed-rank tests with Holm correction, which rejected "
+        f"{len(holm)} of {len(analysis.wilcoxon)} pairwise null hypotheses."
+    )
+    return text
+
+
+def _tukey_rel(p: float) -> str:
+    text = format_tukey_p(p)
+    return text if text.startswith("<") else f"= {text}"
+
+
+def _position_text(pb: dict) -> str:
+    if not pb.get("available"):
+        return f"Not available: {pb['reason']}."
+    counts = ", ".join(f"slot {s}: {c}" for s, c in pb["counts"].items())
+    return (
+        "Chi-square goodness-of-fit test of the chosen screen slot against a uniform "
+        "distribution over the four slots (the method order is randomised per question, so "
+        "without a position preference every slot is equally likely): "
+        f"{counts} ({pb['n_answers']} kept real answers); chi2({pb['df']}) = "
+        f"{_stat(pb['chi2'])}, p = {format_p(pb['p'])}. Answers are treated as independent, "
+        "which ignores clustering within participants."
+    )

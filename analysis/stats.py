@@ -1,0 +1,268 @@
+"""The statistics of the human study, on plain pandas/numpy data.
+
+Unit of observation (as in the paper): one participant's *proportion* of real-question
+votes given to each method, so every kept participant contributes one row of four
+proportions that sum to 1.
+
+* the paper's analysis: one-way ANOVA with the four methods as groups and those
+  proportions as observations, then Tukey HSD over the six pairs (statsmodels);
+* beyond the paper: the four proportions of one participant are dependent (they sum to
+  1), which the one-way ANOVA ignores, so the repeated-measures alternatives are reported
+  too: Friedman's test over participants (blocks) and pairwise Wilcoxon signed-rank tests
+  with Holm's correction; plus a chi-square test of screen-slot (position) bias.
+
+Distributions and p-values come from scipy/statsmodels; this module only arranges data
+and computes sums of squares (two-pass, shifted, so the NIST StRD datasets pass).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from .votes import METHODS, N_SLOTS
+
+__all__ = [
+    "PAIRS",
+    "AnovaResult",
+    "descriptives",
+    "friedman_test",
+    "one_way_anova",
+    "position_bias",
+    "proportions",
+    "tukey_hsd",
+    "vote_matrix",
+    "wilcoxon_holm",
+]
+
+#: the six method pairs in statsmodels' order (groups sorted by name; diff = g2 - g1)
+PAIRS: tuple[tuple[str, str], ...] = tuple(combinations(sorted(METHODS), 2))
+
+
+def vote_matrix(votes: pd.DataFrame, participants: Sequence[str]) -> pd.DataFrame:
+    """Votes per participant (rows, in ``participants`` order) and method (columns)."""
+    codes = pd.Categorical(votes["chosen_method"], categories=METHODS).codes
+    rows = pd.Index(participants).get_indexer(votes["participant_id"])
+    if (codes < 0).any() or (rows < 0).any():
+        raise ValueError("votes contain a method or participant outside the analysis")
+    flat = np.bincount(rows * len(METHODS) + codes, minlength=len(participants) * len(METHODS))
+    return pd.DataFrame(
+        flat.reshape(len(participants), len(METHODS)),
+        index=pd.Index(participants, name="participant_id"),
+        columns=list(METHODS),
+    )
+
+
+def proportions(counts: pd.DataFrame) -> pd.DataFrame:
+    """Each participant's share of their own real-question votes per method."""
+    totals = counts.sum(axis=1).to_numpy()
+    if (totals == 0).any():
+        raise ValueError("a participant without votes has no proportions")
+    return counts.div(totals, axis=0)
+
+
+def descriptives(props: pd.DataFrame) -> pd.DataFrame:
+    """Mean, SD, SEM and a 95% t confidence interval of each method's proportion."""
+    from scipy import stats
+
+    n = len(props)
+    mean = props.mean(axis=0)
+    sd = props.std(axis=0, ddof=1) if n > 1 else props.mean(axis=0) * np.nan
+    sem = sd / np.sqrt(n)
+    half = stats.t.ppf(0.975, n - 1) * sem if n > 1 else sem
+    return pd.DataFrame(
+        {"mean": mean, "sd": sd, "sem": sem, "ci_low": mean - half, "ci_high": mean + half}
+    )
+
+
+@dataclass
+class AnovaResult:
+    """One-way ANOVA table: F, p, both degrees of freedom, sums of squares, eta squared."""
+
+    F: float
+    p: float
+    df_between: int
+    df_within: int
+    ss_between: float
+    ss_within: float
+    eta_squared: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def one_way_anova(samples: Sequence[np.ndarray]) -> AnovaResult:
+    """Fixed-effects one-way ANOVA of ``samples`` (one 1-D array per group).
+
+    Sums of squares use the two-pass formulas on data shifted by their first value, so
+    leading digits shared by all observations (NIST SmLs04-09, SiRstv, AtmWtAg) cancel
+    exactly before any squaring; p is the F distribution's survival function (scipy).
+    """
+    from scipy import stats
+
+    groups = [np.asarray(s, dtype=np.float64).ravel() for s in samples]
+    if len(groups) < 2:
+        raise ValueError("one-way ANOVA needs at least two groups")
+    sizes = np.array([g.size for g in groups])
+    if (sizes == 0).any():
+        raise ValueError("one-way ANOVA: every group needs at least one observation")
+    n_total, k = int(sizes.sum()), len(groups)
+    if n_total - k < 1:
+        raise ValueError("one-way ANOVA needs more observations than groups")
+    shift = groups[0][0]
+    centred = [g - shift for g in groups]
+    means = np.array([c.mean() for c in centred])
+    grand = float(np.sum(sizes * means) / n_total)
+    ss_between = float(np.sum(sizes * (means - grand) ** 2))
+    ss_within = float(sum(np.sum((c - m) ** 2) for c, m in zip(centred, means, strict=True)))
+    df_between, df_within = k - 1, n_total - k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_value = (ss_between / df_between) / (ss_within / df_within)
+        total = ss_between + ss_within
+        eta = ss_between / total if total > 0 else float("nan")
+    p = float(stats.f.sf(f_value, df_between, df_within)) if np.isfinite(f_value) else np.nan
+    return AnovaResult(float(f_value), p, df_between, df_within, ss_between, ss_within, eta)
+
+
+def tukey_hsd(props: pd.DataFrame, alpha: float = 0.05) -> list[dict]:
+    """Tukey HSD over the six method pairs (statsmodels ``pairwise_tukeyhsd``).
+
+    Rows follow statsmodels: group1 < group2 alphabetically, meandiff = mean(group2) -
+    mean(group1), lower/upper the simultaneous (1 - alpha) confidence interval.
+    """
+    from statsmodels.stats.multicomp import pairwise_tukeyhsd
+
+    n = len(props)
+    endog = props[list(METHODS)].to_numpy().ravel(order="F")
+    labels = np.repeat(np.array(METHODS), n)
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = pairwise_tukeyhsd(endog, labels, alpha=alpha)
+    names = [str(g) for g in result.groupsunique]
+    pairs = list(combinations(names, 2))
+    if tuple(pairs) != PAIRS:  # statsmodels changed its ordering: fail loudly, not silently
+        raise RuntimeError(f"unexpected Tukey pair order from statsmodels: {pairs}")
+    rows = []
+    for i, (g1, g2) in enumerate(pairs):
+        rows.append(
+            {
+                "group1": g1,
+                "group2": g2,
+                "meandiff": float(result.meandiffs[i]),
+                "p_adj": float(result.pvalues[i]),
+                "lower": float(result.confint[i, 0]),
+                "upper": float(result.confint[i, 1]),
+                "reject": bool(result.reject[i]),
+            }
+        )
+    return rows
+
+
+def friedman_test(props: pd.DataFrame) -> dict:
+    """Friedman's test: participants are blocks, methods the treatments (ties corrected).
+
+    Kendall's W = chi2 / (n (k - 1)) is reported as the effect size (0 = no agreement
+    between participants on a ranking of the methods, 1 = complete agreement).
+    """
+    from scipy import stats
+
+    n, k = props.shape
+    columns = [props[m].to_numpy() for m in METHODS]
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            result = stats.friedmanchisquare(*columns)
+            statistic, p = float(result.statistic), float(result.pvalue)
+        except ValueError:  # e.g. fewer than 2 blocks: no test
+            statistic, p = float("nan"), float("nan")
+    kendall_w = statistic / (n * (k - 1)) if np.isfinite(statistic) and n > 0 else float("nan")
+    mean_ranks = pd.DataFrame(
+        stats.rankdata(props[list(METHODS)].to_numpy(), axis=1), columns=list(METHODS)
+    ).mean(axis=0)
+    return {
+        "statistic": statistic,
+        "df": k - 1,
+        "p": p,
+        "n": int(n),
+        "kendalls_w": kendall_w,
+        "mean_ranks": {m: float(mean_ranks[m]) for m in METHODS},
+    }
+
+
+def wilcoxon_holm(props: pd.DataFrame, alpha: float = 0.05) -> list[dict]:
+    """Pairwise Wilcoxon signed-rank tests (two-sided) with Holm's correction.
+
+    Same six pairs and orientation as :func:`tukey_hsd` (difference = group2 - group1).
+    Zero differences are dropped (``zero_method='wilcox'``, as R's wilcox.test); scipy
+    picks the exact null distribution for small samples without ties, else the normal
+    approximation with tie correction.  ``rank_biserial`` = (W+ - W-) / (W+ + W-), the
+    matched-pairs effect size, positive when group2 tends to be larger.
+    """
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+
+    rows = []
+    for g1, g2 in PAIRS:
+        diff = props[g2].to_numpy() - props[g1].to_numpy()
+        nonzero = diff[diff != 0]
+        row = {
+            "group1": g1,
+            "group2": g2,
+            "n_nonzero": int(nonzero.size),
+            "median_difference": float(np.median(diff)) if diff.size else float("nan"),
+            "statistic": float("nan"),
+            "p": float("nan"),
+            "rank_biserial": float("nan"),
+        }
+        if nonzero.size:
+            ranks = stats.rankdata(np.abs(nonzero))
+            w_plus, w_minus = ranks[nonzero > 0].sum(), ranks[nonzero < 0].sum()
+            row["rank_biserial"] = float((w_plus - w_minus) / (w_plus + w_minus))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                result = stats.wilcoxon(nonzero, zero_method="wilcox")
+            row["statistic"], row["p"] = float(result.statistic), float(result.pvalue)
+        rows.append(row)
+    # a pair without any non-zero difference carries no evidence: p = 1 in the family
+    raw = np.array([r["p"] if np.isfinite(r["p"]) else 1.0 for r in rows])
+    reject, adjusted, _, _ = multipletests(raw, alpha=alpha, method="holm")
+    for row, p_holm, rej in zip(rows, adjusted, reject, strict=True):
+        row["p_holm"] = float(p_holm) if np.isfinite(row["p"]) else float("nan")
+        row["reject"] = bool(rej) and bool(np.isfinite(row["p"]))
+    return rows
+
+
+def position_bias(votes: pd.DataFrame, available: bool) -> dict:
+    """Chi-square goodness of fit of the chosen screen slot against uniform.
+
+    The study randomises which slot shows which method, so without a position preference
+    the chosen slot is uniform over the four slots whatever the method preferences are.
+    """
+    from scipy import stats
+
+    if not available:
+        return {
+            "available": False,
+            "reason": "the export has no position column (screen slot of the chosen option)",
+        }
+    slots = votes["position"].dropna().to_numpy(dtype=np.int64)
+    if slots.size == 0:
+        return {"available": False, "reason": "no kept real answer has a position"}
+    counts = np.bincount(slots, minlength=N_SLOTS)
+    result = stats.chisquare(counts)
+    expected = slots.size / N_SLOTS
+    return {
+        "available": True,
+        "n_answers": int(slots.size),
+        "counts": {str(s): int(c) for s, c in enumerate(counts)},
+        "expected_per_slot": float(expected),
+        "chi2": float(result.statistic),
+        "df": N_SLOTS - 1,
+        "p": float(result.pvalue),
+        "small_expected_counts": bool(expected < 5),
+    }

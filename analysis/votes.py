@@ -1,0 +1,381 @@
+"""Loading and validating the study's votes (the study server's export format).
+
+One row is one answer of one participant::
+
+    participant_id, question_index, is_attention_check, digit, chosen_method, passed
+    [, position, response_ms, completed, study, mode, ...]
+
+``chosen_method`` names the chosen explanation for a real question and is empty for an
+attention check; ``passed`` is a boolean for an attention check and empty for a real
+question.  Booleans may be written true/false, True/False or 1/0.  Extra columns are
+ignored except ``position`` (screen slot 0-3 of the chosen option, used by the
+position-bias check) and ``completed`` (the server's own completion flag).
+
+Every check is vectorised over the whole table: the same code validates 80 or 250,000
+rows, and bad input raises :class:`VotesError` with one readable line, never a silently
+wrong number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from explainers.bundle import STUDY_METHODS
+
+__all__ = [
+    "METHODS",
+    "REQUIRED_COLUMNS",
+    "SurveyDesign",
+    "Votes",
+    "VotesError",
+    "read_votes_csv",
+    "read_votes_db",
+    "restrict_rows",
+    "validate_votes",
+]
+
+#: the four methods, in the paper's order (the order of every table and plot)
+METHODS: tuple[str, ...] = tuple(STUDY_METHODS)
+REQUIRED_COLUMNS = (
+    "participant_id",
+    "question_index",
+    "is_attention_check",
+    "digit",
+    "chosen_method",
+    "passed",
+)
+N_SLOTS = 4
+_TRUE = {"true", "1", "t", "yes"}
+_FALSE = {"false", "0", "f", "no"}
+
+
+class VotesError(ValueError):
+    """The votes cannot be analysed as given (one readable line saying why)."""
+
+
+@dataclass(frozen=True)
+class SurveyDesign:
+    """What one complete survey contains (the paper: 20 real questions, 5 checks)."""
+
+    real_questions: int = 20
+    attention_checks: int = 5
+
+    @property
+    def answers(self) -> int:
+        return self.real_questions + self.attention_checks
+
+
+@dataclass
+class Votes:
+    """Validated answers, one row per answer, with typed columns.
+
+    ``table`` columns: participant_id (str), question_index (int64), is_attention_check
+    (bool), digit (Int64, may be missing on checks), chosen_method (str, "" on checks),
+    passed (bool, False on real questions), position (Int64, missing when unknown),
+    completed (boolean, missing when the export has no such column).
+    """
+
+    table: pd.DataFrame
+    has_position: bool
+    has_completed: bool
+    design: SurveyDesign
+    source: str
+    warnings: list[str]
+
+
+def read_votes_csv(path: str | Path) -> pd.DataFrame:
+    """Read an export CSV as strings (typing happens in :func:`validate_votes`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VotesError(f"votes file not found: {path}")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    except pd.errors.EmptyDataError:
+        raise VotesError(f"votes file is empty: {path}") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VotesError(f"cannot parse {path} as CSV: {first}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def read_votes_db(url: str) -> pd.DataFrame:
+    """Read the votes straight from the study server's database.
+
+    Uses the server's own export function so that ``--db`` and ``--votes`` see exactly
+    the same table (the CSV is that function's output written to disk).
+    """
+    try:
+        from study_server.export import votes_dataframe
+    except ImportError as exc:  # the server package is part of this project
+        raise VotesError(
+            f"cannot read the database: study_server export unavailable ({exc})"
+        ) from None
+    try:
+        frame = votes_dataframe(url)
+    except Exception as exc:  # noqa: BLE001 - any DB failure becomes one readable line
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VotesError(f"cannot read votes from the database {url}: {message}") from None
+    return _as_strings(frame)
+
+
+def _as_strings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Bring a typed DataFrame to the CSV reader's all-strings form (one code path)."""
+    out = pd.DataFrame(index=frame.index)
+    for column in frame.columns:
+        values = frame[column]
+        if pd.api.types.is_bool_dtype(values):
+            text = values.map({True: "true", False: "false"})
+        elif pd.api.types.is_float_dtype(values) and values.dropna().mod(1).eq(0).all():
+            text = values.astype("Int64").astype(str)
+        else:
+            text = values.astype(str)
+        out[str(column).strip()] = text.where(values.notna(), "")
+    return out.reset_index(drop=True)
+
+
+def restrict_rows(
+    raw: pd.DataFrame, study: str | None = None, mode: str | None = None
+) -> tuple[pd.DataFrame, list[str]]:
+    """Keep one study and/or one server mode (debug, sandbox, live); return warnings.
+
+    An export that mixes studies or modes is refused later by :func:`validate_votes`, so
+    test clicks in debug mode can never be pooled with live votes by accident.
+    """
+    warnings: list[str] = []
+    for column, wanted in (("study", study), ("mode", mode)):
+        if wanted is None:
+            continue
+        if column not in raw.columns:
+            raise VotesError(f"--{column} {wanted!r} given but the export has no {column} column")
+        values = raw[column].astype(str).str.strip()
+        present = sorted(set(values[values != ""]))
+        if wanted not in present:
+            raise VotesError(
+                f"no answers with {column} {wanted!r}; the export has "
+                f"{', '.join(map(repr, present)) or 'no ' + column + ' values'}"
+            )
+        raw = raw.loc[(values == wanted).to_numpy()]
+    if "mode" in raw.columns:
+        modes = set(raw["mode"].astype(str).str.strip()) - {""}
+        if len(modes) == 1 and modes != {"live"}:
+            warnings.append(
+                f"these votes were recorded in {modes.pop()!r} mode, not 'live': they are test "
+                "data unless the study was deliberately run in that mode"
+            )
+    return raw.reset_index(drop=True), warnings
+
+
+def _row_numbers(mask: np.ndarray, limit: int = 3) -> str:
+    """Data-line numbers of the offending rows (header is line 1), for error messages."""
+    rows = np.flatnonzero(mask)[:limit] + 2
+    more = ", ..." if mask.sum() > limit else ""
+    return ", ".join(str(r) for r in rows) + more
+
+
+def _parse_bool(values: pd.Series, column: str, required: np.ndarray) -> np.ndarray:
+    """true/false, True/False, 1/0 -> bool; empty allowed only where not ``required``."""
+    text = values.str.strip().str.lower()
+    is_true = text.isin(_TRUE).to_numpy()
+    is_false = text.isin(_FALSE).to_numpy()
+    empty = (text == "").to_numpy()
+    bad = ~(is_true | is_false | empty) | (empty & required)
+    if bad.any():
+        example = values.to_numpy()[np.flatnonzero(bad)[0]]
+        what = "empty" if example.strip() == "" else f"{example!r}"
+        raise VotesError(
+            f"column {column!r} must be true/false (or 1/0): {bad.sum()} row(s) are not, "
+            f"e.g. {what} on line {_row_numbers(bad)}"
+        )
+    return is_true
+
+
+def _parse_int(
+    values: pd.Series, column: str, required: np.ndarray, lo: int | None = None,
+    hi: int | None = None,
+) -> pd.Series:
+    text = values.str.strip()
+    numbers = pd.to_numeric(text, errors="coerce")
+    empty = (text == "").to_numpy()
+    finite = numbers.notna().to_numpy()
+    whole = finite & (np.mod(numbers.fillna(0).to_numpy(), 1) == 0)
+    in_range = np.ones(len(values), dtype=bool)
+    if lo is not None:
+        in_range &= numbers.fillna(lo).to_numpy() >= lo
+    if hi is not None:
+        in_range &= numbers.fillna(hi).to_numpy() <= hi
+    bad = (~empty & ~(whole & in_range)) | (empty & required)
+    if bad.any():
+        example = values.to_numpy()[np.flatnonzero(bad)[0]]
+        span = "" if lo is None else f" in {lo}..{hi}" if hi is not None else f" >= {lo}"
+        what = "empty" if example.strip() == "" else f"{example!r}"
+        raise VotesError(
+            f"column {column!r} must hold whole numbers{span}: {bad.sum()} row(s) do not, "
+            f"e.g. {what} on line {_row_numbers(bad)}"
+        )
+    return numbers.where(~pd.Series(empty, index=values.index)).astype("Int64")
+
+
+def validate_votes(
+    raw: pd.DataFrame, design: SurveyDesign | None = None, source: str = "votes"
+) -> Votes:
+    """Type and check an export table; raise :class:`VotesError` on anything unusable.
+
+    Errors (the analysis would be wrong): missing columns, an unknown method name, a real
+    question without a chosen method, an attention check without a pass/fail result,
+    unparseable numbers or booleans, the same question answered twice by one participant,
+    a participant with more answers (or more of either kind) than the survey has, a
+    participant flagged completed by the server with answers missing, and an export
+    mixing several studies.  Warnings (kept in :attr:`Votes.warnings`): things that are
+    ignored by design but worth a reader's eye.
+    """
+    design = design or SurveyDesign()
+    warnings: list[str] = []
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise VotesError(
+            f"{source} lacks required column(s) {', '.join(missing)} (has: "
+            f"{', '.join(map(str, raw.columns)) or 'none'})"
+        )
+    if raw.columns.duplicated().any():
+        dup = sorted(set(raw.columns[raw.columns.duplicated()]))
+        raise VotesError(f"{source} has duplicated column(s) {', '.join(dup)}")
+    if len(raw) == 0:
+        raise VotesError(f"{source} has a header but no answers")
+    raw = raw.reset_index(drop=True).astype(str)
+    n_rows = len(raw)
+    everywhere = np.ones(n_rows, dtype=bool)
+
+    participant = raw["participant_id"].str.strip()
+    if (participant == "").any():
+        bad = (participant == "").to_numpy()
+        raise VotesError(f"{bad.sum()} row(s) have no participant_id (line {_row_numbers(bad)})")
+
+    for column in ("study", "mode"):
+        values = _distinct(raw, column)
+        if len(values) > 1:
+            shown = ", ".join(map(repr, sorted(values)[:5]))
+            raise VotesError(
+                f"{source} mixes {len(values)} {column} values ({shown}); analyse one at a "
+                f"time with --{column}"
+            )
+
+    is_check = _parse_bool(raw["is_attention_check"], "is_attention_check", everywhere)
+    question = _parse_int(raw["question_index"], "question_index", everywhere, lo=0)
+    digit = _parse_int(raw["digit"], "digit", ~is_check, lo=0, hi=9)
+
+    method = raw["chosen_method"].str.strip().str.lower()
+    real = ~is_check
+    no_choice = real & (method == "").to_numpy()
+    if no_choice.any():
+        raise VotesError(
+            f"{no_choice.sum()} real-question row(s) have no chosen_method "
+            f"(line {_row_numbers(no_choice)})"
+        )
+    unknown = real & ~method.isin(METHODS).to_numpy()
+    if unknown.any():
+        names = pd.unique(raw["chosen_method"].to_numpy()[unknown])
+        shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        raise VotesError(
+            f"unknown method name(s) {shown} in chosen_method ({unknown.sum()} row(s), "
+            f"e.g. line {_row_numbers(unknown, 1)}); expected one of {', '.join(METHODS)}"
+        )
+    if (is_check & (method != "").to_numpy()).any():
+        warnings.append(
+            "some attention-check rows carry a chosen_method; attention-check answers are "
+            "never counted as votes, so it was ignored"
+        )
+    method = method.where(real, "")
+
+    passed = _parse_bool(raw["passed"], "passed", is_check) & is_check
+
+    has_position = "position" in raw.columns and (raw["position"].str.strip() != "").any()
+    if has_position:
+        position = _parse_int(raw["position"], "position", np.zeros(n_rows, bool), 0, N_SLOTS - 1)
+        unknown_slot = real & position.isna().to_numpy()
+        if unknown_slot.any():
+            warnings.append(
+                f"{unknown_slot.sum()} real answer(s) have no position; the position-bias "
+                "check uses the answers that have one"
+            )
+    else:
+        position = pd.Series(pd.NA, index=raw.index, dtype="Int64")
+
+    has_completed = "completed" in raw.columns and (raw["completed"].str.strip() != "").any()
+    if has_completed:
+        completed_values = _parse_bool(raw["completed"], "completed", everywhere)
+        completed = pd.Series(completed_values, index=raw.index, dtype="boolean")
+    else:
+        completed = pd.Series(pd.NA, index=raw.index, dtype="boolean")
+
+    table = pd.DataFrame(
+        {
+            "participant_id": participant,
+            "question_index": question.astype("int64"),
+            "is_attention_check": is_check,
+            "digit": digit,
+            "chosen_method": method,
+            "passed": passed,
+            "position": position,
+            "completed": completed,
+        }
+    )
+    _check_duplicates(table)
+    _check_structure(table, design, has_completed)
+    return Votes(table, has_position, has_completed, design, source, warnings)
+
+
+def _distinct(raw: pd.DataFrame, column: str) -> set[str]:
+    if column not in raw.columns:
+        return set()
+    values = raw[column].str.strip()
+    return set(values[values != ""].unique())
+
+
+def _check_duplicates(table: pd.DataFrame) -> None:
+    dup = table.duplicated(["participant_id", "question_index"], keep=False).to_numpy()
+    if dup.any():
+        first = table.loc[dup].iloc[0]
+        n_pairs = table.loc[dup, ["participant_id", "question_index"]].drop_duplicates().shape[0]
+        raise VotesError(
+            f"duplicated answers: {n_pairs} (participant, question) pair(s) answered more "
+            f"than once, e.g. participant {first.participant_id!r} question "
+            f"{first.question_index} (lines {_row_numbers(dup)})"
+        )
+
+
+def _check_structure(table: pd.DataFrame, design: SurveyDesign, has_completed: bool) -> None:
+    """No participant may have more answers than the survey, nor a contradictory flag."""
+    per = table.groupby("participant_id", sort=False).agg(
+        checks=("is_attention_check", "sum"),
+        answers=("is_attention_check", "size"),
+    )
+    per["real"] = per["answers"] - per["checks"]
+    over = (per["real"] > design.real_questions) | (per["checks"] > design.attention_checks)
+    too_many = per[over]
+    if len(too_many):
+        pid, row = next(iter(too_many.iterrows()))
+        raise VotesError(
+            f"{len(too_many)} participant(s) have more answers than the survey has "
+            f"({design.real_questions} real questions + {design.attention_checks} attention "
+            f"checks), e.g. {pid!r} with {row.real} real answers and {row.checks} checks"
+        )
+    if has_completed:
+        flags = table.groupby("participant_id", sort=False)["completed"].agg(["min", "max"])
+        mixed = flags[flags["min"] != flags["max"]]
+        if len(mixed):
+            raise VotesError(
+                f"{len(mixed)} participant(s) have contradictory 'completed' values across "
+                f"their rows, e.g. {mixed.index[0]!r}"
+            )
+        claimed = flags["max"].astype(bool) & (per["answers"] < design.answers)
+        if claimed.any():
+            pid = claimed.index[claimed.to_numpy()][0]
+            raise VotesError(
+                f"{int(claimed.sum())} participant(s) are marked completed but have fewer "
+                f"than {design.answers} answers, e.g. {pid!r} with {per.loc[pid, 'answers']}"
+            )
