@@ -122,7 +122,8 @@ def one_way_anova(samples: Sequence[np.ndarray]) -> AnovaResult:
     ss_within = float(sum(np.sum((c - m) ** 2) for c, m in zip(centred, means, strict=True)))
     df_between, df_within = k - 1, n_total - k
     with np.errstate(divide="ignore", invalid="ignore"):
-        f_value = (ss_between / df_between) / (ss_within / df_within)
+        # numpy division: x/0 -> inf and 0/0 -> nan, reported as "undefined" upstream
+        f_value = float(np.float64(ss_between / df_between) / np.float64(ss_within / df_within))
         total = ss_between + ss_within
         eta = ss_between / total if total > 0 else float("nan")
     p = float(stats.f.sf(f_value, df_between, df_within)) if np.isfinite(f_value) else np.nan
@@ -130,22 +131,24 @@ def one_way_anova(samples: Sequence[np.ndarray]) -> AnovaResult:
 
 
 def tukey_hsd(props: pd.DataFrame, alpha: float = 0.05) -> list[dict]:
-    """Tukey HSD over the six method pairs (statsmodels ``pairwise_tukeyhsd``).
+    """Tukey HSD over every pair of columns (statsmodels ``pairwise_tukeyhsd``).
 
-    Rows follow statsmodels: group1 < group2 alphabetically, meandiff = mean(group2) -
-    mean(group1), lower/upper the simultaneous (1 - alpha) confidence interval.
+    Each column is one group (for the study: the four methods' proportions).  Rows follow
+    statsmodels: group1 < group2 by name, meandiff = mean(group2) - mean(group1),
+    lower/upper the simultaneous (1 - alpha) confidence interval, p_adj from the
+    studentized range distribution.
     """
     from statsmodels.stats.multicomp import pairwise_tukeyhsd
 
+    names = [str(c) for c in props.columns]
     n = len(props)
-    endog = props[list(METHODS)].to_numpy().ravel(order="F")
-    labels = np.repeat(np.array(METHODS), n)
+    endog = props.to_numpy(dtype=np.float64).ravel(order="F")
+    labels = np.repeat(np.array(names), n)
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         result = pairwise_tukeyhsd(endog, labels, alpha=alpha)
-    names = [str(g) for g in result.groupsunique]
-    pairs = list(combinations(names, 2))
-    if tuple(pairs) != PAIRS:  # statsmodels changed its ordering: fail loudly, not silently
+    pairs = list(combinations([str(g) for g in result.groupsunique], 2))
+    if pairs != list(combinations(sorted(names), 2)):  # fail loudly, never mislabel a row
         raise RuntimeError(f"unexpected Tukey pair order from statsmodels: {pairs}")
     rows = []
     for i, (g1, g2) in enumerate(pairs):
@@ -164,15 +167,17 @@ def tukey_hsd(props: pd.DataFrame, alpha: float = 0.05) -> list[dict]:
 
 
 def friedman_test(props: pd.DataFrame) -> dict:
-    """Friedman's test: participants are blocks, methods the treatments (ties corrected).
+    """Friedman's test: rows (participants) are blocks, columns (methods) the treatments.
 
-    Kendall's W = chi2 / (n (k - 1)) is reported as the effect size (0 = no agreement
-    between participants on a ranking of the methods, 1 = complete agreement).
+    Ties within a block get mid-ranks and scipy applies the tie correction, as R's
+    friedman.test does.  Kendall's W = chi2 / (n (k - 1)) is reported as the effect size
+    (0 = no agreement between participants on a ranking of the methods, 1 = complete).
     """
     from scipy import stats
 
     n, k = props.shape
-    columns = [props[m].to_numpy() for m in METHODS]
+    names = [str(c) for c in props.columns]
+    columns = [props[c].to_numpy() for c in props.columns]
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
@@ -181,23 +186,24 @@ def friedman_test(props: pd.DataFrame) -> dict:
         except ValueError:  # e.g. fewer than 2 blocks: no test
             statistic, p = float("nan"), float("nan")
     kendall_w = statistic / (n * (k - 1)) if np.isfinite(statistic) and n > 0 else float("nan")
-    mean_ranks = pd.DataFrame(
-        stats.rankdata(props[list(METHODS)].to_numpy(), axis=1), columns=list(METHODS)
-    ).mean(axis=0)
+    mean_ranks = stats.rankdata(props.to_numpy(), axis=1).mean(axis=0)
     return {
         "statistic": statistic,
         "df": k - 1,
         "p": p,
         "n": int(n),
         "kendalls_w": kendall_w,
-        "mean_ranks": {m: float(mean_ranks[m]) for m in METHODS},
+        "mean_ranks": {name: float(r) for name, r in zip(names, mean_ranks, strict=True)},
     }
 
 
-def wilcoxon_holm(props: pd.DataFrame, alpha: float = 0.05) -> list[dict]:
+def wilcoxon_holm(
+    props: pd.DataFrame, alpha: float = 0.05, pairs: Sequence[tuple[str, str]] | None = None
+) -> list[dict]:
     """Pairwise Wilcoxon signed-rank tests (two-sided) with Holm's correction.
 
-    Same six pairs and orientation as :func:`tukey_hsd` (difference = group2 - group1).
+    ``pairs`` defaults to every pair of columns in sorted order (for the study: the six
+    pairs of :func:`tukey_hsd`, same orientation: difference = group2 - group1).
     Zero differences are dropped (``zero_method='wilcox'``, as R's wilcox.test); scipy
     picks the exact null distribution for small samples without ties, else the normal
     approximation with tie correction.  ``rank_biserial`` = (W+ - W-) / (W+ + W-), the
@@ -206,8 +212,10 @@ def wilcoxon_holm(props: pd.DataFrame, alpha: float = 0.05) -> list[dict]:
     from scipy import stats
     from statsmodels.stats.multitest import multipletests
 
+    if pairs is None:
+        pairs = list(combinations(sorted(str(c) for c in props.columns), 2))
     rows = []
-    for g1, g2 in PAIRS:
+    for g1, g2 in pairs:
         diff = props[g2].to_numpy() - props[g1].to_numpy()
         nonzero = diff[diff != 0]
         row = {
