@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 from pathlib import Path
 
 import click
@@ -77,7 +78,7 @@ def train_command(data_spec, epochs, seed, batch_size, lr, device, out_path):
     data = load_data_or_fail(data_spec)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
     with click.progressbar(
-        length=epochs, label="training", file=click.get_text_stream("stderr")
+        length=epochs, label="training", file=sys.stderr
     ) as bar:
 
         def progress(epoch, total, loss):
