@@ -96,7 +96,7 @@ def analyze_command(
         if votes_path is not None:
             raw, source = read_votes_csv(votes_path), str(votes_path)
         else:
-            raw, source = read_votes_db(db_url), _redact(db_url)
+            raw, source = read_votes_db(db_url, study=study, mode=mode), _redact(db_url)
         analysis = run_analysis(
             raw,
             min_checks=min_checks,

@@ -42,9 +42,10 @@ def simulate_export(
 ) -> pd.DataFrame:
     """Return an export table (one row per answer) drawn from the model above.
 
-    Columns: participant_id, question_index, is_attention_check, digit, chosen_method,
-    passed, position, response_ms, completed.  Fully vectorised (no per-participant
-    loop), so 10,000 participants take well under a second.
+    Columns as the study server's ``export-votes`` writes them: participant_id,
+    question_index (1-based), is_attention_check, digit, chosen_method, passed, position
+    (screen slot 1-4), response_ms, study, mode, completed, checks_passed.  Fully
+    vectorised (no per-participant loop): 10,000 participants take well under a second.
     """
     rng = np.random.default_rng(random_state)
     n, q = n_participants, real_questions + attention_checks
@@ -95,19 +96,23 @@ def simulate_export(
     ids = np.char.add("p", np.char.zfill(np.arange(1, n + 1).astype(str), 5))
     rows = answered.ravel()
     check_flat = is_check.ravel()[rows]
+    checks_passed = np.sum(is_check & passed & answered, axis=1)
     frame = pd.DataFrame(
         {
             "participant_id": np.repeat(ids, q)[rows],
-            "question_index": np.tile(np.arange(q), n)[rows],
+            "question_index": np.tile(np.arange(1, q + 1), n)[rows],
             "is_attention_check": check_flat,
             "digit": digit.ravel()[rows],
             "chosen_method": np.where(check_flat, "", np.array(METHODS)[method.ravel()[rows]]),
             "passed": pd.array(
                 np.where(check_flat, passed.ravel()[rows], False), dtype="boolean"
             ),
-            "position": position.ravel()[rows],
+            "position": position.ravel()[rows] + 1,
             "response_ms": rng.integers(800, 9000, size=n * q)[rows],
+            "study": "simulated",
+            "mode": "live",
             "completed": np.repeat(~incomplete, q)[rows],
+            "checks_passed": np.repeat(checks_passed, q)[rows],
         }
     )
     frame.loc[~frame["is_attention_check"], "passed"] = pd.NA

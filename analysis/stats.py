@@ -261,13 +261,14 @@ def position_bias(votes: pd.DataFrame, available: bool) -> dict:
     slots = votes["position"].dropna().to_numpy(dtype=np.int64)
     if slots.size == 0:
         return {"available": False, "reason": "no kept real answer has a position"}
-    counts = np.bincount(slots, minlength=N_SLOTS)
+    counts = np.bincount(slots - 1, minlength=N_SLOTS)
     result = stats.chisquare(counts)
     expected = slots.size / N_SLOTS
     return {
         "available": True,
+        "slots": "1-4, left to right",
         "n_answers": int(slots.size),
-        "counts": {str(s): int(c) for s, c in enumerate(counts)},
+        "counts": {str(s): int(c) for s, c in enumerate(counts, start=1)},
         "expected_per_slot": float(expected),
         "chi2": float(result.statistic),
         "df": N_SLOTS - 1,

@@ -8,8 +8,10 @@ One row is one answer of one participant::
 ``chosen_method`` names the chosen explanation for a real question and is empty for an
 attention check; ``passed`` is a boolean for an attention check and empty for a real
 question.  Booleans may be written true/false, True/False or 1/0.  Extra columns are
-ignored except ``position`` (screen slot 0-3 of the chosen option, used by the
-position-bias check) and ``completed`` (the server's own completion flag).
+ignored except ``position`` (screen slot of the chosen option, 1-4 from the left as the
+study server writes it, or 0-3; used by the position-bias check), ``completed`` (the
+server's own completion flag), ``checks_passed`` (cross-checked against the rows) and
+``study``/``mode`` (an export mixing several is refused).
 
 Every check is vectorised over the whole table: the same code validates 80 or 250,000
 rows, and bad input raises :class:`VotesError` with one readable line, never a silently
@@ -103,24 +105,59 @@ def read_votes_csv(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def read_votes_db(url: str) -> pd.DataFrame:
+def read_votes_db(url: str, study: str | None = None, mode: str | None = None) -> pd.DataFrame:
     """Read the votes straight from the study server's database.
 
-    Uses the server's own export function so that ``--db`` and ``--votes`` see exactly
-    the same table (the CSV is that function's output written to disk).
+    Uses the server's own export (``study_server.exports.vote_rows``, what
+    ``normlime export-votes`` writes), so ``--db`` and ``--votes`` see exactly the same
+    table.  Like ``export-votes``, only live participants are read unless ``mode`` names
+    a test mode (debug, sandbox).  A database file that does not exist is never created.
     """
     try:
-        from study_server.export import votes_dataframe
+        from sqlalchemy.engine import make_url
+
+        from study_server.exports import VOTE_COLUMNS, vote_rows
+        from study_server.schema import SchemaError, make_engine, normalize_db_url, schema_present
     except ImportError as exc:  # the server package is part of this project
-        raise VotesError(
-            f"cannot read the database: study_server export unavailable ({exc})"
-        ) from None
+        raise VotesError(f"cannot read the database: study server unavailable ({exc})") from None
     try:
-        frame = votes_dataframe(url)
-    except Exception as exc:  # noqa: BLE001 - any DB failure becomes one readable line
+        normalized = normalize_db_url(url)
+        parsed = make_url(normalized)
+        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).is_file():
+            raise VotesError(f"database file not found: {parsed.database}")
+        engine = make_engine(normalized)
+        try:
+            if not schema_present(engine):
+                raise VotesError(f"{_safe(url)} has no study tables (not a study database?)")
+            with engine.connect() as conn:
+                rows = list(
+                    vote_rows(conn, include_debug=mode not in (None, "live"), study=study)
+                )
+        finally:
+            engine.dispose()
+    except SchemaError as exc:
+        raise VotesError(str(exc)) from None
+    except VotesError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any driver failure becomes one readable line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VotesError(f"cannot read votes from the database {url}: {message}") from None
-    return _as_strings(frame)
+        raise VotesError(f"cannot read votes from {_safe(url)}: {message}") from None
+    if not rows:
+        scope = " and ".join(
+            f"{k} {v!r}" for k, v in (("study", study), ("mode", mode or "live")) if v
+        )
+        raise VotesError(f"{_safe(url)} holds no answers for {scope}")
+    return _as_strings(pd.DataFrame(rows, columns=VOTE_COLUMNS))
+
+
+def _safe(url: str) -> str:
+    """A database URL without its password (for messages and reports)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is shown as given
+        return url
 
 
 def _as_strings(frame: pd.DataFrame) -> pd.DataFrame:
@@ -295,7 +332,7 @@ def validate_votes(
 
     has_position = "position" in raw.columns and (raw["position"].str.strip() != "").any()
     if has_position:
-        position = _parse_int(raw["position"], "position", np.zeros(n_rows, bool), 0, N_SLOTS - 1)
+        position = _parse_slots(raw["position"])
         unknown_slot = real & position.isna().to_numpy()
         if unknown_slot.any():
             warnings.append(
@@ -326,7 +363,24 @@ def validate_votes(
     )
     _check_duplicates(table)
     _check_structure(table, design, has_completed)
+    warnings += _check_server_counts(raw, table)
     return Votes(table, has_position, has_completed, design, source, warnings)
+
+
+def _parse_slots(values: pd.Series) -> pd.Series:
+    """Screen slot of the chosen option as 1..4 (left to right).
+
+    The study server writes 1-4; a 0-3 numbering is accepted too and shifted, recognised
+    by the presence of a 0 (a table holding both 0 and 4 is refused as ambiguous).
+    """
+    slots = _parse_int(values, "position", np.zeros(len(values), bool), 0, N_SLOTS)
+    present = slots.dropna()
+    if (present == 0).any() and (present == N_SLOTS).any():
+        raise VotesError(
+            f"column 'position' holds both 0 and {N_SLOTS}: neither 1-{N_SLOTS} nor "
+            f"0-{N_SLOTS - 1} screen slots"
+        )
+    return slots + 1 if (present == 0).any() else slots
 
 
 def _distinct(raw: pd.DataFrame, column: str) -> set[str]:
@@ -334,6 +388,25 @@ def _distinct(raw: pd.DataFrame, column: str) -> set[str]:
         return set()
     values = raw[column].str.strip()
     return set(values[values != ""].unique())
+
+
+def _check_server_counts(raw: pd.DataFrame, table: pd.DataFrame) -> list[str]:
+    """The server's own per-participant ``checks_passed`` column, when present, must agree
+    with the pass/fail rows; a disagreement means an edited or truncated file."""
+    if "checks_passed" not in raw.columns or (raw["checks_passed"].str.strip() == "").all():
+        return []
+    stated = pd.to_numeric(raw["checks_passed"].str.strip(), errors="coerce")
+    frame = pd.DataFrame({"pid": table["participant_id"], "stated": stated,
+                          "passed": table["passed"]})
+    per = frame.groupby("pid", sort=False).agg(stated=("stated", "max"), counted=("passed", "sum"))
+    bad = per[per["stated"].notna() & (per["stated"] != per["counted"])]
+    if bad.empty:
+        return []
+    return [
+        f"the export's checks_passed column disagrees with its pass/fail rows for {len(bad)} "
+        f"participant(s) (e.g. {bad.index[0]!r}: column says {int(bad['stated'].iloc[0])}, "
+        f"rows show {int(bad['counted'].iloc[0])}); the analysis uses the rows"
+    ]
 
 
 def _check_duplicates(table: pd.DataFrame) -> None:

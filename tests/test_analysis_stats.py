@@ -164,11 +164,11 @@ def test_wilcoxon_pair_without_differences_is_reported_as_no_evidence():
 
 
 def test_position_bias_chi_square_by_hand():
-    votes = pd.DataFrame({"position": pd.array([0] * 40 + [1] * 25 + [2] * 20 + [3] * 15)})
+    votes = pd.DataFrame({"position": pd.array([1] * 40 + [2] * 25 + [3] * 20 + [4] * 15)})
     result = position_bias(votes, available=True)
     observed = np.array([40, 25, 20, 15])
     chi2 = np.sum((observed - 25.0) ** 2 / 25.0)
-    assert result["counts"] == {"0": 40, "1": 25, "2": 20, "3": 15}
+    assert result["counts"] == {"1": 40, "2": 25, "3": 20, "4": 15}
     assert result["chi2"] == pytest.approx(chi2)
     assert result["df"] == 3
     assert result["p"] == pytest.approx(sps.chi2.sf(chi2, 3))
