@@ -331,3 +331,35 @@ def test_db_reads_live_votes_unless_a_test_mode_is_named(simulated, tmp_path):
     sandbox = analyze("--db", url, "--mode", "sandbox", "--out", tmp_path / "o")
     assert sandbox.exit_code == 0, sandbox.output
     assert "'sandbox' mode, not 'live'" in sandbox.output
+
+
+@pytest.fixture
+def postgres_url():
+    """A throw-away PostgreSQL database on the workplace server (dropped afterwards)."""
+    psycopg = pytest.importorskip("psycopg")
+    admin = "postgresql://postgres@127.0.0.1:5432/test"
+    try:
+        conn = psycopg.connect(admin, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    name = f"analysis_{uuid.uuid4().hex[:12]}"
+    conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+@pytest.mark.postgres
+def test_db_on_postgresql(simulated, tmp_path, postgres_url):
+    frame, _ = simulated
+    first = frame["participant_id"].unique()[:40]
+    subset = frame[frame["participant_id"].isin(first)]
+    fill_study_db(postgres_url, subset)
+    result = analyze("--db", postgres_url, "--out", tmp_path / "pg")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "pg" / "summary.json").read_text())
+    _, kept, counts, _ = independent_summary(subset)
+    assert summary["participants"]["kept"] == len(kept)
+    assert summary["votes"] == {m: int(counts[m].sum()) for m in METHODS}
