@@ -1,3 +1,507 @@
-"""study_server command-line commands (filled in by their issue)."""
+"""Study-server commands: up, serve, init-db, create-study, set-admin-password,
+study-links, export-votes, export-hits.
 
-COMMANDS: list = []
+Everything heavy (Flask, SQLAlchemy, numpy) is imported inside the commands; torch is
+never imported, not even by ``normlime up``, which runs training and precomputation as
+separate ``normlime`` processes.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+__all__ = ["COMMANDS", "InputError"]
+
+DEFAULT_MODEL = Path("artifacts/model/mnist-cnn.pt")
+#: same as study_server.schema.DEFAULT_DB (repeated so the CLI imports no SQLAlchemy)
+DEFAULT_DB = "sqlite:///artifacts/study.sqlite3"
+ADMIN_PASSWORD_ENV = "NORMLIME_ADMIN_PASSWORD"
+
+
+class InputError(click.ClickException):
+    """Bad input from the user: one readable line on stderr and exit code 2."""
+
+    exit_code = 2
+
+
+def db_option(func):
+    return click.option(
+        "--db",
+        "db_url",
+        envvar="DATABASE_URL",
+        default=DEFAULT_DB,
+        show_default=True,
+        show_envvar=True,
+        help="SQLAlchemy URL of the study database (SQLite file or PostgreSQL).",
+    )(func)
+
+
+def _engine(db_url: str, *, need_schema: bool = True):
+    from .schema import SchemaError, make_engine, schema_present
+
+    try:
+        engine = make_engine(db_url)
+        if need_schema and not schema_present(engine):
+            raise InputError(f"{db_url} has no study schema; run `normlime init-db --db {db_url}`")
+    except SchemaError as exc:
+        raise InputError(str(exc)) from None
+    return engine
+
+
+def _session(engine):
+    from sqlalchemy.orm import Session
+
+    return Session(engine)
+
+
+def _user_errors():
+    """Exception types that are the user's fault (shown as one line, exit 2)."""
+    from explainers.bundle import BundleError
+
+    from .hits import HitExportError
+    from .recruitment import AdapterError
+    from .schema import SchemaError
+    from .studies import StudyError
+
+    return (BundleError, HitExportError, AdapterError, SchemaError, StudyError)
+
+
+def _print_links(study, base_url: str, *, admin: bool = True) -> None:
+    import json
+
+    from .recruitment import example_links
+
+    adapters = json.loads(study.adapters)
+    worker = "DEBUG_" + secrets.token_hex(3).upper()
+    links = example_links(base_url, study.public_key, adapters, worker=worker)
+    click.echo(f"Study {study.name!r} ({study.mode} mode)")
+    width = max(len(n) for n in links) + 2
+    for name, url in links.items():
+        label = {"link": "plain link", "mturk": "MTurk-style", "prolific": "Prolific-style"}.get(
+            name, name
+        )
+        click.echo(f"  participant link ({label}):".ljust(width + 30) + url)
+    if admin:
+        click.echo("  admin:".ljust(width + 30) + f"{base_url.rstrip('/')}/admin/")
+
+
+def _base_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return f"http://{shown}:{port}"
+
+
+# ----------------------------------------------------------------------------- init-db
+
+
+@click.command("init-db")
+@db_option
+def init_db_command(db_url):
+    """Create the study database schema (tables, triggers, secret key) if absent."""
+    from .schema import init_db
+
+    engine = _engine(db_url, need_schema=False)
+    created = init_db(engine)
+    click.echo(f"{'created' if created else 'already present'}: study schema in {db_url}")
+
+
+# ----------------------------------------------------------------------------- create-study
+
+
+@click.command("create-study")
+@db_option
+@click.option("--name", required=True, help="Unique study name (shown in exports).")
+@click.option(
+    "--mode",
+    type=click.Choice(["debug", "sandbox", "live"]),
+    required=True,
+    help="debug and sandbox runs are excluded from exports unless asked for.",
+)
+@click.option(
+    "--raw-worker-ids",
+    is_flag=True,
+    help="Also store raw worker ids (e.g. to pay bonuses); default: keyed hash only.",
+)
+@click.option(
+    "--completion-code",
+    default=None,
+    help="Study-wide completion code for Prolific (the cc in its completion URL).",
+)
+@click.option(
+    "--prolific-completion-url",
+    default=None,
+    help="Prolific completion URL; {code} is replaced by the completion code.",
+)
+@click.option(
+    "--link-completion-url",
+    default=None,
+    help="Where the plain link sends finished participants ({code} = their code).",
+)
+@click.option(
+    "--adapter",
+    "extra_adapters",
+    multiple=True,
+    metavar="JSON",
+    help='Another panel, e.g. \'{"name": "cint", "kind": "redirect", "worker_param": "RID", '
+    '"completion_url": "https://panel.example/done?code={code}"}\' (repeatable).',
+)
+@click.option("--base-url", default="http://127.0.0.1:5000", show_default=True)
+def create_study_command(
+    db_url,
+    name,
+    mode,
+    raw_worker_ids,
+    completion_code,
+    prolific_completion_url,
+    link_completion_url,
+    extra_adapters,
+    base_url,
+):
+    """Create a study with its recruitment adapters (MTurk, Prolific, plain link, ...)."""
+    import json
+
+    from .recruitment import PROLIFIC_COMPLETION_URL, default_adapters
+    from .studies import create_study
+
+    adapters = default_adapters(
+        completion_code=completion_code,
+        prolific_url=prolific_completion_url or PROLIFIC_COMPLETION_URL,
+    )
+    if link_completion_url:
+        adapters["link"]["completion_url"] = link_completion_url
+    for raw in extra_adapters:
+        try:
+            cfg = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"--adapter is not valid JSON ({exc.msg})") from None
+        if not isinstance(cfg, dict) or not isinstance(cfg.get("name"), str):
+            raise InputError('--adapter needs a JSON object with a "name"')
+        adapters[cfg["name"]] = {k: v for k, v in cfg.items() if k != "name"}
+    engine = _engine(db_url)
+    try:
+        with _session(engine) as session, session.begin():
+            study = create_study(
+                session, name, mode=mode, adapters=adapters, raw_worker_ids=raw_worker_ids
+            )
+            session.flush()
+            _print_links(study, base_url, admin=False)
+    except _user_errors() as exc:
+        raise InputError(str(exc)) from None
+
+
+# ----------------------------------------------------------------------------- admin password
+
+
+def _store_password(engine, password: str) -> None:
+    from .studies import set_admin_password
+
+    try:
+        with _session(engine) as session, session.begin():
+            set_admin_password(session, password)
+    except _user_errors() as exc:
+        raise InputError(str(exc)) from None
+
+
+@click.command("set-admin-password")
+@db_option
+def set_admin_password_command(db_url):
+    """Set the admin password (from $NORMLIME_ADMIN_PASSWORD, else prompted); stored hashed."""
+    engine = _engine(db_url)
+    password = os.environ.get(ADMIN_PASSWORD_ENV)
+    if not password:
+        password = click.prompt("Admin password", hide_input=True, confirmation_prompt=True)
+    _store_password(engine, password)
+    click.echo("admin password set (stored as a salted hash)")
+
+
+# ----------------------------------------------------------------------------- links
+
+
+@click.command("study-links")
+@db_option
+@click.option("--base-url", default="http://127.0.0.1:5000", show_default=True)
+@click.option("--study", "study_name", default=None, help="default: all studies")
+def study_links_command(db_url, base_url, study_name):
+    """Print each study's participant links and the admin link."""
+    from .studies import find_study, list_studies
+
+    engine = _engine(db_url)
+    with _session(engine) as session:
+        try:
+            chosen = [find_study(session, study_name)] if study_name else list_studies(session)
+        except _user_errors() as exc:
+            raise InputError(str(exc)) from None
+        for study in chosen:
+            _print_links(study, base_url)
+
+
+# ----------------------------------------------------------------------------- serve / up
+
+
+def _load_app(maps_dir, db_url, *, fake_mturk: bool):
+    from . import create_app
+
+    try:
+        return create_app(
+            {"SQLALCHEMY_DATABASE_URI": db_url, "MAPS_DIR": str(maps_dir), "FAKE_MTURK": fake_mturk}
+        )
+    except _user_errors() as exc:
+        raise InputError(str(exc)) from None
+
+
+def _serve(app, host: str, port: int) -> None:
+    click.echo(f"serving on {_base_url(host, port)} (Ctrl-C to stop)")
+    app.run(host=host, port=port, threaded=True, debug=False, use_reloader=False)
+
+
+maps_option = click.option(
+    "--maps",
+    "maps_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Maps bundle directory [default: $NORMLIME_MAPS, else assets/maps/mnist when "
+    "present, else artifacts/maps].",
+)
+host_option = click.option("--host", default="127.0.0.1", show_default=True)
+port_option = click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+fake_option = click.option(
+    "--fake-mturk/--no-fake-mturk",
+    default=True,
+    show_default=True,
+    help="Serve a local stand-in for MTurk's externalSubmit at /_debug/mturk (debug studies).",
+)
+
+
+@click.command("serve")
+@maps_option
+@db_option
+@host_option
+@port_option
+@fake_option
+def serve_command(maps_dir, db_url, host, port, fake_mturk):
+    """Development server (use gunicorn in production; see docs/study-server.md)."""
+    from .maps import default_maps_dir
+    from .studies import list_studies
+
+    app = _load_app(maps_dir or default_maps_dir(), db_url, fake_mturk=fake_mturk)
+    with _session(_engine(db_url)) as session:
+        for study in list_studies(session):
+            _print_links(study, _base_url(host, port))
+    _serve(app, host, port)
+
+
+def run_step(args: list[str]) -> None:
+    """Run ``normlime ARGS`` as a child process, its output passed straight through."""
+    cmd = [sys.executable, "-m", "normlime_cli", *args]
+    click.echo(f"==> normlime {' '.join(args)}", err=True)
+    try:
+        rc = subprocess.call(cmd)
+    except OSError as exc:
+        raise click.ClickException(f"could not run `normlime {args[0]}`: {exc}") from None
+    if rc != 0:
+        raise click.ClickException(
+            f"`normlime {' '.join(args)}` failed with exit code {rc} (its output is above)"
+        )
+
+
+def ensure_bundle(maps_dir: Path, *, model_path: Path = DEFAULT_MODEL):
+    """Load the bundle, first training and precomputing it when it is missing."""
+    from .maps import BundleError, load_maps
+
+    if not (maps_dir / "manifest.json").is_file():
+        click.echo(f"no maps bundle at {maps_dir}: building it (model, then maps)", err=True)
+        if not model_path.is_file():
+            run_step(["train", "--data", "embedded", "--out", str(model_path)])
+        run_step(
+            [
+                "precompute",
+                "--model",
+                str(model_path),
+                "--data",
+                "embedded",
+                "--preset",
+                "demo",
+                "--out",
+                str(maps_dir),
+            ]
+        )
+    try:
+        return load_maps(maps_dir)
+    except BundleError as exc:
+        raise InputError(str(exc)) from None
+
+
+@click.command("up")
+@maps_option
+@db_option
+@host_option
+@port_option
+@click.option("--no-serve", is_flag=True, help="Set everything up and print the links, then exit.")
+def up_command(maps_dir, db_url, host, port, no_serve):
+    """Bring the study up: maps (built if missing), database, default study, admin, server."""
+    from .maps import default_maps_dir
+    from .recruitment import default_adapters
+    from .schema import init_db
+    from .studies import admin_password_hash, create_study, list_studies
+
+    maps_dir = maps_dir or default_maps_dir()
+    store = ensure_bundle(maps_dir)
+    click.echo(f"maps: {maps_dir} (sha256 {store.sha256[:12]})")
+    engine = _engine(db_url, need_schema=False)
+    if init_db(engine):
+        click.echo(f"database: created the study schema in {db_url}")
+    else:
+        click.echo(f"database: {db_url}")
+    password_env = os.environ.get(ADMIN_PASSWORD_ENV)
+    generated = None
+    with _session(engine) as session, session.begin():
+        if not list_studies(session):
+            create_study(session, "default", mode="debug", adapters=default_adapters())
+            click.echo("created the study 'default' in debug mode")
+        has_password = admin_password_hash(session) is not None
+    if password_env:
+        _store_password(engine, password_env)
+        click.echo(f"admin password: set from ${ADMIN_PASSWORD_ENV}")
+    elif not has_password:
+        generated = secrets.token_urlsafe(12)
+        _store_password(engine, generated)
+    app = _load_app(maps_dir, db_url, fake_mturk=True)
+    base = _base_url(host, port)
+    with _session(engine) as session:
+        for study in list_studies(session):
+            _print_links(study, base)
+    if generated:
+        click.echo(f"admin password (shown once, stored hashed): {generated}")
+    elif not password_env:
+        click.echo("admin password: unchanged (reset with `normlime set-admin-password`)")
+    if no_serve:
+        return
+    _serve(app, host, port)
+
+
+# ----------------------------------------------------------------------------- exports
+
+
+@click.command("export-votes")
+@db_option
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--include-debug", is_flag=True, help="Include debug and sandbox runs (test data).")
+@click.option("--study", "study_name", default=None, help="Only this study (default: all).")
+@click.option(
+    "--participants",
+    "participants_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write one row per participant (completion, checks passed, codes) here.",
+)
+def export_votes_command(db_url, out_path, include_debug, study_name, participants_path):
+    """Write votes.csv (participant_id, question_index, is_attention_check, digit,
+    chosen_method, passed, position, response_ms, ...)."""
+    from sqlalchemy import func, select
+
+    from .exports import (
+        LIVE_MODES,
+        PARTICIPANT_COLUMNS,
+        VOTE_COLUMNS,
+        participant_rows,
+        vote_rows,
+        write_csv,
+    )
+    from .models import Participant
+    from .studies import find_study
+
+    engine = _engine(db_url)
+    with _session(engine) as session:
+        if study_name:
+            try:
+                find_study(session, study_name)
+            except _user_errors() as exc:
+                raise InputError(str(exc)) from None
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        n = write_csv(
+            out_path,
+            VOTE_COLUMNS,
+            vote_rows(session, include_debug=include_debug, study=study_name),
+        )
+        click.echo(f"wrote {n} answers to {out_path}")
+        if participants_path:
+            participants_path.parent.mkdir(parents=True, exist_ok=True)
+            m = write_csv(
+                participants_path,
+                PARTICIPANT_COLUMNS,
+                participant_rows(session, include_debug=include_debug, study=study_name),
+            )
+            click.echo(f"wrote {m} participants to {participants_path}")
+        if not include_debug:
+            skipped = session.execute(
+                select(func.count()).where(Participant.mode.not_in(LIVE_MODES))
+            ).scalar_one()
+            if skipped:
+                click.echo(
+                    f"left out {skipped} participants of debug/sandbox runs "
+                    "(add --include-debug to export them)",
+                    err=True,
+                )
+
+
+@click.command("export-hits")
+@db_option
+@click.option("--base-url", required=True, help="Public HTTPS address of this server.")
+@click.option("--count", type=click.IntRange(min=1), required=True, help="Number of HITs.")
+@click.option("--sandbox", is_flag=True, help="For MTurk's requester sandbox.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--study", "study_name", default=None, help="default: the most recent study")
+@click.option("--adapter", default="mturk", show_default=True, help="an mturk-kind adapter")
+@click.option("--frame-height", type=click.IntRange(0, 10000), default=800, show_default=True)
+@click.option("--batch", default=None, help="Batch label added to every link (default: time).")
+def export_hits_command(
+    db_url, base_url, count, sandbox, out_dir, study_name, adapter, frame_height, batch
+):
+    """Write MTurk ExternalQuestion XML and the batch's HIT links (for replication)."""
+    import json
+
+    from .hits import write_hits
+    from .studies import find_study
+
+    engine = _engine(db_url)
+    try:
+        with _session(engine) as session:
+            study = find_study(session, study_name)
+            adapters = json.loads(study.adapters)
+            if adapters.get(adapter, {}).get("kind") != "mturk":
+                raise InputError(f"study {study.name!r} has no mturk adapter named {adapter!r}")
+            info = write_hits(
+                out_dir,
+                base_url=base_url,
+                study_key=study.public_key,
+                study_name=study.name,
+                study_mode=study.mode,
+                adapter=adapter,
+                count=count,
+                sandbox=sandbox,
+                frame_height=frame_height,
+                batch=batch,
+            )
+    except _user_errors() as exc:
+        raise InputError(str(exc)) from None
+    click.echo(
+        f"wrote {count} HIT questions for study {info['study']!r} "
+        f"({'sandbox' if sandbox else 'live'}) to {out_dir}"
+    )
+
+
+COMMANDS = [
+    up_command,
+    serve_command,
+    init_db_command,
+    create_study_command,
+    set_admin_password_command,
+    study_links_command,
+    export_votes_command,
+    export_hits_command,
+]

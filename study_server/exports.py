@@ -1,0 +1,299 @@
+"""Exports (votes CSV, participants CSV) and the progress figures on the admin page.
+
+Votes CSV: one row per stored answer.  The first six columns are the contract read by
+``normlime analyze``::
+
+    participant_id, question_index, is_attention_check, digit, chosen_method, passed
+
+``chosen_method`` is one of normlime, lime, smoothgrad, vargrad for real questions and
+empty for attention checks; ``passed`` is true/false for attention checks and empty for
+real questions.  Extra columns: ``position`` (1-4, the chosen option's screen position,
+left to right), ``response_ms``, ``shown_at``, ``answered_at`` (ISO 8601 UTC), ``study``,
+``mode``, ``adapter``, ``completed`` (true when the participant answered all 25 items),
+``checks_passed`` (that participant's passed attention checks).
+
+Debug and sandbox runs are test runs: they are left out unless ``include_debug``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import statistics
+from collections.abc import Iterator
+
+from sqlalchemy import and_, select
+
+from .models import Item, Participant, Response, Study, as_utc
+from .survey import N_CHECKS, N_ITEMS
+
+__all__ = [
+    "VOTE_COLUMNS",
+    "PARTICIPANT_COLUMNS",
+    "PASS_THRESHOLD",
+    "vote_rows",
+    "participant_rows",
+    "write_csv",
+    "csv_text",
+    "study_progress",
+]
+
+VOTE_COLUMNS = [
+    "participant_id",
+    "question_index",
+    "is_attention_check",
+    "digit",
+    "chosen_method",
+    "passed",
+    "position",
+    "response_ms",
+    "shown_at",
+    "answered_at",
+    "study",
+    "mode",
+    "adapter",
+    "completed",
+    "checks_passed",
+]
+PARTICIPANT_COLUMNS = [
+    "participant_id",
+    "study",
+    "mode",
+    "adapter",
+    "worker_id",
+    "worker_key",
+    "assignment_id",
+    "entry_params",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "completed",
+    "answered",
+    "checks_answered",
+    "checks_passed",
+    "duration_s",
+    "completion_code",
+    "seed",
+    "survey_version",
+    "bundle_sha256",
+]
+#: the paper keeps surveys passing at least 4 of the 5 attention checks
+PASS_THRESHOLD = 4
+LIVE_MODES = ("live",)
+
+P, S, I, R = (Participant.__table__, Study.__table__, Item.__table__, Response.__table__)
+
+
+def _iso(value) -> str:
+    value = as_utc(value)
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z") if value else ""
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def _filters(include_debug: bool, study: str | None):
+    conds = []
+    if not include_debug:
+        conds.append(P.c.mode.in_(LIVE_MODES))
+    if study is not None:
+        conds.append(S.c.name == study)
+    return conds
+
+
+def vote_rows(conn, *, include_debug: bool = False, study: str | None = None) -> Iterator[dict]:
+    """Rows of the votes CSV, participant by participant, in question order."""
+    stmt = (
+        select(
+            P.c.id.label("pid"),
+            P.c.public_id,
+            P.c.mode,
+            P.c.adapter,
+            P.c.completed_at,
+            S.c.name.label("study"),
+            R.c.position,
+            R.c.choice,
+            R.c.chosen_method,
+            R.c.chosen_role,
+            R.c.response_ms,
+            R.c.answered_at,
+            I.c.is_check,
+            I.c.digit,
+            I.c.shown_at,
+        )
+        .select_from(
+            R.join(P, R.c.participant_id == P.c.id)
+            .join(S, P.c.study_id == S.c.id)
+            .join(I, and_(I.c.participant_id == R.c.participant_id, I.c.position == R.c.position))
+        )
+        .where(*_filters(include_debug, study))
+        .order_by(P.c.id, R.c.position)
+    )
+    group: list = []
+    for row in conn.execute(stmt):
+        if group and group[0].pid != row.pid:
+            yield from _vote_group(group)
+            group = []
+        group.append(row)
+    if group:
+        yield from _vote_group(group)
+
+
+def _vote_group(rows) -> Iterator[dict]:
+    passed = sum(1 for r in rows if r.is_check and r.chosen_role == "correct")
+    for r in rows:
+        yield {
+            "participant_id": r.public_id,
+            "question_index": r.position,
+            "is_attention_check": _bool(r.is_check),
+            "digit": r.digit,
+            "chosen_method": "" if r.is_check else r.chosen_method,
+            "passed": _bool(r.chosen_role == "correct") if r.is_check else "",
+            "position": r.choice,
+            "response_ms": "" if r.response_ms is None else r.response_ms,
+            "shown_at": _iso(r.shown_at),
+            "answered_at": _iso(r.answered_at),
+            "study": r.study,
+            "mode": r.mode,
+            "adapter": r.adapter,
+            "completed": _bool(r.completed_at is not None),
+            "checks_passed": passed,
+        }
+
+
+def _answer_counts(conn, conds) -> dict[int, tuple[int, int, int]]:
+    """participant id -> (answered, checks answered, checks passed)."""
+    stmt = (
+        select(R.c.participant_id, R.c.chosen_role)
+        .select_from(R.join(P, R.c.participant_id == P.c.id).join(S, P.c.study_id == S.c.id))
+        .where(*conds)
+    )
+    counts: dict[int, list[int]] = {}
+    for pid, role in conn.execute(stmt):
+        c = counts.setdefault(pid, [0, 0, 0])
+        c[0] += 1
+        if role != "option":
+            c[1] += 1
+            c[2] += role == "correct"
+    return {k: tuple(v) for k, v in counts.items()}
+
+
+def participant_rows(
+    conn, *, include_debug: bool = False, study: str | None = None
+) -> Iterator[dict]:
+    conds = _filters(include_debug, study)
+    counts = _answer_counts(conn, conds)
+    stmt = (
+        select(P, S.c.name.label("study"))
+        .select_from(P.join(S, P.c.study_id == S.c.id))
+        .where(*conds)
+        .order_by(P.c.id)
+    )
+    for r in conn.execute(stmt):
+        answered, checks, passed = counts.get(r.id, (0, 0, 0))
+        created, done = as_utc(r.created_at), as_utc(r.completed_at)
+        yield {
+            "participant_id": r.public_id,
+            "study": r.study,
+            "mode": r.mode,
+            "adapter": r.adapter,
+            "worker_id": r.raw_worker_id or "",
+            "worker_key": r.worker_key or "",
+            "assignment_id": r.assignment_id or "",
+            "entry_params": r.entry_params,
+            "created_at": _iso(r.created_at),
+            "started_at": _iso(r.started_at),
+            "completed_at": _iso(r.completed_at),
+            "completed": _bool(done is not None),
+            "answered": answered,
+            "checks_answered": checks,
+            "checks_passed": passed,
+            "duration_s": round((done - created).total_seconds(), 1) if done else "",
+            "completion_code": r.completion_code or "",
+            "seed": r.seed,
+            "survey_version": r.survey_version,
+            "bundle_sha256": r.bundle_sha256 or "",
+        }
+
+
+def write_csv(path_or_file, columns: list[str], rows) -> int:
+    """Write rows (dicts) as CSV; returns the number of rows."""
+    own = isinstance(path_or_file, str | bytes) or hasattr(path_or_file, "__fspath__")
+    fh = open(path_or_file, "w", newline="", encoding="utf-8") if own else path_or_file  # noqa: SIM115
+    try:
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        n = 0
+        for row in rows:
+            writer.writerow(row)
+            n += 1
+        return n
+    finally:
+        if own:
+            fh.close()
+
+
+def csv_text(columns: list[str], rows) -> str:
+    buf = io.StringIO()
+    write_csv(buf, columns, rows)
+    return buf.getvalue()
+
+
+def study_progress(conn) -> list[dict]:
+    """Per study and mode: started, completed, passing (>= 4/5 checks), median minutes."""
+    counts = _answer_counts(conn, [])
+    stmt = (
+        select(
+            S.c.id,
+            S.c.name,
+            S.c.mode.label("study_mode"),
+            S.c.active,
+            S.c.public_key,
+            P.c.id.label("pid"),
+            P.c.mode,
+            P.c.created_at,
+            P.c.completed_at,
+        )
+        .select_from(S.outerjoin(P, P.c.study_id == S.c.id))
+        .order_by(S.c.id)
+    )
+    studies: dict[int, dict] = {}
+    durations: dict[int, list[float]] = {}
+    for r in conn.execute(stmt):
+        s = studies.setdefault(
+            r.id,
+            {
+                "id": r.id,
+                "name": r.name,
+                "mode": r.study_mode,
+                "active": r.active,
+                "public_key": r.public_key,
+                "started": 0,
+                "completed": 0,
+                "passing": 0,
+                "answers": 0,
+                "median_minutes": None,
+            },
+        )
+        if r.pid is None:
+            continue
+        answered, _checks, passed = counts.get(r.pid, (0, 0, 0))
+        s["started"] += 1
+        s["answers"] += answered
+        if r.completed_at is not None:
+            s["completed"] += 1
+            s["passing"] += passed >= PASS_THRESHOLD
+            seconds = (as_utc(r.completed_at) - as_utc(r.created_at)).total_seconds()
+            durations.setdefault(r.id, []).append(seconds)
+    for sid, values in durations.items():
+        studies[sid]["median_minutes"] = round(statistics.median(values) / 60.0, 1)
+    for s in studies.values():
+        s["items_per_survey"] = N_ITEMS
+        s["checks_per_survey"] = N_CHECKS
+    return list(studies.values())
+
+
+def utc_stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

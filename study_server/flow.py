@@ -1,0 +1,406 @@
+"""Participant state in the database: creating a participation, progress, answers.
+
+Progress is always derived from the database.  Items are answered strictly in order: an
+item becomes *shown* (``items.shown_at``) only when every earlier item has a response, and
+only a shown item can be answered, so the answered items are always a prefix and the
+current item is ``count(responses) + 1``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from . import tokens
+from .models import Event, Item, Participant, Response, Study, as_utc, db, utcnow
+from .recruitment import Entry
+from .survey import N_ITEMS, SURVEY_VERSION, design_survey, new_seed
+
+__all__ = [
+    "Refused",
+    "ParticipantRow",
+    "load_participant",
+    "find_by_worker",
+    "find_by_nonce",
+    "create_participant",
+    "current_item",
+    "start",
+    "record_answer",
+    "log_event",
+]
+
+P = Participant.__table__
+S = Study.__table__
+I = Item.__table__  # noqa: E741
+R = Response.__table__
+E = Event.__table__
+
+_PCOLS = (
+    P.c.id,
+    P.c.token,
+    P.c.study_id,
+    P.c.public_id,
+    P.c.adapter,
+    P.c.assignment_id,
+    P.c.submit_to,
+    P.c.mode,
+    P.c.started_at,
+    P.c.completed_at,
+    P.c.completion_code,
+    S.c.secret,
+    S.c.adapters,
+)
+
+
+class Refused(Exception):
+    """A request that must change nothing; carries the HTTP status and a clear message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+@dataclass
+class ParticipantRow:
+    id: int
+    token: str
+    study_id: int
+    public_id: str
+    adapter: str
+    assignment_id: str | None
+    submit_to: str | None
+    mode: str
+    started_at: object
+    completed_at: object
+    completion_code: str | None
+    secret: str
+    adapters: str
+
+    @classmethod
+    def from_row(cls, row) -> ParticipantRow:
+        return cls(*row[: len(_PCOLS)])
+
+    @property
+    def adapter_config(self) -> dict:
+        return json.loads(self.adapters)[self.adapter]
+
+
+@dataclass
+class ItemRow:
+    id: int
+    position: int
+    is_check: bool
+    digit: int
+    slots: list
+    shown_at: object
+    answered_choice: int | None = None
+
+
+def log_event(kind: str, *, study_id=None, participant_id=None, ip=None, **detail) -> None:
+    db.session.execute(
+        insert(E).values(
+            at=utcnow(),
+            kind=kind,
+            study_id=study_id,
+            participant_id=participant_id,
+            ip=ip,
+            detail=json.dumps(detail, sort_keys=True, default=str),
+        )
+    )
+
+
+def load_participant(token: str) -> ParticipantRow:
+    if not tokens.TOKEN_RE.fullmatch(token or ""):
+        raise Refused(404, "This participant link is not valid.")
+    row = db.session.execute(
+        select(*_PCOLS).join_from(P, S, P.c.study_id == S.c.id).where(P.c.token == token)
+    ).first()
+    if row is None:
+        raise Refused(404, "This participant link is not valid.")
+    return ParticipantRow.from_row(row)
+
+
+def find_by_worker(study_id: int, key: str) -> ParticipantRow | None:
+    row = db.session.execute(
+        select(*_PCOLS)
+        .join_from(P, S, P.c.study_id == S.c.id)
+        .where(P.c.study_id == study_id, P.c.worker_key == key)
+    ).first()
+    return ParticipantRow.from_row(row) if row else None
+
+
+def find_by_nonce(study_id: int, nonce: str) -> ParticipantRow | None:
+    row = db.session.execute(
+        select(*_PCOLS)
+        .join_from(P, S, P.c.study_id == S.c.id)
+        .where(P.c.study_id == study_id, P.c.entry_nonce == nonce)
+    ).first()
+    return ParticipantRow.from_row(row) if row else None
+
+
+def update_assignment(p: ParticipantRow, entry: Entry, ip: str | None) -> None:
+    """A returning MTurk worker may hold a new assignment: finish under the new one."""
+    if entry.assignment_id and (entry.assignment_id, entry.submit_to) != (
+        p.assignment_id,
+        p.submit_to,
+    ):
+        db.session.execute(
+            update(P)
+            .where(P.c.id == p.id)
+            .values(assignment_id=entry.assignment_id, submit_to=entry.submit_to)
+        )
+        log_event(
+            "assignment_changed",
+            study_id=p.study_id,
+            participant_id=p.id,
+            ip=ip,
+            old=p.assignment_id,
+            new=entry.assignment_id,
+        )
+
+
+def create_participant(
+    study, entry: Entry, nonce: str, *, bundle_sha256: str, ip: str | None
+) -> str:
+    """Insert a participant and their 25 items; returns the token.
+
+    Raises IntegrityError when the worker or the entry nonce already has a participation
+    (the caller then resolves to the existing one).
+    """
+    now = utcnow()
+    seed = new_seed()
+    token = tokens.new_token()
+    worker_key = (
+        tokens.worker_key(study.secret, entry.adapter, entry.worker_id) if entry.worker_id else None
+    )
+    result = db.session.execute(
+        insert(P).values(
+            study_id=study.id,
+            public_id=tokens.new_public_id(),
+            token=token,
+            worker_key=worker_key,
+            raw_worker_id=entry.worker_id if study.raw_worker_ids else None,
+            adapter=entry.adapter,
+            entry_nonce=nonce,
+            assignment_id=entry.assignment_id,
+            submit_to=entry.submit_to,
+            entry_params=json.dumps(entry.extra, sort_keys=True),
+            mode=study.mode,
+            seed=seed,
+            survey_version=SURVEY_VERSION,
+            bundle_sha256=bundle_sha256,
+            created_at=now,
+        )
+    )
+    pid = result.inserted_primary_key[0]
+    db.session.execute(
+        insert(I),
+        [
+            {
+                "participant_id": pid,
+                "position": it.position,
+                "is_check": it.is_check,
+                "digit": it.digit,
+                "slots": json.dumps([s.as_list() for s in it.slots]),
+                "shown_at": None,
+            }
+            for it in design_survey(seed)
+        ],
+    )
+    log_event(
+        "participant_created",
+        study_id=study.id,
+        participant_id=pid,
+        ip=ip,
+        adapter=entry.adapter,
+        assignment_id=entry.assignment_id,
+        **{f"param.{k}": v for k, v in entry.extra.items()},
+    )
+    return token
+
+
+def _item_row(row) -> ItemRow:
+    return ItemRow(
+        row.item_id,
+        row.position,
+        row.is_check,
+        row.digit,
+        json.loads(row.slots),
+        row.shown_at,
+        getattr(row, "choice", None),
+    )
+
+
+def answered_count(participant_id: int) -> int:
+    return db.session.execute(
+        select(func.count()).select_from(R).where(R.c.participant_id == participant_id)
+    ).scalar_one()
+
+
+def current_item(p: ParticipantRow) -> ItemRow | None:
+    """The first unanswered item, marked shown now if it was not yet (None when all done)."""
+    position = answered_count(p.id) + 1
+    if position > N_ITEMS:
+        return None
+    row = db.session.execute(
+        select(
+            I.c.id.label("item_id"), I.c.position, I.c.is_check, I.c.digit, I.c.slots, I.c.shown_at
+        ).where(I.c.participant_id == p.id, I.c.position == position)
+    ).one()
+    item = _item_row(row)
+    if item.shown_at is None:
+        item.shown_at = utcnow()
+        db.session.execute(
+            update(I)
+            .where(I.c.id == item.id, I.c.shown_at.is_(None))
+            .values(shown_at=item.shown_at)
+        )
+    return item
+
+
+def start(p: ParticipantRow, ip: str | None) -> None:
+    """The participant has read the instructions: item 1 is shown from now on."""
+    if p.started_at is not None:
+        return
+    now = utcnow()
+    db.session.execute(
+        update(P).where(P.c.id == p.id, P.c.started_at.is_(None)).values(started_at=now)
+    )
+    log_event("started", study_id=p.study_id, participant_id=p.id, ip=ip)
+
+
+def load_item(p: ParticipantRow, position: int) -> ItemRow | None:
+    row = db.session.execute(
+        select(
+            I.c.id.label("item_id"), I.c.position, I.c.is_check, I.c.digit, I.c.slots, I.c.shown_at
+        ).where(I.c.participant_id == p.id, I.c.position == position)
+    ).first()
+    return _item_row(row) if row else None
+
+
+@dataclass
+class AnswerContext:
+    participant: ParticipantRow
+    item: ItemRow
+    next_item: ItemRow | None
+
+
+def load_for_answer(token: str, position: int) -> AnswerContext:
+    """One query: participant, study, the answered item (+ its response) and the next item."""
+    if not tokens.TOKEN_RE.fullmatch(token or ""):
+        raise Refused(404, "This participant link is not valid.")
+    stmt = (
+        select(
+            *_PCOLS,
+            I.c.id.label("item_id"),
+            I.c.position,
+            I.c.is_check,
+            I.c.digit,
+            I.c.slots,
+            I.c.shown_at,
+            R.c.choice,
+        )
+        .select_from(
+            P.join(S, P.c.study_id == S.c.id)
+            .join(I, I.c.participant_id == P.c.id)
+            .outerjoin(R, and_(R.c.participant_id == P.c.id, R.c.position == I.c.position))
+        )
+        .where(P.c.token == token, I.c.position.in_((position, position + 1)))
+        .order_by(I.c.position)
+    )
+    rows = db.session.execute(stmt).all()
+    if not rows:
+        raise Refused(404, "This participant link is not valid.")
+    p = ParticipantRow.from_row(rows[0])
+    items = {r.position: _item_row(r) for r in rows}
+    if position not in items:
+        raise Refused(404, f"Question {position} is not part of this survey.")
+    return AnswerContext(p, items[position], items.get(position + 1))
+
+
+def record_answer(ctx: AnswerContext, choice: int, ip: str | None) -> bool:
+    """Store the answer (once).  Returns True when this request stored it.
+
+    The same answer again is acknowledged (False); a different answer to an answered item
+    raises Refused(409).  Completing the last item marks the participation complete in the
+    same transaction.
+    """
+    p, item = ctx.participant, ctx.item
+    if item.answered_choice is not None:
+        return _acknowledge(item, item.answered_choice, choice)
+    if p.completed_at is not None:
+        raise Refused(409, "This survey is already complete; nothing more can be answered.")
+    if item.shown_at is None:
+        raise Refused(409, f"Question {item.position} has not been shown to you yet.")
+    now = utcnow()
+    method, _digit, role = item.slots[choice - 1]
+    shown = as_utc(item.shown_at)
+    values = {
+        "participant_id": p.id,
+        "position": item.position,
+        "choice": choice,
+        "chosen_method": method,
+        "chosen_role": role,
+        "answered_at": now,
+        "response_ms": max(int((now - shown).total_seconds() * 1000), 0),
+    }
+    if not _insert_once(values):
+        existing = db.session.execute(
+            select(R.c.choice).where(R.c.participant_id == p.id, R.c.position == item.position)
+        ).scalar_one()
+        return _acknowledge(item, existing, choice)
+    if ctx.next_item is not None:
+        ctx.next_item.shown_at = now
+        db.session.execute(
+            update(I).where(I.c.id == ctx.next_item.id, I.c.shown_at.is_(None)).values(shown_at=now)
+        )
+    else:
+        _complete(p, now, ip)
+    return True
+
+
+def _acknowledge(item: ItemRow, stored: int, choice: int) -> bool:
+    if stored == choice:
+        return False
+    raise Refused(
+        409,
+        f"You already answered question {item.position} (option {stored}); "
+        "answers cannot be changed.",
+    )
+
+
+def _insert_once(values: dict) -> bool:
+    dialect = db.session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        stmt = (
+            dialect_insert(R)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["participant_id", "position"])
+        )
+        return db.session.execute(stmt).rowcount == 1
+    try:
+        with db.session.begin_nested():
+            db.session.execute(insert(R).values(**values))
+        return True
+    except IntegrityError:
+        return False
+
+
+def _complete(p: ParticipantRow, now, ip: str | None) -> None:
+    if answered_count(p.id) != N_ITEMS:  # defensive: the prefix rule makes this impossible
+        raise Refused(409, "The survey cannot be completed before every question is answered.")
+    code = tokens.completion_code(p.secret, p.public_id)
+    db.session.execute(
+        update(P)
+        .where(P.c.id == p.id, P.c.completed_at.is_(None))
+        .values(completed_at=now, completion_code=code)
+    )
+    p.completed_at, p.completion_code = now, code
+    log_event("completed", study_id=p.study_id, participant_id=p.id, ip=ip)

@@ -1,0 +1,318 @@
+"""Participant routes: entry (preview/consent), instructions, items, images, completion.
+
+Participants carry no cookie.  Their identity is the unguessable token in the URL, so the
+pages work inside MTurk's cross-site iframe where third-party cookies are blocked.  Each
+request is one transaction: the view commits once at the end, after which the response
+(e.g. the next item or the completion page) is rendered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import TooManyRequests
+
+from . import flow, tokens
+from .flow import Refused
+from .models import Study, db
+from .recruitment import AdapterError, Entry, completion_action, parse_entry
+from .survey import N_ITEMS, N_OPTIONS
+
+bp = Blueprint("participant", __name__)
+
+_IMAGE_ID_RE = re.compile(r"[0-9a-f]{24}")
+_CACHE_IMAGES = "private, max-age=86400"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _client_ip() -> str:
+    return request.remote_addr or "?"
+
+
+def _limit(name: str, key: str) -> None:
+    wait = current_app.extensions["normlime_limits"][name].hit(key)
+    if wait:
+        exc = TooManyRequests(
+            "Too many requests in a short time; please wait a moment and try again."
+        )
+        exc.retry_after = wait
+        raise exc
+
+
+def _refused(exc: Refused):
+    db.session.rollback()
+    return (
+        render_template(
+            "message.html", title="Not accepted", message=exc.message, status=exc.status
+        ),
+        exc.status,
+    )
+
+
+@bp.errorhandler(Refused)
+def _on_refused(exc: Refused):
+    return _refused(exc)
+
+
+def _page(html: str, status: int = 200, form_action: str = ""):
+    resp = make_response(html, status)
+    # Pages depend on stored progress: never serve them from a cache.
+    resp.headers["Cache-Control"] = "no-store"
+    if form_action:
+        resp.headers["X-Form-Action"] = form_action
+    return resp
+
+
+def _study(key: str):
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", key or ""):
+        raise Refused(404, "This study link is not valid.")
+    study = db.session.execute(select(Study).where(Study.public_key == key)).scalar_one_or_none()
+    if study is None:
+        raise Refused(404, "This study link is not valid.")
+    return study
+
+
+def _adapter(study, name: str) -> dict:
+    adapters = json.loads(study.adapters)
+    if name not in adapters:
+        raise Refused(404, "This study link is not valid.")
+    return adapters[name]
+
+
+def _int_field(name: str, low: int, high: int) -> int:
+    raw = request.form.get(name, "")
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise Refused(400, f"The form field {name!r} is missing or out of range.")
+    return int(raw)
+
+
+def _resume_or_refuse(p: flow.ParticipantRow):
+    if p.completed_at is not None:
+        raise Refused(409, "You have already taken part in this study. Thank you!")
+    return redirect(url_for("participant.home", token=p.token), code=303)
+
+
+def _maps():
+    return current_app.extensions["normlime_maps"]
+
+
+# ----------------------------------------------------------------------------- entry
+
+
+@bp.get("/s/<key>", defaults={"adapter": "link"})
+@bp.get("/s/<key>/<adapter>")
+def entry(key: str, adapter: str):
+    """An entry link: preview, resume a returning worker, or the consent page."""
+    _limit("ENTRY_RATE", _client_ip())
+    study = _study(key)
+    cfg = _adapter(study, adapter)
+    try:
+        ent = parse_entry(adapter, cfg, study.mode, request.args)
+    except AdapterError as exc:
+        raise Refused(400, str(exc)) from None
+    if ent.preview:
+        return _page(render_template("preview.html", mode=study.mode))
+    if ent.worker_id:
+        existing = flow.find_by_worker(
+            study.id, tokens.worker_key(study.secret, adapter, ent.worker_id)
+        )
+        if existing is not None:
+            if existing.completed_at is None:
+                flow.update_assignment(existing, ent, _client_ip())
+                db.session.commit()
+            return _resume_or_refuse(existing)
+    if not study.active:
+        raise Refused(403, "This study is closed and accepts no new participants.")
+    nonce = tokens.new_nonce()
+    params = ent.params()
+    return _page(
+        render_template(
+            "consent.html",
+            action=url_for("participant.consent", key=key, adapter=adapter),
+            nonce=nonce,
+            params=params,
+            signature=tokens.entry_signature(study.secret, adapter, nonce, params),
+            mode=study.mode,
+            n_items=N_ITEMS,
+        )
+    )
+
+
+@bp.post("/s/<key>/<adapter>/consent")
+def consent(key: str, adapter: str):
+    """Consent given: create the participation (idempotent per nonce and per worker)."""
+    _limit("ENTRY_RATE", _client_ip())
+    study = _study(key)
+    _adapter(study, adapter)
+    form = request.form
+    if form.get("agree") != "yes":
+        raise Refused(400, "Please tick the consent box to take part.")
+    nonce = form.get("nonce", "")
+    params = {k[2:]: v for k, v in form.items() if k.startswith("p.")}
+    if not tokens.NONCE_RE.fullmatch(nonce) or not tokens.same(
+        form.get("sig"), tokens.entry_signature(study.secret, adapter, nonce, params)
+    ):
+        raise Refused(400, "The consent form was altered or is incomplete; please reopen the link.")
+    existing = flow.find_by_nonce(study.id, nonce)
+    if existing is not None:  # a double click or a retried request
+        return redirect(url_for("participant.home", token=existing.token), code=303)
+    ent = Entry.from_params(adapter, params)
+    key_ = tokens.worker_key(study.secret, adapter, ent.worker_id) if ent.worker_id else None
+    if key_ and (existing := flow.find_by_worker(study.id, key_)) is not None:
+        return _resume_or_refuse(existing)
+    if not study.active:
+        raise Refused(403, "This study is closed and accepts no new participants.")
+    try:
+        token = flow.create_participant(
+            study, ent, nonce, bundle_sha256=_maps().sha256, ip=_client_ip()
+        )
+        db.session.commit()
+    except IntegrityError:
+        # Another request created this participation first: resolve to it.
+        db.session.rollback()
+        existing = flow.find_by_nonce(study.id, nonce) or (
+            flow.find_by_worker(study.id, key_) if key_ else None
+        )
+        if existing is None:
+            raise
+        if existing.completed_at is not None:
+            return _resume_or_refuse(existing)
+        return redirect(url_for("participant.home", token=existing.token), code=303)
+    return redirect(url_for("participant.home", token=token), code=303)
+
+
+# ----------------------------------------------------------------------------- survey
+
+
+@bp.get("/p/<token>")
+def home(token: str):
+    """Whatever the stored progress says comes next: instructions, an item, or the end."""
+    _limit("PARTICIPANT_RATE", token)
+    p = flow.load_participant(token)
+    if p.completed_at is not None:
+        return _completion_page(p)
+    if p.started_at is None:
+        return _page(
+            render_template(
+                "instructions.html",
+                action=url_for("participant.start", token=token),
+                mode=p.mode,
+                n_items=N_ITEMS,
+            )
+        )
+    item = flow.current_item(p)
+    db.session.commit()
+    return _item_page(p, item)
+
+
+@bp.post("/p/<token>/start")
+def start(token: str):
+    _limit("PARTICIPANT_RATE", token)
+    p = flow.load_participant(token)
+    if p.completed_at is not None:
+        raise Refused(409, "This survey is already complete.")
+    flow.start(p, _client_ip())
+    db.session.commit()
+    return redirect(url_for("participant.home", token=token), code=303)
+
+
+@bp.post("/p/<token>/answer")
+def answer(token: str):
+    """Store one answer, then show the next item (or the completion page) in the reply."""
+    _limit("PARTICIPANT_RATE", token)
+    position = _int_field("q", 1, N_ITEMS)
+    choice = _int_field("c", 1, N_OPTIONS)
+    ctx = flow.load_for_answer(token, position)
+    p = ctx.participant
+    if not tokens.same(request.form.get("f"), tokens.form_signature(p.secret, token, position)):
+        raise Refused(400, "The answer form was altered; please reload the page.")
+    stored = flow.record_answer(ctx, choice, _client_ip())
+    if not stored:
+        # Retried or double-clicked: acknowledge with wherever the survey now stands.
+        return _current_page(p)
+    db.session.commit()
+    if ctx.next_item is None:
+        return _completion_page(p)
+    return _item_page(p, ctx.next_item)
+
+
+def _current_page(p: flow.ParticipantRow):
+    if p.completed_at is not None:
+        return _completion_page(p)
+    item = flow.current_item(p)
+    db.session.commit()
+    if item is None:  # pragma: no cover - completion commits with the last answer
+        raise Refused(409, "This survey is already complete.")
+    return _item_page(p, item)
+
+
+def _item_page(p: flow.ParticipantRow, item: flow.ItemRow):
+    images = [
+        url_for(
+            "participant.image",
+            token=p.token,
+            position=item.position,
+            image=tokens.image_id(p.secret, p.token, item.position, slot),
+        )
+        for slot in range(1, N_OPTIONS + 1)
+    ]
+    html = render_template(
+        "item.html",
+        token=p.token,
+        position=item.position,
+        n_items=N_ITEMS,
+        digit=item.digit,
+        images=images,
+        signature=tokens.form_signature(p.secret, p.token, item.position),
+        action=url_for("participant.answer", token=p.token),
+        home=url_for("participant.home", token=p.token),
+        mode=p.mode,
+    )
+    return _page(html)
+
+
+def _completion_page(p: flow.ParticipantRow):
+    action = completion_action(
+        p.adapter_config,
+        code=p.completion_code,
+        assignment_id=p.assignment_id,
+        submit_to=p.submit_to,
+    )
+    form_action = p.submit_to if action["kind"] == "mturk" else ""
+    html = render_template("complete.html", finish=action, mode=p.mode, n_items=N_ITEMS)
+    return _page(html, form_action=form_action)
+
+
+@bp.get("/p/<token>/img/<int:position>/<image>")
+def image(token: str, position: int, image: str):
+    """One option's map under an opaque URL; identical headers for every image."""
+    _limit("PARTICIPANT_RATE", token)
+    if not _IMAGE_ID_RE.fullmatch(image) or not 1 <= position <= N_ITEMS:
+        raise Refused(404, "No such image.")
+    p = flow.load_participant(token)
+    item = flow.load_item(p, position)
+    if item is None or item.shown_at is None:
+        raise Refused(404, "No such image.")
+    for slot in range(1, N_OPTIONS + 1):
+        if tokens.same(image, tokens.image_id(p.secret, token, position, slot)):
+            method, digit, _role = item.slots[slot - 1]
+            db.session.rollback()  # read-only: end the transaction before sending bytes
+            resp = Response(_maps().png(method, digit), mimetype="image/png")
+            resp.headers["Cache-Control"] = _CACHE_IMAGES
+            return resp
+    raise Refused(404, "No such image.")
