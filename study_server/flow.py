@@ -383,8 +383,10 @@ def _insert_once(values: dict) -> bool:
             dialect_insert(R)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["participant_id", "position"])
+            .returning(R.c.id)
         )
-        return db.session.execute(stmt).rowcount == 1
+        # rowcount is -1 for INSERT .. RETURNING with psycopg: count the returned rows
+        return db.session.execute(stmt).first() is not None
     try:
         with db.session.begin_nested():
             db.session.execute(insert(R).values(**values))

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+#: the study-server tests' fixtures (bundle, SQLite/PostgreSQL databases, servers)
+pytest_plugins = ["tests.server_fixtures"]
+
 REPO = Path(__file__).resolve().parent.parent
 #: full MNIST as the workplace provides it (CI and developers have it when present)
 SHARED_MNIST = Path(

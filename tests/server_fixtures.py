@@ -1,0 +1,324 @@
+"""Fixtures and helpers for the study-server tests (imported by tests/test_server_*.py).
+
+PostgreSQL tests run in a throw-away database ``normlime_test_<random>`` created on the
+server at 127.0.0.1:5432 and dropped afterwards.  PostgreSQL must be reachable: when it
+is not, those tests fail (they never skip).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import re
+import secrets
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pytest
+
+PG_ADMIN_URL = os.environ.get("NORMLIME_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+METHODS = ("normlime", "lime", "smoothgrad", "vargrad")
+
+
+# ----------------------------------------------------------------------------- bundle
+
+
+def make_bundle(root: Path) -> Path:
+    """A maps bundle with four clearly distinct synthetic maps per digit (test data)."""
+    from explainers.bundle import write_bundle
+
+    yy, xx = np.mgrid[0:28, 0:28].astype(np.float32)
+    maps = {}
+    for k, method in enumerate(METHODS):
+        arr = np.zeros((10, 28, 28), np.float32)
+        for d in range(10):
+            # a blob whose place depends on the digit and whose size on the method
+            cy, cx = 4 + 2 * d, 6 + 5 * k
+            arr[d] = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (4.0 + 6.0 * k))
+        maps[method] = arr
+    write_bundle(root, maps)
+    return root
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(tmp_path_factory) -> Path:
+    return make_bundle(tmp_path_factory.mktemp("maps"))
+
+
+# ----------------------------------------------------------------------------- databases
+
+
+@contextlib.contextmanager
+def pg_database():
+    """Create a uniquely named PostgreSQL database; yields its SQLAlchemy URL; drops it."""
+    import psycopg
+
+    name = f"normlime_test_{secrets.token_hex(6)}"
+    admin = PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(admin)
+    url = f"postgresql+psycopg://{parts.netloc}/{name}"
+    try:
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'study.sqlite3'}"
+    else:
+        with pg_database() as url:
+            yield url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'study.sqlite3'}"
+
+
+# ----------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Server:
+    """An initialised database with one study, and the app built on it."""
+
+    app: object
+    engine: object
+    db_url: str
+    study_key: str
+    study_id: int
+    secret: str
+    maps_dir: Path
+    extra: dict = field(default_factory=dict)
+
+    def client(self):
+        return self.app.test_client()
+
+    def snapshot(self) -> dict:
+        """Every row of every table (to assert that a refused request changed nothing)."""
+        from sqlalchemy import select
+
+        from study_server.models import db
+
+        out = {}
+        with self.engine.connect() as conn:
+            for name, table in sorted(db.metadata.tables.items()):
+                rows = conn.execute(select(table).order_by(*table.primary_key.columns)).all()
+                out[name] = [tuple(r) for r in rows]
+        return out
+
+    def scalar(self, sql: str, **params):
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).scalar()
+
+    def rows(self, sql: str, **params):
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            return conn.execute(text(sql), params).all()
+
+
+def make_server(
+    db_url: str,
+    maps_dir: Path,
+    *,
+    mode: str = "debug",
+    config: dict | None = None,
+    raw_worker_ids: bool = False,
+    adapters: dict | None = None,
+) -> Server:
+    from sqlalchemy.orm import Session
+
+    from study_server import create_app, schema, studies
+    from study_server.recruitment import default_adapters
+
+    engine = schema.make_engine(db_url)
+    schema.init_db(engine)
+    with Session(engine) as session, session.begin():
+        study = studies.create_study(
+            session,
+            f"study-{secrets.token_hex(3)}",
+            mode=mode,
+            adapters=adapters or default_adapters(completion_code="PROLIFICCC"),
+            raw_worker_ids=raw_worker_ids,
+        )
+        session.flush()
+        key, sid, secret = study.public_key, study.id, study.secret
+    cfg = {
+        "SQLALCHEMY_DATABASE_URI": db_url,
+        "MAPS_DIR": str(maps_dir),
+        "PARTICIPANT_RATE": "100000/1",
+        "ENTRY_RATE": "100000/1",
+    }
+    cfg.update(config or {})
+    app = create_app(cfg)
+    return Server(app, engine, db_url, key, sid, secret, maps_dir)
+
+
+@pytest.fixture
+def server(db_url, bundle_dir):
+    srv = make_server(db_url, bundle_dir)
+    yield srv
+    srv.engine.dispose()
+    with srv.app.app_context():
+        from study_server.models import db
+
+        db.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_server(sqlite_url, bundle_dir):
+    srv = make_server(sqlite_url, bundle_dir)
+    yield srv
+    srv.engine.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """Serve a WSGI app from a background thread (werkzeug's threaded server)."""
+
+    def __init__(self, app, host: str = "127.0.0.1"):
+        from werkzeug.serving import make_server as wz_make_server
+
+        self.port = free_port()
+        self.host = host
+        self._server = wz_make_server(host, self.port, app, threaded=True)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+# ----------------------------------------------------------------------------- page parsing
+
+
+def hidden_fields(page: str) -> dict[str, str]:
+    return {
+        html.unescape(k): html.unescape(v)
+        for k, v in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)
+    }
+
+
+def form_action(page: str, cls: str | None = None) -> str:
+    pattern = r'<form method="post" action="([^"]+)"'
+    if cls:
+        pattern += rf' class="{cls}"'
+    return html.unescape(re.search(pattern, page).group(1))
+
+
+def image_urls(page: str) -> list[str]:
+    return [html.unescape(u) for u in re.findall(r'<img src="(/p/[^"]+)"', page)]
+
+
+def question_number(page: str) -> int | None:
+    m = re.search(r"Question (\d+) of 25", page)
+    return int(m.group(1)) if m else None
+
+
+def asked_digit(page: str) -> int:
+    return int(re.search(r'<mark class="digit">(\d)</mark>', page).group(1))
+
+
+class Walker:
+    """A participant taking the survey through the Flask test client."""
+
+    def __init__(self, srv: Server, client=None):
+        self.srv = srv
+        self.client = client or srv.client()
+        self.home: str | None = None
+        self.page: str = ""
+
+    def enter(self, adapter: str = "mturk", **params) -> object:
+        path = f"/s/{self.srv.study_key}" + ("" if adapter == "link" else f"/{adapter}")
+        resp = self.client.get(path, query_string=params)
+        self.page = resp.get_data(as_text=True)
+        if resp.status_code == 303:
+            self.home = resp.headers["Location"]
+        return resp
+
+    def consent(self) -> object:
+        fields = hidden_fields(self.page)
+        fields["agree"] = "yes"
+        resp = self.client.post(form_action(self.page, "consent"), data=fields)
+        if resp.status_code == 303:
+            self.home = resp.headers["Location"]
+        return resp
+
+    def start(self) -> object:
+        resp = self.client.post(self.home + "/start")
+        assert resp.status_code == 303, resp.status_code
+        return self.show()
+
+    def show(self) -> object:
+        resp = self.client.get(self.home)
+        self.page = resp.get_data(as_text=True)
+        return resp
+
+    def answer(self, choice: int, page: str | None = None) -> object:
+        page = page or self.page
+        fields = hidden_fields(page)
+        fields["c"] = str(choice)
+        resp = self.client.post(self.home + "/answer", data=fields)
+        if resp.status_code == 200:
+            self.page = resp.get_data(as_text=True)
+        return resp
+
+    def begin(self, worker: str = "W1", assignment: str = "A1", **extra) -> Walker:
+        params = {
+            "workerId": worker,
+            "assignmentId": assignment,
+            "hitId": "H1",
+            "turkSubmitTo": "https://workersandbox.mturk.com",
+            **extra,
+        }
+        r = self.enter("mturk", **params)
+        assert r.status_code == 200, r.get_data(as_text=True)
+        r = self.consent()
+        assert r.status_code == 303, r.get_data(as_text=True)
+        self.start()
+        return self
+
+    @property
+    def token(self) -> str:
+        return self.home.rsplit("/", 1)[-1]
+
+
+def participant_items(srv: Server, token: str) -> list[dict]:
+    rows = srv.rows(
+        "SELECT i.position, i.is_check, i.digit, i.slots FROM items i "
+        "JOIN participants p ON p.id = i.participant_id WHERE p.token = :t ORDER BY i.position",
+        t=token,
+    )
+    return [
+        {"position": r[0], "is_check": bool(r[1]), "digit": r[2], "slots": json.loads(r[3])}
+        for r in rows
+    ]
