@@ -425,7 +425,7 @@ def _paragraph(analysis: Analysis, order: list[str]) -> str:
     anova = analysis.anova
     fr = analysis.friedman
     by_reason = sel.excluded_by_reason()
-    excluded = "; ".join(f"{v} {REASONS[k]}" for k, v in by_reason.items() if v)
+    excluded = "; ".join(f"{REASONS[k]}: {v}" for k, v in by_reason.items() if v)
     text = (
         f"Of {sel.total} participants, {sel.excluded} were excluded"
         + (f" ({excluded})" if excluded else "")
