@@ -148,7 +148,7 @@ def export(kind: str):
     else:
         abort(404, "Unknown export.")
     text = exports.csv_text(columns, rows(db.session, include_debug=include_debug, study=study))
-    log_event("export_downloaded", ip=_ip(), kind=kind, include_debug=include_debug, study=study)
+    log_event("export_downloaded", ip=_ip(), export=kind, include_debug=include_debug, study=study)
     db.session.commit()
     name = f"{kind}-{exports.utc_stamp()}.csv"
     return Response(

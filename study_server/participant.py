@@ -56,12 +56,12 @@ def _limit(name: str, key: str) -> None:
 
 def _refused(exc: Refused):
     db.session.rollback()
-    return (
-        render_template(
-            "message.html", title="Not accepted", message=exc.message, status=exc.status
-        ),
-        exc.status,
+    if request.accept_mimetypes.best == "application/json":
+        return {"error": exc.message, "status": exc.status}, exc.status
+    html = render_template(
+        "message.html", title="Not accepted", message=exc.message, status=exc.status
     )
+    return html, exc.status
 
 
 @bp.errorhandler(Refused)

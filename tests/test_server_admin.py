@@ -1,0 +1,153 @@
+"""Admin pages: password (hashed, no default), CSRF, login rate limit, progress, downloads."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DatabaseError
+from sqlalchemy.orm import Session
+
+from study_server.studies import set_admin_password
+from tests.server_fixtures import Walker, make_server
+
+PASSWORD = "correct horse battery"
+
+
+def csrf(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def login(client, password=PASSWORD):
+    page = client.get("/admin/login").get_data(as_text=True)
+    return client.post("/admin/login", data={"password": password, "csrf_token": csrf(page)})
+
+
+def with_password(srv):
+    with Session(srv.engine) as session, session.begin():
+        set_admin_password(session, PASSWORD)
+    return srv
+
+
+def test_no_password_no_admin(sqlite_server):
+    c = sqlite_server.client()
+    r = c.get("/admin/login")
+    assert r.status_code == 503 and "set-admin-password" in r.get_data(as_text=True)
+    assert c.get("/admin/").status_code == 303  # to the login page
+    stored = sqlite_server.scalar("SELECT value FROM settings WHERE key = 'admin_password_hash'")
+    assert stored is None
+
+
+def test_password_is_stored_hashed(sqlite_server):
+    srv = with_password(sqlite_server)
+    stored = srv.scalar("SELECT value FROM settings WHERE key = 'admin_password_hash'")
+    assert PASSWORD not in stored and stored.startswith(("scrypt:", "pbkdf2:"))
+
+
+def test_login_needs_csrf_and_the_right_password(sqlite_server):
+    srv = with_password(sqlite_server)
+    c = srv.client()
+    r = c.post("/admin/login", data={"password": PASSWORD})
+    assert r.status_code == 400 and "expired" in r.get_data(as_text=True)
+    c2 = srv.client()
+    c2.get("/admin/login")
+    r = c2.post("/admin/login", data={"password": PASSWORD, "csrf_token": "forged"})
+    assert r.status_code == 400
+    assert login(c, "wrong password!").status_code == 401
+    assert c.get("/admin/").status_code == 303
+    r = login(c)
+    assert r.status_code == 303 and r.headers["Location"] == "/admin/"
+    assert c.get("/admin/").status_code == 200
+    kinds = [k for (k,) in srv.rows("SELECT kind FROM events ORDER BY id")]
+    assert kinds.count("admin_login_failed") == 1 and kinds.count("admin_login") == 1
+
+
+def test_failed_logins_are_rate_limited_across_clients(sqlite_url, bundle_dir):
+    srv = with_password(make_server(sqlite_url, bundle_dir, config={"ADMIN_LOGIN_RATE": "3/600"}))
+    for _ in range(3):
+        assert login(srv.client(), "nope nope nope").status_code == 401
+    # a fresh client (new session) from the same address is still limited, even with the
+    # right password; the count lives in the database, so it holds across workers
+    r = login(srv.client())
+    assert r.status_code == 429 and "Too many failed logins" in r.get_data(as_text=True)
+    assert int(r.headers["Retry-After"]) >= 600
+    fresh_app = make_server(sqlite_url, bundle_dir, config={"ADMIN_LOGIN_RATE": "3/600"})
+    assert login(fresh_app.client()).status_code == 429
+
+
+def test_dashboard_shows_progress_and_downloads_votes(server):
+    srv = with_password(server)
+    done = []
+    for i in range(3):
+        w = Walker(srv).begin(worker=f"W{i}", assignment=f"A{i}")
+        n = 25 if i < 2 else 7
+        for _ in range(n):
+            assert w.answer(1).status_code == 200
+        done.append(w)
+    c = srv.client()
+    login(c)
+    page = c.get("/admin/").get_data(as_text=True)
+    row = re.search(r'<tr data-study="[^"]+">(.*?)</tr>', page, re.S).group(1)
+    assert '<td class="started">3</td>' in row
+    assert '<td class="completed">2</td>' in row
+    assert '<td class="answers">57</td>' in row
+    # passing = completed with >= 4 of 5 checks right: recompute from the database
+    passing = srv.scalar(
+        "SELECT count(*) FROM (SELECT p.id FROM participants p JOIN responses r "
+        "ON r.participant_id = p.id WHERE p.completed_at IS NOT NULL "
+        "AND r.chosen_role = 'correct' GROUP BY p.id HAVING count(*) >= 4) x"
+    )
+    assert f'<td class="passing">{passing}</td>' in row
+    assert re.search(r'<td class="median">\d+(\.\d)?</td>', row)
+    assert "/mturk</code>" in page and "/prolific</code>" in page
+
+    r = c.get("/admin/export/votes.csv")  # debug study: nothing by default
+    assert r.status_code == 200 and r.get_data(as_text=True).count("\n") == 1
+    r = c.get("/admin/export/votes.csv?include_debug=1")
+    rows = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+    assert len(rows) == 57 and r.headers["Content-Disposition"].startswith("attachment;")
+    r = c.get("/admin/export/participants.csv?include_debug=1")
+    parts = list(csv.DictReader(io.StringIO(r.get_data(as_text=True))))
+    assert sorted(p["completed"] for p in parts) == ["false", "true", "true"]
+    assert c.get("/admin/export/secrets.csv").status_code == 404
+    assert srv.scalar("SELECT count(*) FROM events WHERE kind = 'export_downloaded'") == 3
+
+
+def test_closing_a_study_needs_csrf(sqlite_server):
+    srv = with_password(sqlite_server)
+    c = srv.client()
+    login(c)
+    page = c.get("/admin/").get_data(as_text=True)
+    url = f"/admin/studies/{srv.study_id}/active"
+    assert c.post(url, data={"active": "0"}).status_code == 400
+    assert srv.scalar("SELECT active FROM studies") in (1, True)
+    r = c.post(url, data={"active": "0", "csrf_token": csrf(page)})
+    assert r.status_code == 303
+    assert srv.scalar("SELECT active FROM studies") in (0, False)
+    assert c.post(url, data={"active": "x", "csrf_token": csrf(page)}).status_code == 400
+    assert (
+        c.post(
+            "/admin/studies/999/active", data={"active": "1", "csrf_token": csrf(page)}
+        ).status_code
+        == 404
+    )
+    # logging out ends the session
+    assert c.post("/admin/logout", data={"csrf_token": csrf(page)}).status_code == 303
+    assert c.get("/admin/").status_code == 303
+
+
+def test_event_log_is_append_only(server):
+    srv = server
+    w = Walker(srv).begin()
+    assert w.answer(1).status_code == 200
+    n = srv.scalar("SELECT count(*) FROM events")
+    assert n >= 2
+    for sql in ("UPDATE events SET kind = 'x'", "DELETE FROM events"):
+        with pytest.raises(DatabaseError, match="append-only"), srv.engine.begin() as conn:
+            conn.execute(text(sql))
+    with pytest.raises(DatabaseError), srv.engine.begin() as conn:
+        conn.execute(text("UPDATE responses SET choice = 1"))
+    assert srv.scalar("SELECT count(*) FROM events") == n
