@@ -104,8 +104,17 @@ def select_participants(
     per["kept"] = reason == ""
     per["detail"] = _details(per, design, min_checks, by_count & ~flagged)
     per = per[
-        ["answers", "real", "checks", "checks_passed", "checks_failed", "complete", "kept",
-         "reason", "detail"]
+        [
+            "answers",
+            "real",
+            "checks",
+            "checks_passed",
+            "checks_failed",
+            "complete",
+            "kept",
+            "reason",
+            "detail",
+        ]
     ]
     kept_ids = per.index[per["kept"].to_numpy()]
     real_votes = table[~table["is_attention_check"] & table["participant_id"].isin(kept_ids)]
@@ -115,18 +124,28 @@ def select_participants(
 def _details(per: pd.DataFrame, design, min_checks: int, unflagged: pd.Series) -> pd.Series:
     """One sentence per excluded participant (vectorised string building)."""
     answered = (
-        "answered " + per["answers"].astype(str) + f" of {design.answers} questions ("
-        + per["real"].astype(str) + " real, " + per["checks"].astype(str) + " checks)"
+        "answered "
+        + per["answers"].astype(str)
+        + f" of {design.answers} questions ("
+        + per["real"].astype(str)
+        + " real, "
+        + per["checks"].astype(str)
+        + " checks)"
     )
     answered = answered.where(~unflagged, answered + " but not marked completed by the server")
     checks_complete = (
-        "passed " + per["checks_passed"].astype(str) + f" of {design.attention_checks} "
+        "passed "
+        + per["checks_passed"].astype(str)
+        + f" of {design.attention_checks} "
         + f"attention checks; at least {min_checks} required"
     )
     allowed = design.attention_checks - min_checks
     checks_partial = (
-        "incomplete survey: failed " + per["checks_failed"].astype(str) + " of "
-        + per["checks"].astype(str) + f" attention checks answered; at most {allowed} "
+        "incomplete survey: failed "
+        + per["checks_failed"].astype(str)
+        + " of "
+        + per["checks"].astype(str)
+        + f" attention checks answered; at most {allowed} "
         + "failure(s) allowed"
     )
     checks = checks_complete.where(per["complete"], checks_partial)

@@ -32,7 +32,7 @@ class InputError(click.ClickException):
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     required=True,
     help="directory for summary.json, report.md, the plots and tables",
 )
@@ -109,7 +109,10 @@ def analyze_command(
         )
     except VotesError as exc:
         raise InputError(str(exc)) from None
-    paths = write_outputs(analysis, out_dir)
+    try:
+        paths = write_outputs(analysis, out_dir)
+    except OSError as exc:
+        raise InputError(f"cannot write the results to {out_dir}: {exc.strerror or exc}") from None
 
     for warning in analysis.warnings:
         click.echo(f"Warning: {warning}", err=True)

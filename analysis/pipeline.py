@@ -71,11 +71,14 @@ def run_analysis(
     counts = stats.vote_matrix(selection.votes, kept_ids)
     props = stats.proportions(counts)
     anova = stats.one_way_anova([props[m].to_numpy() for m in METHODS])
+    tukey = stats.tukey_hsd(props, alpha)
     if not np.isfinite(anova.F):
         warnings.append(
             "every kept participant gave each method the same proportion (no within-method "
-            "variance): the ANOVA F statistic and its p-value are undefined"
+            "variance): the ANOVA F statistic, its p-value and the Tukey p-values are undefined"
         )
+        for row in tukey:  # statsmodels divides by a zero MSE: no honest p exists
+            row.update(p_adj=float("nan"), reject=None)
     n_incomplete_kept = int((~selection.participants.loc[kept_ids, "complete"]).sum())
     if n_incomplete_kept:
         warnings.append(
@@ -102,7 +105,7 @@ def run_analysis(
         props=props,
         descriptives=stats.descriptives(props),
         anova=anova,
-        tukey=stats.tukey_hsd(props, alpha),
+        tukey=tukey,
         friedman=stats.friedman_test(props),
         wilcoxon=stats.wilcoxon_holm(props, alpha),
         position_bias=position,

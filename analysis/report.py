@@ -125,9 +125,7 @@ def details_dict(analysis: Analysis) -> dict:
                 "between": analysis.anova.ss_between,
                 "within": analysis.anova.ss_within,
             },
-            "proportions": {
-                m: {k: float(desc.loc[m, k]) for k in desc.columns} for m in METHODS
-            },
+            "proportions": {m: {k: float(desc.loc[m, k]) for k in desc.columns} for m in METHODS},
             "votes_by_digit": {
                 str(d): {m: int(analysis.by_digit.loc[d, m]) for m in METHODS}
                 for d in analysis.by_digit.index
@@ -143,8 +141,13 @@ def write_outputs(analysis: Analysis, out_dir: str | Path) -> dict[str, Path]:
     paths = {
         name: out / name
         for name in (
-            "summary.json", "details.json", "report.md", "votes.png", "proportions.png",
-            "exclusions.csv", "proportions.csv",
+            "summary.json",
+            "details.json",
+            "report.md",
+            "votes.png",
+            "proportions.png",
+            "exclusions.csv",
+            "proportions.csv",
         )
     }
     paths["summary.json"].write_text(
@@ -205,19 +208,30 @@ def plot_proportions(analysis: Analysis, path: Path) -> None:
     positions = np.arange(len(METHODS))
     data = [props[m].to_numpy() for m in METHODS]
     ax.boxplot(
-        data, positions=positions, widths=0.5, showfliers=False,
-        medianprops={"color": "black"}, boxprops={"color": "0.4"},
-        whiskerprops={"color": "0.4"}, capprops={"color": "0.4"},
+        data,
+        positions=positions,
+        widths=0.5,
+        showfliers=False,
+        medianprops={"color": "black"},
+        boxprops={"color": "0.4"},
+        whiskerprops={"color": "0.4"},
+        capprops={"color": "0.4"},
     )
     for x, m in zip(positions, METHODS, strict=True):
         y = data[x] if shown is None else data[x][shown]
         jitter = rng.uniform(-0.18, 0.18, size=y.size)
         ax.scatter(x + jitter, y, s=6, alpha=0.35, color=COLOURS[m], linewidths=0)
         ax.errorbar(
-            x + 0.32, desc.loc[m, "mean"],
-            yerr=[[desc.loc[m, "mean"] - desc.loc[m, "ci_low"]],
-                  [desc.loc[m, "ci_high"] - desc.loc[m, "mean"]]],
-            fmt="D", color="black", markersize=4, capsize=3,
+            x + 0.32,
+            desc.loc[m, "mean"],
+            yerr=[
+                [desc.loc[m, "mean"] - desc.loc[m, "ci_low"]],
+                [desc.loc[m, "ci_high"] - desc.loc[m, "mean"]],
+            ],
+            fmt="D",
+            color="black",
+            markersize=4,
+            capsize=3,
         )
     ax.set_xticks(positions, [DISPLAY[m] for m in METHODS])
     ax.set_ylim(-0.03, 1.03)
@@ -225,8 +239,14 @@ def plot_proportions(analysis: Analysis, path: Path) -> None:
     note = f"; {MAX_POINTS} of {n} drawn" if shown is not None else ""
     ax.set_title(f"Per-participant vote proportions (n = {n}{note})", fontsize=10)
     ax.text(
-        0.99, 0.98, "box: quartiles, median\n\u25c6 mean with 95% CI", transform=ax.transAxes,
-        ha="right", va="top", fontsize=7, color="0.3",
+        0.99,
+        0.98,
+        "box: quartiles, median\n\u25c6 mean with 95% CI",
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        fontsize=7,
+        color="0.3",
     )
     ax.spines[["top", "right"]].set_visible(False)
     fig.savefig(path, metadata={"Software": None})
@@ -302,13 +322,16 @@ def render_markdown(analysis: Analysis) -> str:
     if len(excluded):
         limit = 50
         rows = [
-            [f"`{pid}`", REASONS[r.reason], r.detail]
-            for pid, r in excluded.head(limit).iterrows()
+            [f"`{pid}`", REASONS[r.reason], r.detail] for pid, r in excluded.head(limit).iterrows()
         ]
         parts += [
             "Excluded participants"
-            + (f" (first {limit} of {len(excluded)}; all in `exclusions.csv`)" if len(excluded)
-               > limit else " (also in `exclusions.csv`)") + ":",
+            + (
+                f" (first {limit} of {len(excluded)}; all in `exclusions.csv`)"
+                if len(excluded) > limit
+                else " (also in `exclusions.csv`)"
+            )
+            + ":",
             "",
             _table(["participant", "reason", "detail"], rows),
             "",
@@ -325,8 +348,11 @@ def render_markdown(analysis: Analysis) -> str:
             ["method", "votes", "share of all votes", "mean proportion", "SD", "95% CI of mean"],
             [
                 [
-                    DISPLAY[m], str(totals[m]), f"{totals[m] / n_votes:.3f}",
-                    _num(desc.loc[m, "mean"]), _num(desc.loc[m, "sd"]),
+                    DISPLAY[m],
+                    str(totals[m]),
+                    f"{totals[m] / n_votes:.3f}",
+                    _num(desc.loc[m, "mean"]),
+                    _num(desc.loc[m, "sd"]),
                     f"[{_num(desc.loc[m, 'ci_low'])}, {_num(desc.loc[m, 'ci_high'])}]",
                 ]
                 for m in METHODS
@@ -345,8 +371,14 @@ def render_markdown(analysis: Analysis) -> str:
         _table(
             ["source", "df", "sum of squares", "F", "p", "eta squared"],
             [
-                ["methods", str(anova.df_between), f"{anova.ss_between:.6g}", _stat(anova.F),
-                 format_p(anova.p), _num(anova.eta_squared)],
+                [
+                    "methods",
+                    str(anova.df_between),
+                    f"{anova.ss_between:.6g}",
+                    _stat(anova.F),
+                    format_p(anova.p),
+                    _num(anova.eta_squared),
+                ],
                 ["residual", str(anova.df_within), f"{anova.ss_within:.6g}", "", "", ""],
             ],
         ),
@@ -357,8 +389,15 @@ def render_markdown(analysis: Analysis) -> str:
         _table(
             ["group1", "group2", "meandiff", "p adj", "lower", "upper", "reject"],
             [
-                [DISPLAY[r["group1"]], DISPLAY[r["group2"]], _num(r["meandiff"]),
-                 format_tukey_p(r["p_adj"]), _num(r["lower"]), _num(r["upper"]), str(r["reject"])]
+                [
+                    DISPLAY[r["group1"]],
+                    DISPLAY[r["group2"]],
+                    _num(r["meandiff"]),
+                    format_tukey_p(r["p_adj"]),
+                    _num(r["lower"]),
+                    _num(r["upper"]),
+                    "undefined" if r["reject"] is None else str(r["reject"]),
+                ]
                 for r in analysis.tukey
             ],
         ),
@@ -378,19 +417,37 @@ def render_markdown(analysis: Analysis) -> str:
         f"Friedman test (participants as blocks): chi2({fr['df']}) = {_stat(fr['statistic'])}, "
         f"p = {format_p(fr['p'])}, n = {fr['n']}, Kendall's W = {_num(fr['kendalls_w'], 3)}. "
         "Mean within-participant ranks (4 = most votes): "
-        + ", ".join(f"{DISPLAY[m]} {fr['mean_ranks'][m]:.2f}" for m in METHODS) + ".",
+        + ", ".join(f"{DISPLAY[m]} {fr['mean_ranks'][m]:.2f}" for m in METHODS)
+        + ".",
         "",
         f"Pairwise Wilcoxon signed-rank tests (two-sided, zero differences dropped), Holm "
         f"correction over the six pairs at alpha = {analysis.alpha}; difference = group2 - "
         "group1:",
         "",
         _table(
-            ["group1", "group2", "non-zero pairs", "median diff", "W", "p", "p (Holm)",
-             "rank-biserial r", "reject"],
             [
-                [DISPLAY[r["group1"]], DISPLAY[r["group2"]], str(r["n_nonzero"]),
-                 _num(r["median_difference"]), _stat(r["statistic"]), format_p(r["p"]),
-                 format_p(r["p_holm"]), _num(r["rank_biserial"], 3), str(r["reject"])]
+                "group1",
+                "group2",
+                "non-zero pairs",
+                "median diff",
+                "W",
+                "p",
+                "p (Holm)",
+                "rank-biserial r",
+                "reject",
+            ],
+            [
+                [
+                    DISPLAY[r["group1"]],
+                    DISPLAY[r["group2"]],
+                    str(r["n_nonzero"]),
+                    _num(r["median_difference"]),
+                    _stat(r["statistic"]),
+                    format_p(r["p"]),
+                    format_p(r["p_holm"]),
+                    _num(r["rank_biserial"], 3),
+                    str(r["reject"]),
+                ]
                 for r in analysis.wilcoxon
             ],
         ),
@@ -441,8 +498,10 @@ def _paragraph(analysis: Analysis, order: list[str]) -> str:
         text += (
             f" Tukey HSD post-hoc comparisons (alpha = {analysis.alpha}) found significant "
             "differences for "
-            + ", ".join(f"{_pair(r['group1'], r['group2'])} (p adj {_tukey_rel(r['p_adj'])})"
-                        for r in significant)
+            + ", ".join(
+                f"{_pair(r['group1'], r['group2'])} (p adj {_tukey_rel(r['p_adj'])})"
+                for r in significant
+            )
             + "."
         )
     else:

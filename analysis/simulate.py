@@ -104,9 +104,7 @@ def simulate_export(
             "is_attention_check": check_flat,
             "digit": digit.ravel()[rows],
             "chosen_method": np.where(check_flat, "", np.array(METHODS)[method.ravel()[rows]]),
-            "passed": pd.array(
-                np.where(check_flat, passed.ravel()[rows], False), dtype="boolean"
-            ),
+            "passed": pd.array(np.where(check_flat, passed.ravel()[rows], False), dtype="boolean"),
             "position": position.ravel()[rows] + 1,
             "response_ms": rng.integers(800, 9000, size=n * q)[rows],
             "study": "simulated",

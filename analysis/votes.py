@@ -130,9 +130,7 @@ def read_votes_db(url: str, study: str | None = None, mode: str | None = None) -
             if not schema_present(engine):
                 raise VotesError(f"{_safe(url)} has no study tables (not a study database?)")
             with engine.connect() as conn:
-                rows = list(
-                    vote_rows(conn, include_debug=mode not in (None, "live"), study=study)
-                )
+                rows = list(vote_rows(conn, include_debug=mode not in (None, "live"), study=study))
         finally:
             engine.dispose()
     except SchemaError as exc:
@@ -253,7 +251,10 @@ def _parse_bool(values: pd.Series, column: str, required: np.ndarray) -> np.ndar
 
 
 def _parse_int(
-    values: pd.Series, column: str, required: np.ndarray, lo: int | None = None,
+    values: pd.Series,
+    column: str,
+    required: np.ndarray,
+    lo: int | None = None,
     hi: int | None = None,
 ) -> pd.Series:
     codes, uniques = _per_distinct(values)
@@ -427,8 +428,9 @@ def _check_server_counts(raw: pd.DataFrame, table: pd.DataFrame) -> list[str]:
         pd.to_numeric(pd.Series(uniques, dtype=object), errors="coerce").to_numpy()[codes],
         index=raw.index,
     )
-    frame = pd.DataFrame({"pid": table["participant_id"], "stated": stated,
-                          "passed": table["passed"]})
+    frame = pd.DataFrame(
+        {"pid": table["participant_id"], "stated": stated, "passed": table["passed"]}
+    )
     per = frame.groupby("pid", sort=False).agg(stated=("stated", "max"), counted=("passed", "sum"))
     bad = per[per["stated"].notna() & (per["stated"] != per["counted"])]
     if bad.empty:

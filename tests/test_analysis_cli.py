@@ -254,6 +254,17 @@ def test_source_options_are_checked(tmp_path):
     assert not (tmp_path / "nope.sqlite3").exists()  # reading never creates a database
 
 
+def test_unwritable_output_is_a_one_line_error(simulated, tmp_path):
+    _, path = simulated
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    for out in (blocker, blocker / "sub"):
+        result = analyze("--votes", path, "--out", out)
+        assert result.exit_code == 2, result.output
+        assert len(result.output.strip().splitlines()) == 1
+        assert str(blocker) in result.output
+
+
 # ----------------------------------------------------------------------------- --db
 
 

@@ -282,3 +282,16 @@ def test_survey_design_is_configurable():
     analysis = run_analysis(export(rows, rows_b), design=design, min_checks=2)
     assert analysis.selection.kept == 2
     assert sum(analysis.vote_totals.values()) == 16
+
+
+def test_no_within_method_variance_is_flagged_not_reported_as_a_number():
+    same = (20, 0, 0, 0)
+    analysis = run_analysis(export(*(participant_rows(p, same) for p in "abc")))
+    assert np.isnan(analysis.anova.F) or np.isinf(analysis.anova.F)
+    assert np.isnan(analysis.anova.p)
+    assert all(np.isnan(r["p_adj"]) and r["reject"] is None for r in analysis.tukey)
+    assert any("undefined" in w for w in analysis.warnings)
+    from analysis.report import summary_dict
+
+    summary = summary_dict(analysis)
+    assert summary["anova"]["F"] is None and summary["anova"]["p"] is None
