@@ -243,8 +243,9 @@ def answer(token: str):
         raise Refused(400, "The answer form was altered; please reload the page.")
     stored = flow.record_answer(ctx, choice, _client_ip())
     if not stored:
-        # Retried or double-clicked: acknowledge with wherever the survey now stands.
-        return _current_page(p)
+        # Retried or double-clicked: acknowledge with wherever the survey now stands
+        # (re-read: a concurrent twin of this request may just have completed the survey).
+        return _current_page(flow.load_participant(token))
     db.session.commit()
     if ctx.next_item is None:
         return _completion_page(p)
