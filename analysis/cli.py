@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from .benchmark_cli import COMMANDS as BENCHMARK_COMMANDS  # kar, occlusion (issue 4)
+
 __all__ = ["COMMANDS", "InputError", "analyze_command"]
 
 
@@ -70,12 +72,18 @@ class InputError(click.ClickException):
     help="attention checks in one complete survey",
 )
 @click.option("--study", default=None, help="analyse only this study (export column 'study')")
-@click.option(
-    "--mode", default=None, help="analyse only this server mode: debug, sandbox or live"
-)
+@click.option("--mode", default=None, help="analyse only this server mode: debug, sandbox or live")
 def analyze_command(
-    db_url, votes_path, out_dir, min_checks, include_incomplete, alpha, real_questions,
-    attention_checks, study, mode,
+    db_url,
+    votes_path,
+    out_dir,
+    min_checks,
+    include_incomplete,
+    alpha,
+    real_questions,
+    attention_checks,
+    study,
+    mode,
 ):
     """Filter participants, then run the paper's ANOVA + Tukey HSD and repeated-measures tests.
 
@@ -138,4 +146,4 @@ def _redact(url: str) -> str:
         return url
 
 
-COMMANDS: list = [analyze_command]
+COMMANDS: list = [analyze_command, *BENCHMARK_COMMANDS]

@@ -1,0 +1,459 @@
+"""``normlime kar`` and ``normlime occlusion``: the numerical benchmarks.
+
+Heavy modules (torch, pandas, the explainers, dask) are imported inside the command
+bodies so that composing these commands into the ``normlime`` group costs nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+__all__ = ["COMMANDS", "InputError", "kar_command", "occlusion_command"]
+
+
+class InputError(click.ClickException):
+    """Bad input from the user: one readable line on stderr and exit code 2."""
+
+    exit_code = 2
+
+
+def _echo(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _load_data(spec: str):
+    from explainers.data import DataError, load_mnist
+
+    try:
+        data = load_mnist(spec)
+    except DataError as exc:
+        raise InputError(str(exc)) from None
+    _echo(data.summary())
+    return data
+
+
+def _parse_methods(text: str | None, allowed, default) -> tuple[str, ...]:
+    from explainers.registry import parse_methods
+
+    try:
+        return parse_methods(text, allowed=allowed, default=default)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+
+def _parse_fractions(text: str | None, default) -> tuple[float, ...]:
+    if text is None:
+        return tuple(default)
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"--fractions must be numbers separated by commas, got {text!r}") from None
+    if not values:
+        raise InputError("--fractions is empty")
+    bad = [v for v in values if not 0.0 < v < 1.0]
+    if bad:
+        raise InputError(
+            f"--fractions are fractions of features removed, strictly between 0 and 1 "
+            f"(got {', '.join(f'{v:g}' for v in bad)})"
+        )
+    if len(set(values)) != len(values):
+        raise InputError("--fractions names a fraction twice")
+    return tuple(sorted(values))
+
+
+def _connect(scheduler: str | None):
+    """A dask.distributed Client for ``--scheduler`` (None: run locally)."""
+    if scheduler is None:
+        return None
+    if "://" not in scheduler:
+        raise InputError(f"--scheduler must be an address like tcp://host:8786, got {scheduler!r}")
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - dask[distributed] is a dependency
+        raise InputError("--scheduler needs dask.distributed") from None
+    try:
+        return Client(scheduler, timeout="15s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from None
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+
+
+def _load_model(path: Path):
+    from explainers.model import ModelFileError, file_checksum, load
+    from explainers.train import pick_device
+
+    try:
+        model = load(path)
+    except ModelFileError as exc:
+        raise InputError(str(exc)) from None
+    return model.to(pick_device(None)).eval(), {"path": str(path), "sha256": file_checksum(path)}
+
+
+_common = [
+    click.option(
+        "--preset",
+        type=click.Choice(["smoke", "cpu", "paper"]),
+        default="paper",
+        show_default=True,
+        help="smoke: ~1 min on the embedded subset; cpu: ~20 min on 2 cores with full MNIST; "
+        "paper: the paper's full protocol. Explicit options override the preset.",
+    ),
+    click.option(
+        "--data",
+        "data_spec",
+        default=None,
+        metavar="PATH|embedded|download",
+        help="MNIST: an IDX directory (e.g. ../shared/data/mnist), 'embedded' or 'download' "
+        "[default: the preset's: smoke embedded, cpu/paper download]",
+    ),
+    click.option("--seed", type=int, default=0, show_default=True, help="master seed"),
+    click.option(
+        "--jobs",
+        "n_jobs",
+        type=click.IntRange(min=1),
+        default=None,
+        help="local worker processes (joblib) [default: the preset's]",
+    ),
+    click.option(
+        "--threads",
+        type=click.IntRange(min=1),
+        default=None,
+        help="torch threads per job [default: cores / jobs]",
+    ),
+    click.option(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="run the jobs on this dask.distributed scheduler instead of locally",
+    ),
+    click.option("--device", default=None, help="torch device [default: cuda if available]"),
+    click.option("--progress/--no-progress", default=True, show_default=True),
+    click.option(
+        "--out",
+        "out_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        required=True,
+        help="output directory (rerunning with the same options resumes)",
+    ),
+]
+
+
+def _with_common(fn):
+    for option in reversed(_common):
+        fn = option(fn)
+    return fn
+
+
+@click.command("kar")
+@click.option(
+    "--features",
+    type=click.Choice(["pixels", "conv"]),
+    default="pixels",
+    show_default=True,
+    help="rank and remove input pixels, or the second conv layer's outputs (64x14x14)",
+)
+@click.option(
+    "--methods",
+    default=None,
+    help="comma-separated: normlime,lime,shap,smoothgrad,vargrad,random,inputxgrad,std "
+    "[default: the preset's]",
+)
+@click.option("--fractions", default=None, help="fractions removed, e.g. 0.1,0.5,0.9")
+@click.option("--runs", type=click.IntRange(min=1), default=None, help="retrainings per cell")
+@click.option("--train-size", type=click.IntRange(min=10), default=None)
+@click.option("--test-size", type=click.IntRange(min=10), default=None)
+@click.option("--epochs", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--ranking",
+    type=click.Choice(["global", "class", "per-image"]),
+    default="global",
+    show_default=True,
+    help="one ranking per method (paper); per predicted class; per image (Hooker et al.)",
+)
+@click.option(
+    "--replacement",
+    type=click.Choice(["mean", "zero"]),
+    default="mean",
+    show_default=True,
+    help="value of removed features: training mean (pixels 0.1307; conv per-feature mean) or 0",
+)
+@click.option(
+    "--explain-per-class",
+    type=click.IntRange(min=1),
+    default=None,
+    help="training images explained per predicted class to build the rankings",
+)
+@click.option(
+    "--mask-control/--no-mask-control",
+    default=None,
+    help="also train on the binary keep-mask alone [default: on for class/per-image]",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="explain this trained model instead of training one in --out",
+)
+@_with_common
+def kar_command(
+    features,
+    methods,
+    fractions,
+    runs,
+    train_size,
+    test_size,
+    epochs,
+    ranking,
+    replacement,
+    explain_per_class,
+    mask_control,
+    model_path,
+    preset,
+    data_spec,
+    seed,
+    n_jobs,
+    threads,
+    scheduler,
+    device,
+    progress,
+    out_dir,
+):
+    """Keep-And-Retrain: remove the least important features, retrain, report error gain.
+
+    Writes kar.csv (one row per retraining), kar-summary.csv, kar.md (the table), kar.png
+    (error gain against fraction removed) and kar.json (settings, timings) to --out.
+    Finished retrainings are kept in --out/kar-jobs.jsonl: rerun the same command to
+    resume an interrupted run.
+    """
+    from .jobs import ConfigMismatch, default_threads
+    from .kar import KarSettings, run_kar
+    from .presets import kar_preset
+    from .rankings import KAR_METHODS
+
+    p = kar_preset(preset, features)
+    settings = KarSettings(
+        features=features,
+        methods=_parse_methods(methods, KAR_METHODS, p.methods),
+        fractions=_parse_fractions(fractions, p.fractions),
+        runs=runs or p.runs,
+        ranking=ranking,
+        replacement=replacement,
+        train_size=train_size if train_size is not None else p.train_size,
+        test_size=test_size if test_size is not None else p.test_size,
+        epochs=epochs or p.epochs,
+        explain_per_class=explain_per_class or p.explain_per_class,
+        method_params=p.method_params,
+        seed=seed,
+        mask_control=mask_control,
+        device=device,
+    )
+    try:
+        settings.validate()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    _check_out(out_dir)
+    if model_path is not None and not model_path.is_file():
+        raise InputError(f"--model {model_path} does not exist")
+    data = _load_data(data_spec or p.data)
+    client = _connect(scheduler)
+    n_jobs = n_jobs or p.jobs
+    threads = threads or p.threads or (None if client is not None else default_threads(n_jobs))
+    _echo(
+        f"KAR {settings.features}, {settings.ranking} ranking, preset {preset}: "
+        f"{len(settings.methods)} methods x {len(settings.fractions)} fractions x "
+        f"{settings.runs} runs; train {settings.train_size or 'all'}, "
+        f"{settings.epochs} epochs; "
+        + (f"Dask at {scheduler}" if client else f"{n_jobs} local job(s) x {threads} thread(s)")
+    )
+    t0 = time.perf_counter()
+    try:
+        run_kar(
+            settings,
+            data,
+            out_dir,
+            model_path=model_path,
+            n_jobs=n_jobs,
+            scheduler=client,
+            threads=threads,
+            progress=progress,
+            log=_echo,
+        )
+    except ConfigMismatch as exc:
+        raise InputError(str(exc)) from None
+    finally:
+        if client is not None:
+            client.close()
+    click.echo((out_dir / "kar.md").read_text())
+    click.echo(
+        f"wall time {time.perf_counter() - t0:.0f} s; wrote kar.csv, kar.md, kar.png to {out_dir}"
+    )
+
+
+@click.command("occlusion")
+@click.option(
+    "--methods",
+    default=None,
+    help="comma-separated: inputxgrad,std,smoothgrad,vargrad,lime,normlime,shap,random "
+    "[default: the preset's]",
+)
+@click.option("--images", type=click.IntRange(min=1), default=None, help="test images")
+@click.option("--step", type=click.IntRange(1, 784), default=None, help="pixels per step")
+@click.option(
+    "--top-k",
+    type=click.IntRange(2, 10),
+    default=10,
+    show_default=True,
+    help="classes whose probabilities give the entropy and SD (Zhang & Gao: all 10 on MNIST)",
+)
+@click.option(
+    "--order",
+    type=click.Choice(["abs", "signed"]),
+    default="abs",
+    show_default=True,
+    help="occlude by descending |importance| or signed importance (RISE)",
+)
+@click.option(
+    "--value",
+    type=click.Choice(["mean", "zero"]),
+    default="mean",
+    show_default=True,
+    help="occlusion value: the training mean 0.1307 or 0",
+)
+@click.option(
+    "--explain-per-class",
+    type=click.IntRange(min=1),
+    default=None,
+    help="training images per class explained for NormLIME's class ranking",
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="the trained model to explain [default: train one into --out per the preset]",
+)
+@_with_common
+def occlusion_command(
+    methods,
+    images,
+    step,
+    top_k,
+    order,
+    value,
+    explain_per_class,
+    model_path,
+    preset,
+    data_spec,
+    seed,
+    n_jobs,
+    threads,
+    scheduler,
+    device,
+    progress,
+    out_dir,
+):
+    """Occlude pixels by descending importance and track p(target), entropy and SD (Zhang &
+    Gao), plus RISE's deletion and insertion AUC.
+
+    Writes occlusion.csv (curves), occlusion-auc.csv (per image), occlusion-summary.csv,
+    occlusion.md, occlusion.png and one occlusion-<metric>.png per metric to --out.
+    Rerun the same command to resume.
+    """
+    from .jobs import ConfigMismatch, default_threads
+    from .occlusion import OCCLUSION_METHODS, OcclusionSettings, run_occlusion
+    from .presets import occlusion_preset
+
+    p = occlusion_preset(preset)
+    settings = OcclusionSettings(
+        methods=_parse_methods(methods, OCCLUSION_METHODS, p.methods),
+        images=images or p.images,
+        step=step or p.step,
+        top_k=top_k,
+        order=order,
+        value=value,
+        explain_per_class=explain_per_class or p.explain_per_class,
+        method_params=p.method_params,
+        seed=seed,
+        device=device,
+    )
+    try:
+        settings.validate()
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    _check_out(out_dir)
+    if model_path is not None and not model_path.is_file():
+        raise InputError(f"--model {model_path} does not exist")
+    data = _load_data(data_spec or p.data)
+    if model_path is not None:
+        model, meta = _load_model(model_path)
+    else:
+        model, meta = _train_model(data, p, seed, device, out_dir)
+    client = _connect(scheduler)
+    n_jobs = n_jobs or p.jobs
+    threads = threads or p.threads or (None if client is not None else default_threads(n_jobs))
+    t0 = time.perf_counter()
+    try:
+        run_occlusion(
+            settings,
+            data,
+            model,
+            out_dir,
+            model_meta=meta,
+            n_jobs=n_jobs,
+            scheduler=client,
+            threads=threads,
+            progress=progress,
+            log=_echo,
+        )
+    except ConfigMismatch as exc:
+        raise InputError(str(exc)) from None
+    except ValueError as exc:  # e.g. too few correctly classified images
+        raise InputError(str(exc)) from None
+    finally:
+        if client is not None:
+            client.close()
+    click.echo((out_dir / "occlusion.md").read_text())
+    click.echo(
+        f"wall time {time.perf_counter() - t0:.0f} s; wrote occlusion.csv, occlusion.md, "
+        f"occlusion.png to {out_dir}"
+    )
+
+
+def _train_model(data, preset, seed: int, device, out_dir: Path):
+    """The preset's model, trained once and kept in --out/model.pt."""
+    import json
+
+    from explainers.model import file_checksum, save
+    from explainers.train import TrainConfig, pick_device, train_model
+
+    from .kar import subset_data
+
+    path = out_dir / "model.pt"
+    if path.exists():
+        model, meta = _load_model(path)
+        return model, {**json.loads(path.with_suffix(".json").read_text()), **meta}
+    sub = subset_data(data, preset.model_train_size, None, seed)
+    _echo(f"training the model to explain ({preset.model_epochs} epochs, seed {seed})")
+    result = train_model(sub, TrainConfig(epochs=preset.model_epochs, seed=seed), device=device)
+    meta = {
+        "test_accuracy": result.test_accuracy,
+        "epochs": preset.model_epochs,
+        "seed": seed,
+        "data": sub.provenance(),
+        "wall_time_s": round(result.wall_time_s, 2),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save(result.model, path, meta)
+    meta = {**meta, "path": str(path), "sha256": file_checksum(path)}
+    return result.model.to(pick_device(device)).eval(), meta
+
+
+COMMANDS = [kar_command, occlusion_command]
