@@ -273,6 +273,11 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _cell(text: object) -> str:
+    """Text safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def _pair(g1: str, g2: str) -> str:
     return f"{DISPLAY[g1]} vs {DISPLAY[g2]}"
 
@@ -322,7 +327,8 @@ def render_markdown(analysis: Analysis) -> str:
     if len(excluded):
         limit = 50
         rows = [
-            [f"`{pid}`", REASONS[r.reason], r.detail] for pid, r in excluded.head(limit).iterrows()
+            [f"`{_cell(pid)}`", REASONS[r.reason], r.detail]
+            for pid, r in excluded.head(limit).iterrows()
         ]
         parts += [
             "Excluded participants"
