@@ -121,7 +121,7 @@ def vote_rows(conn, *, include_debug: bool = False, study: str | None = None) ->
             R.c.answered_at,
             I.c.is_check,
             I.c.digit,
-            I.c.shown_at,
+            R.c.shown_at,
         )
         .select_from(
             R.join(P, R.c.participant_id == P.c.id)

@@ -1,9 +1,11 @@
 """Participant state in the database: creating a participation, progress, answers.
 
-Progress is always derived from the database.  Items are answered strictly in order: an
-item becomes *shown* (``items.shown_at``) only when every earlier item has a response, and
-only a shown item can be answered, so the answered items are always a prefix and the
-current item is ``count(responses) + 1``.
+Progress is always derived from the database.  Items are answered strictly in order: item
+1 is shown once the participant has started, item k+1 in the reply that stores the answer
+to item k, and only a shown item can be answered.  So the answered items are always a
+prefix, the current item is ``count(responses) + 1``, and an item was first shown when the
+previous one was answered (or at the start); that time is stored with the answer
+(``responses.shown_at``) and needs no extra write on the vote path.
 """
 
 from __future__ import annotations
@@ -95,7 +97,6 @@ class ItemRow:
     is_check: bool
     digit: int
     slots: list
-    shown_at: object
     answered_choice: int | None = None
 
 
@@ -205,7 +206,6 @@ def create_participant(
                 "is_check": it.is_check,
                 "digit": it.digit,
                 "slots": json.dumps([s.as_list() for s in it.slots]),
-                "shown_at": None,
             }
             for it in design_survey(seed)
         ],
@@ -229,9 +229,11 @@ def _item_row(row) -> ItemRow:
         row.is_check,
         row.digit,
         json.loads(row.slots),
-        row.shown_at,
         getattr(row, "choice", None),
     )
+
+
+_ITEM_COLS = (I.c.id.label("item_id"), I.c.position, I.c.is_check, I.c.digit, I.c.slots)
 
 
 def answered_count(participant_id: int) -> int:
@@ -241,24 +243,14 @@ def answered_count(participant_id: int) -> int:
 
 
 def current_item(p: ParticipantRow) -> ItemRow | None:
-    """The first unanswered item, marked shown now if it was not yet (None when all done)."""
+    """The first unanswered item (None when all are answered).  Reads only."""
     position = answered_count(p.id) + 1
     if position > N_ITEMS:
         return None
     row = db.session.execute(
-        select(
-            I.c.id.label("item_id"), I.c.position, I.c.is_check, I.c.digit, I.c.slots, I.c.shown_at
-        ).where(I.c.participant_id == p.id, I.c.position == position)
+        select(*_ITEM_COLS).where(I.c.participant_id == p.id, I.c.position == position)
     ).one()
-    item = _item_row(row)
-    if item.shown_at is None:
-        item.shown_at = utcnow()
-        db.session.execute(
-            update(I)
-            .where(I.c.id == item.id, I.c.shown_at.is_(None))
-            .values(shown_at=item.shown_at)
-        )
-    return item
+    return _item_row(row)
 
 
 def start(p: ParticipantRow, ip: str | None) -> None:
@@ -272,13 +264,20 @@ def start(p: ParticipantRow, ip: str | None) -> None:
     log_event("started", study_id=p.study_id, participant_id=p.id, ip=ip)
 
 
-def load_item(p: ParticipantRow, position: int) -> ItemRow | None:
+def load_shown_item(p: ParticipantRow, position: int) -> ItemRow | None:
+    """Item ``position`` if it has been shown to the participant (else None)."""
+    prev = R.alias("prev")
     row = db.session.execute(
-        select(
-            I.c.id.label("item_id"), I.c.position, I.c.is_check, I.c.digit, I.c.slots, I.c.shown_at
-        ).where(I.c.participant_id == p.id, I.c.position == position)
+        select(*_ITEM_COLS, prev.c.id.label("prev_id"))
+        .select_from(
+            I.outerjoin(prev, and_(prev.c.participant_id == p.id, prev.c.position == position - 1))
+        )
+        .where(I.c.participant_id == p.id, I.c.position == position)
     ).first()
-    return _item_row(row) if row else None
+    if row is None:
+        return None
+    shown = row.prev_id is not None if position > 1 else p.started_at is not None
+    return _item_row(row) if shown else None
 
 
 @dataclass
@@ -286,27 +285,29 @@ class AnswerContext:
     participant: ParticipantRow
     item: ItemRow
     next_item: ItemRow | None
+    #: when the item was first shown: the answer to the previous item (or the start)
+    shown_at: object
 
 
 def load_for_answer(token: str, position: int) -> AnswerContext:
-    """One query: participant, study, the answered item (+ its response) and the next item."""
+    """One query: participant, study, the answered item (+ its response), the next item,
+    and the time the previous item was answered (= when this one was first shown)."""
     if not tokens.TOKEN_RE.fullmatch(token or ""):
         raise Refused(404, "This participant link is not valid.")
+    prev = R.alias("prev")
     stmt = (
         select(
             *_PCOLS,
-            I.c.id.label("item_id"),
-            I.c.position,
-            I.c.is_check,
-            I.c.digit,
-            I.c.slots,
-            I.c.shown_at,
+            P.c.started_at.label("p_started"),
+            *_ITEM_COLS,
             R.c.choice,
+            prev.c.answered_at.label("prev_answered_at"),
         )
         .select_from(
             P.join(S, P.c.study_id == S.c.id)
             .join(I, I.c.participant_id == P.c.id)
             .outerjoin(R, and_(R.c.participant_id == P.c.id, R.c.position == I.c.position))
+            .outerjoin(prev, and_(prev.c.participant_id == P.c.id, prev.c.position == position - 1))
         )
         .where(P.c.token == token, I.c.position.in_((position, position + 1)))
         .order_by(I.c.position)
@@ -318,7 +319,8 @@ def load_for_answer(token: str, position: int) -> AnswerContext:
     items = {r.position: _item_row(r) for r in rows}
     if position not in items:
         raise Refused(404, f"Question {position} is not part of this survey.")
-    return AnswerContext(p, items[position], items.get(position + 1))
+    shown = p.started_at if position == 1 else rows[0].prev_answered_at
+    return AnswerContext(p, items[position], items.get(position + 1), shown)
 
 
 def record_answer(ctx: AnswerContext, choice: int, ip: str | None) -> bool:
@@ -326,24 +328,25 @@ def record_answer(ctx: AnswerContext, choice: int, ip: str | None) -> bool:
 
     The same answer again is acknowledged (False); a different answer to an answered item
     raises Refused(409).  Completing the last item marks the participation complete in the
-    same transaction.
+    same transaction.  The vote path is one SELECT, one INSERT and the COMMIT.
     """
     p, item = ctx.participant, ctx.item
     if item.answered_choice is not None:
         return _acknowledge(item, item.answered_choice, choice)
     if p.completed_at is not None:
         raise Refused(409, "This survey is already complete; nothing more can be answered.")
-    if item.shown_at is None:
+    if ctx.shown_at is None:
         raise Refused(409, f"Question {item.position} has not been shown to you yet.")
     now = utcnow()
     method, _digit, role = item.slots[choice - 1]
-    shown = as_utc(item.shown_at)
+    shown = as_utc(ctx.shown_at)
     values = {
         "participant_id": p.id,
         "position": item.position,
         "choice": choice,
         "chosen_method": method,
         "chosen_role": role,
+        "shown_at": shown,
         "answered_at": now,
         "response_ms": max(int((now - shown).total_seconds() * 1000), 0),
     }
@@ -352,12 +355,7 @@ def record_answer(ctx: AnswerContext, choice: int, ip: str | None) -> bool:
             select(R.c.choice).where(R.c.participant_id == p.id, R.c.position == item.position)
         ).scalar_one()
         return _acknowledge(item, existing, choice)
-    if ctx.next_item is not None:
-        ctx.next_item.shown_at = now
-        db.session.execute(
-            update(I).where(I.c.id == ctx.next_item.id, I.c.shown_at.is_(None)).values(shown_at=now)
-        )
-    else:
+    if ctx.next_item is None:
         _complete(p, now, ip)
     return True
 

@@ -117,7 +117,6 @@ class Item(db.Model):
     digit: Mapped[int] = mapped_column(SmallInteger)
     #: JSON list of 4 [method, digit, role] triples, one per screen slot (left to right)
     slots: Mapped[str] = mapped_column(Text)
-    shown_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Response(db.Model):
@@ -132,6 +131,8 @@ class Response(db.Model):
     choice: Mapped[int] = mapped_column(SmallInteger)
     chosen_method: Mapped[str] = mapped_column(String(32))
     chosen_role: Mapped[str] = mapped_column(String(16))
+    #: when the item was first shown (the previous answer's commit, or the start)
+    shown_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     answered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     response_ms: Mapped[int | None] = mapped_column(Integer)
 

@@ -306,8 +306,8 @@ def image(token: str, position: int, image: str):
     if not _IMAGE_ID_RE.fullmatch(image) or not 1 <= position <= N_ITEMS:
         raise Refused(404, "No such image.")
     p = flow.load_participant(token)
-    item = flow.load_item(p, position)
-    if item is None or item.shown_at is None:
+    item = flow.load_shown_item(p, position)
+    if item is None:
         raise Refused(404, "No such image.")
     for slot in range(1, N_OPTIONS + 1):
         if tokens.same(image, tokens.image_id(p.secret, token, position, slot)):

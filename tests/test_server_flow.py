@@ -63,16 +63,26 @@ def test_whole_mturk_survey_is_stored_exactly(server):
     assert form_action(w.page, "finish") == ("https://workersandbox.mturk.com/mturk/externalSubmit")
     assert fields["assignmentId"] == "ASSIGN1"
 
-    rows = srv.rows(
-        "SELECT r.position, r.choice, r.chosen_method, r.chosen_role, r.response_ms, "
-        "r.answered_at, i.shown_at FROM responses r JOIN items i "
-        "ON i.participant_id = r.participant_id AND i.position = r.position ORDER BY r.position"
-    )
+    from sqlalchemy import select
+
+    from study_server.models import Participant, Response
+
+    R = Response.__table__
+    with srv.engine.connect() as conn:  # typed columns: datetimes on SQLite too
+        rows = conn.execute(
+            select(
+                R.c.position, R.c.choice, R.c.chosen_method, R.c.chosen_role, R.c.response_ms,
+                R.c.answered_at, R.c.shown_at,
+            ).order_by(R.c.position)
+        ).all()  # fmt: skip
+        started = conn.execute(select(Participant.started_at)).scalar_one()
     assert [(r[0], r[1]) for r in rows] == sorted(sent.items())
-    for row, item in zip(rows, items, strict=True):
+    for k, (row, item) in enumerate(zip(rows, items, strict=True)):
         method, digit, role = item["slots"][row[1] - 1]
         assert (row[2], row[3]) == (method, role)
-        assert row[4] is not None and row[4] >= 0 and row[5] is not None and row[6] is not None
+        # an item is first shown by the reply storing the previous answer (item 1: start)
+        assert row[6] == (rows[k - 1][5] if k else started)
+        assert row[4] == int((row[5] - row[6]).total_seconds() * 1000)
     p = srv.rows("SELECT completed_at, completion_code, assignment_id FROM participants")[0]
     assert p[0] is not None and p[1] == fields["completion_code"] and p[2] == "ASSIGN1"
     assert srv.scalar("SELECT count(*) FROM events WHERE kind = 'completed'") == 1

@@ -1,0 +1,492 @@
+"""Load test of the study server: gunicorn on PostgreSQL, 100 concurrent participants.
+
+    .venv/bin/python benchmarks/load.py [--clients 100] [--workers 4] [--threads 1]
+        [--surveys-per-client 3] [--duration 8] [--db URL] [--maps DIR] [--json OUT]
+
+One run, one gunicorn, one database, three phases with the same number of concurrent
+clients (each client: one connection per request, as browsers behind MTurk would do):
+
+1. ``ping``     GET /_bench/ping: Flask dispatch and nothing else (the HTTP ceiling);
+2. ``durable``  POST /_bench/vote: one INSERT and its COMMIT (the database floor);
+3. ``survey``   real participants: each client enters, consents and starts
+                ``--surveys-per-client`` surveys, then answers all their 25 items through
+                the real vote path (token check, validation, insert, next page rendered).
+
+For 2 and 3 the database is read afterwards: every acknowledged vote must be there, once
+(``lost`` = acknowledged but absent, ``duplicated`` = stored more than once).  A vote is
+acknowledged only after its commit (PostgreSQL ``synchronous_commit`` stays on).
+
+Without ``--db`` a fresh database ``normlime_bench_<random>`` is created on the local
+PostgreSQL server and dropped afterwards.  The reference endpoints exist only because
+the benchmark sets NORMLIME_BENCHMARK_ENDPOINTS=1; the participant rate limit is raised
+so the simulated participants (far faster than people) are not throttled.
+Targets: survey votes/s >= 60% of durable votes/s, survey vote p99 < 250 ms, 0 lost, 0 dup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+FIELD_RE = re.compile(rb'<input type="hidden" name="([^"]+)" value="([^"]*)"')
+
+
+# ----------------------------------------------------------------------------- HTTP client
+
+
+class Client:
+    """A minimal HTTP/1.1 client: one connection per request, read until the server closes."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+
+    async def request(self, method: str, path: str, form: dict | None = None):
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        body = urlencode(form).encode() if form is not None else b""
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nConnection: close\r\n"
+        if form is not None:
+            head += (
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\n"
+            )
+        writer.write(head.encode() + b"\r\n" + body)
+        data = await reader.read()
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+        head_end = data.find(b"\r\n\r\n")
+        status = int(data[9:12])
+        headers = data[:head_end].decode("latin-1").split("\r\n")[1:]
+        hdrs = {}
+        for line in headers:
+            k, _, v = line.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        return status, hdrs, data[head_end + 4 :]
+
+
+def fields(body: bytes) -> dict:
+    return {k.decode(): v.decode() for k, v in FIELD_RE.findall(body)}
+
+
+# ----------------------------------------------------------------------------- phases
+# Each phase runs in several client processes (so the client is not one core's worth of
+# Python); each process runs its share of the clients as asyncio tasks.
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def ping_phase(args) -> dict:
+    host, port, n_clients, duration = args
+
+    async def one(client):
+        lat = []
+        end = time.time() + duration
+        while time.time() < end:
+            t0 = time.perf_counter()
+            status, _, _ = await client.request("GET", "/_bench/ping")
+            lat.append(time.perf_counter() - t0)
+            assert status == 200, status
+        return lat
+
+    async def main():
+        t0 = time.time()
+        res = await asyncio.gather(*(one(Client(host, port)) for _ in range(n_clients)))
+        return {"start": t0, "end": time.time(), "lat": [x for r in res for x in r]}
+
+    return _run(main())
+
+
+def durable_phase(args) -> dict:
+    host, port, client_ids, duration = args
+
+    async def one(cid):
+        client = Client(host, port)
+        lat, acked = [], []
+        end = time.time() + duration
+        seq = 0
+        while time.time() < end:
+            seq += 1
+            t0 = time.perf_counter()
+            status, _, _ = await client.request(
+                "POST", "/_bench/vote", {"client": cid, "seq": seq, "choice": seq % 4 + 1}
+            )
+            lat.append(time.perf_counter() - t0)
+            if status == 200:
+                acked.append((cid, seq, seq % 4 + 1))
+        return lat, acked
+
+    async def main():
+        t0 = time.time()
+        res = await asyncio.gather(*(one(c) for c in client_ids))
+        return {
+            "start": t0,
+            "end": time.time(),
+            "lat": [x for r in res for x in r[0]],
+            "acked": [x for r in res for x in r[1]],
+        }
+
+    return _run(main())
+
+
+def enter_phase(args) -> dict:
+    """Create participants: entry link, consent, start (not part of the vote figures)."""
+    host, port, study_key, worker_ids = args
+
+    async def one(wid):
+        c = Client(host, port)
+        query = urlencode(
+            {
+                "workerId": wid,
+                "assignmentId": f"{wid}-A",
+                "hitId": "BENCH",
+                "turkSubmitTo": "https://workersandbox.mturk.com",
+            }
+        )
+        status, _, body = await c.request("GET", f"/s/{study_key}/mturk?{query}")
+        assert status == 200, status
+        form = {**fields(body), "agree": "yes"}
+        status, hdrs, _ = await c.request("POST", f"/s/{study_key}/mturk/consent", form)
+        assert status == 303, status
+        home = urlsplit(hdrs["location"]).path
+        status, _, _ = await c.request("POST", home + "/start")
+        assert status == 303, status
+        status, _, body = await c.request("GET", home)
+        assert status == 200, status
+        return home, fields(body)
+
+    async def main():
+        sem = asyncio.Semaphore(50)
+
+        async def limited(w):
+            async with sem:
+                return await one(w)
+
+        return {"participants": await asyncio.gather(*(limited(w) for w in worker_ids))}
+
+    return _run(main())
+
+
+def vote_phase(args) -> dict:
+    """Each client answers all 25 items of each of its participants, one after another."""
+    host, port, groups, seed = args
+    rng = random.Random(seed)
+
+    async def one(group):
+        c = Client(host, port)
+        lat, acked, errors = [], [], 0
+        for home, form in group:
+            for _ in range(25):
+                choice = rng.randint(1, 4)
+                t0 = time.perf_counter()
+                status, _, body = await c.request("POST", home + "/answer", {**form, "c": choice})
+                lat.append(time.perf_counter() - t0)
+                if status != 200:
+                    errors += 1
+                    break
+                acked.append((home.rsplit("/", 1)[-1], int(form["q"]), choice))
+                form = fields(body)
+        return lat, acked, errors
+
+    async def main():
+        t0 = time.time()
+        res = await asyncio.gather(*(one(g) for g in groups))
+        return {
+            "start": t0,
+            "end": time.time(),
+            "lat": [x for r in res for x in r[0]],
+            "acked": [x for r in res for x in r[1]],
+            "errors": sum(r[2] for r in res),
+        }
+
+    return _run(main())
+
+
+def split(seq, n):
+    return [seq[i::n] for i in range(n)]
+
+
+def merge(results) -> dict:
+    results = list(results)
+    out = {"start": min(r["start"] for r in results), "end": max(r["end"] for r in results)}
+    for key in ("lat", "acked"):
+        out[key] = [x for r in results for x in r.get(key, [])]
+    out["errors"] = sum(r.get("errors", 0) for r in results)
+    return out
+
+
+def summarise(name: str, res: dict, count_key: str = "lat") -> dict:
+    elapsed = res["end"] - res["start"]
+    lat = sorted(res["lat"])
+    n = len(res[count_key])
+
+    def pct(p):
+        return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
+
+    return {
+        "phase": name,
+        "requests": len(lat),
+        "acknowledged": n,
+        "seconds": round(elapsed, 2),
+        "per_second": round(n / elapsed, 1),
+        "p50_ms": round(pct(0.50), 1),
+        "p99_ms": round(pct(0.99), 1),
+        "mean_ms": round(statistics.fmean(lat) * 1000, 1) if lat else None,
+    }
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+@contextlib.contextmanager
+def database(url: str | None):
+    if url:
+        yield url
+        return
+    import psycopg
+
+    name = f"normlime_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def prepare_db(url: str) -> tuple[str, object]:
+    from sqlalchemy.orm import Session
+
+    from study_server import bench, schema, studies
+    from study_server.recruitment import default_adapters
+
+    engine = schema.make_engine(url)
+    schema.init_db(engine)
+    bench.metadata.create_all(engine)
+    with Session(engine) as session, session.begin():
+        study = studies.create_study(
+            session, f"bench-{secrets.token_hex(3)}", mode="debug", adapters=default_adapters()
+        )
+        session.flush()
+        key = study.public_key
+    return key, engine
+
+
+def maps_dir(given: str | None, tmp: Path) -> Path:
+    from study_server.maps import default_maps_dir
+
+    if given:
+        return Path(given)
+    found = default_maps_dir()
+    if (found / "manifest.json").is_file():
+        return found
+    import numpy as np
+
+    from explainers.bundle import STUDY_METHODS, write_bundle
+
+    rng = np.random.default_rng(0)
+    write_bundle(tmp / "maps", {m: rng.random((10, 28, 28)) for m in STUDY_METHODS})
+    return tmp / "maps"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn(url: str, maps: Path, port: int, workers: int, threads: int, pool: int):
+    env = dict(
+        os.environ,
+        DATABASE_URL=url,
+        NORMLIME_MAPS=str(maps),
+        NORMLIME_BENCHMARK_ENDPOINTS="1",
+        NORMLIME_PARTICIPANT_RATE="1000000/1",
+        NORMLIME_ENTRY_RATE="1000000/1",
+        NORMLIME_DB_POOL_SIZE=str(pool),
+    )
+    cmd = [
+        str(Path(sys.executable).parent / "gunicorn"),
+        "-w", str(workers),
+        "--threads", str(threads),
+        "-b", f"127.0.0.1:{port}",
+        "--backlog", "2048",
+        "--log-level", "warning",
+        "study_server:create_app()",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+                    if b"200" in s.recv(64):
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise SystemExit("gunicorn did not start")
+            time.sleep(0.3)
+        yield cmd
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def verify(engine, survey_acked, durable_acked) -> dict:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text(
+                "SELECT p.token, r.position, r.choice FROM responses r "
+                "JOIN participants p ON p.id = r.participant_id"
+            )
+        ).all()
+        bench_rows = conn.execute(text("SELECT client, seq, choice FROM bench_votes")).all()
+    out = {}
+    for name, acked, rows in (
+        ("survey", survey_acked, stored),
+        ("durable", durable_acked, bench_rows),
+    ):
+        rows = [tuple(r) for r in rows]
+        keys = [r[:2] for r in rows]
+        acked_set = set(acked)
+        out[name] = {
+            "acknowledged": len(acked),
+            "stored": len(rows),
+            "lost": len(acked_set - set(rows)),
+            "duplicated": len(keys) - len(set(keys)),
+            "unacknowledged_but_stored": len(set(rows) - acked_set),
+        }
+    return out
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clients", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pool", type=int, default=2, help="DB connections per worker process")
+    ap.add_argument("--surveys-per-client", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=8.0, help="seconds per reference phase")
+    ap.add_argument("--procs", type=int, default=2, help="load-generator processes")
+    ap.add_argument("--db", default=None, help="default: a fresh local PostgreSQL database")
+    ap.add_argument("--maps", default=None)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp, database(args.db) as url:
+        key, engine = prepare_db(url)
+        maps = maps_dir(args.maps, Path(tmp))
+        port = free_port()
+        with (
+            gunicorn(url, maps, port, args.workers, args.threads, args.pool) as cmd,
+            ProcessPoolExecutor(args.procs) as pool,
+        ):
+            host, n, procs = "127.0.0.1", args.clients, args.procs
+            shares = [len(s) for s in split(list(range(n)), procs)]
+            ping = merge(pool.map(ping_phase, [(host, port, s, args.duration) for s in shares]))
+            durable = merge(
+                pool.map(
+                    durable_phase,
+                    [(host, port, ids, args.duration) for ids in split(list(range(n)), procs)],
+                )
+            )
+            workers = [f"BENCH{i:05d}" for i in range(n * args.surveys_per_client)]
+            t0 = time.time()
+            entered = [
+                p
+                for r in pool.map(
+                    enter_phase, [(host, port, key, ws) for ws in split(workers, procs)]
+                )
+                for p in r["participants"]
+            ]
+            enter_s = time.time() - t0
+            groups = split(entered, n)  # client i answers its surveys one after another
+            survey = merge(
+                pool.map(
+                    vote_phase,
+                    [(host, port, gs, i) for i, gs in enumerate(split(groups, procs))],
+                )
+            )
+        checks = verify(engine, survey["acked"], durable["acked"])
+        engine.dispose()
+
+    rows = [
+        summarise("ping (HTTP ceiling)", ping),
+        summarise("durable vote (INSERT+COMMIT floor)", durable, "acked"),
+        summarise("survey vote (real path)", survey, "acked"),
+    ]
+    ratio = rows[2]["per_second"] / rows[1]["per_second"]
+    report = {
+        "command": " ".join(["python", "benchmarks/load.py", *(argv or sys.argv[1:])]),
+        "gunicorn": " ".join(cmd[1:]),
+        "clients": args.clients,
+        "load_generator_processes": args.procs,
+        "participants": len(entered),
+        "participant_setup_s": round(enter_s, 2),
+        "phases": rows,
+        "survey_vs_durable": round(ratio, 3),
+        "integrity": checks,
+        "survey_errors": survey["errors"],
+        "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
+    }
+    print(f"{'phase':<38}{'acked':>8}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for r in rows:
+        print(
+            f"{r['phase']:<38}{r['acknowledged']:>8}{r['per_second']:>9}"
+            f"{r['p50_ms']:>9}{r['p99_ms']:>9}"
+        )
+    print(f"survey votes/s vs durable votes/s: {ratio:.0%} (target >= 60%)")
+    for name, c in checks.items():
+        print(
+            f"{name}: {c['acknowledged']} acknowledged, {c['stored']} stored, "
+            f"lost {c['lost']}, duplicated {c['duplicated']}"
+        )
+    targets = {
+        "ratio>=0.6": ratio >= 0.6,
+        "p99<250ms": rows[2]["p99_ms"] < 250,
+        "no lost/duplicated": all(c["lost"] == 0 and c["duplicated"] == 0 for c in checks.values())
+        and survey["errors"] == 0,
+    }
+    report["targets"] = targets
+    print("targets:", ", ".join(f"{k} {'OK' if v else 'MISSED'}" for k, v in targets.items()))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0 if all(targets.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
