@@ -1,0 +1,357 @@
+"""Local LIME, the NormLIME paper's variant (its eq. 1-2).
+
+For each input ``x0`` (any feature shape) and the label ``y`` to explain:
+
+1. draw ``n_samples`` points ``x' = clip(x0 + eta)``, ``eta ~ N(0, sigma^2 I)``, in feature
+   space (pixels for images; clipping keeps them valid, e.g. in [0, 1]);
+2. evaluate ``f(x')`` = the probability of ``y`` in large batches (one forward pass per batch
+   of samples, never one per sample);
+3. weight every sample by its proximity ``pi = exp(-D(x0, x')^2 / kernel_width^2)`` with
+   ``D`` the Euclidean distance;
+4. select ``K`` features with the LASSO: the regularisation path (LARS, sklearn's
+   ``lars_path(method="lasso")``) is followed until ``K`` features are active;
+5. fit weighted least squares (with an intercept) on those ``K`` features only.
+
+The explanation is ``w`` with at most ``K`` non-zeros, in units of "change of the probability
+per unit change of the feature"; the fit's weighted ``R^2`` comes with it.
+
+Design choices, all overridable (the defaults of the ``precompute`` presets are set by the
+stability study in ``explainers.stability``):
+
+* the regression is on the perturbation ``x' - x0`` actually applied (after clipping), so the
+  intercept estimates ``f(x0)`` and ``w`` is a local slope;
+* LASSO selection runs on weighted-centred columns scaled to unit norm, so a feature's
+  chance of selection depends on how much of ``f``'s variation it explains, not on how much
+  clipping shrank its noise (background pixels at 0 only move upwards);
+* ``kernel_width=None`` means ``0.75 * sqrt(d) * sigma``: LIME's tabular default
+  ``0.75 * sqrt(d)`` measured in units of the sampling noise, which is how LIME's tabular
+  explainer scales its features.  In high dimension Gaussian samples all lie at nearly
+  the same distance from ``x0``, so the kernel is close to uniform there;
+* noise is drawn on the CPU from a per-input generator, so an input's explanation depends
+  only on (input, target, parameters, its seed) -- not on the device, the batch it came
+  in, or the order of inputs.  That is what makes the on-disk cache of
+  ``explainers.cache`` sound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.linear_model import lars_path
+from threadpoolctl import threadpool_limits
+
+from .base import ForwardFunc, as_target, check_inputs
+
+__all__ = [
+    "LimeResult",
+    "LocalLime",
+    "fit_local_model",
+    "inference_forward",
+    "per_input_seeds",
+]
+
+#: defaults chosen by the stability study (docs/explainers-lime.md): they are the per-
+#: explanation settings of the ``stable`` preset of ``normlime precompute``.
+DEFAULT_N_SAMPLES = 1000
+DEFAULT_SIGMA = 0.5
+DEFAULT_N_FEATURES = 100
+#: the forward-pass batch size measured fastest for the paper's CNN on CPU (benchmarks/)
+DEFAULT_BATCH_SIZE = 250
+
+
+@dataclass
+class LimeResult:
+    """Local explanations of ``N`` inputs with ``d`` features each.
+
+    ``weights`` (N, d) float32 with at most K non-zeros per row; ``intercept`` (N,) the fitted
+    ``f`` at zero perturbation; ``r2`` (N,) weighted R^2 of the K-feature fit (0 when
+    ``f`` did not vary over the samples); ``prob`` (N,) ``f(x0)`` for the explained label;
+    ``seeds`` the per-input seeds that drew the noise.
+    """
+
+    weights: np.ndarray
+    intercept: np.ndarray
+    r2: np.ndarray
+    prob: np.ndarray
+    seeds: np.ndarray
+
+
+def per_input_seeds(random_state: int | None, n: int) -> np.ndarray:
+    """``n`` independent 63-bit seeds spawned from ``random_state`` (None: fresh entropy)."""
+    children = np.random.SeedSequence(random_state).spawn(n)
+    return np.array(
+        [int(c.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for c in children],
+        dtype=np.int64,
+    )
+
+
+def fit_local_model(
+    z: np.ndarray, y: np.ndarray, pi: np.ndarray, n_features: int
+) -> tuple[np.ndarray, float, float]:
+    """LASSO-path selection of ``n_features`` columns, then weighted least squares on them.
+
+    ``z`` (n, d) perturbations, ``y`` (n,) model outputs, ``pi`` (n,) sample weights.
+    Returns ``(w (d,), intercept, weighted R^2)``; ``w`` has at most ``n_features`` non-zeros.
+    """
+    return fit_local_models(z, y, pi, (n_features,))[0]
+
+
+def fit_local_models(
+    z: np.ndarray, y: np.ndarray, pi: np.ndarray, ks: Sequence[int]
+) -> list[tuple[np.ndarray, float, float]]:
+    """:func:`fit_local_model` for several ``K`` at once, sharing one LASSO path."""
+    z = np.asarray(z, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    pi = np.asarray(pi, dtype=np.float64)
+    d = z.shape[1]
+    total = pi.sum()
+    z_bar = pi @ z / total
+    y_bar = float(pi @ y / total)
+    sw = np.sqrt(pi)
+    xc = (z - z_bar) * sw[:, None]
+    yc = (y - y_bar) * sw
+    ss_tot = float(yc @ yc)
+    if ss_tot <= 1e-24 * max(1.0, y_bar * y_bar) * len(y):
+        return [(np.zeros(d), y_bar, 0.0) for _ in ks]  # f is flat here: nothing to explain
+    norms = np.sqrt(np.einsum("ij,ij->j", xc, xc))
+    usable = np.flatnonzero(norms > 0)
+    k_path = max(k for k in ks if k < usable.size) if min(ks) < usable.size else 0
+    if k_path:
+        # Unit-norm target too: LARS stops once correlations fall below float32 epsilon,
+        # and a saturated softmax varies by only ~1e-6 around a confident x0.
+        supports = _lasso_supports(
+            xc[:, usable] / norms[usable], yc / np.sqrt(ss_tot), [k for k in ks if k <= k_path]
+        )
+    out = []
+    for k in ks:
+        selected = usable if k >= usable.size else usable[supports[k]]
+        coef, *_ = np.linalg.lstsq(xc[:, selected], yc, rcond=None)
+        w = np.zeros(d)
+        w[selected] = coef
+        resid = yc - xc[:, selected] @ coef
+        r2 = 1.0 - float(resid @ resid) / ss_tot
+        out.append((w, y_bar - float(z_bar[selected] @ coef), r2))
+    return out
+
+
+def _lasso_supports(xs: np.ndarray, y: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
+    """For each ``k``: the features active where the LASSO path first has ``k`` of them.
+
+    Each LARS-lasso step adds or drops one feature, so ``max(ks)`` steps suffice unless
+    features were dropped on the way; then the path is extended.  Of the path's knots, the
+    last one with at most ``k`` active features is used (as LIME's ``lasso_path`` does).
+    """
+    k_max = max(ks)
+    max_iter = k_max
+    while True:
+        alphas, _, coefs, n_iter = lars_path(
+            xs, y, method="lasso", max_iter=max_iter, return_path=True, return_n_iter=True
+        )
+        nnz = np.count_nonzero(coefs, axis=0)
+        finished = n_iter < max_iter or alphas[-1] <= 0
+        if nnz[-1] >= k_max or finished or max_iter >= 4 * k_max + 20:
+            break
+        max_iter += 2 * (k_max - int(nnz[-1])) + 2
+    return {k: np.flatnonzero(coefs[:, np.flatnonzero(nnz <= k)[-1]]) for k in ks}
+
+
+def inference_forward(
+    model: torch.nn.Module,
+    *,
+    channels_last: bool = True,
+    dtype: torch.dtype | None = None,
+    float64_softmax: bool = True,
+) -> ForwardFunc:
+    """A fast forward function for explainers that only need outputs (no gradients).
+
+    Runs under ``torch.inference_mode`` with 4-D inputs in channels-last layout (the model
+    is converted in place), which lets oneDNN pick its fastest convolutions on CPU: about
+    4x the throughput of a naive single-batch eager call here (benchmarks/explainers.py).
+    ``dtype=torch.bfloat16`` evaluates under bfloat16 autocast.  With ``float64_softmax``
+    (and a model exposing ``logits``, as ``MnistCNN`` does) the softmax is taken in float64:
+    the same function f, but a confident model's ``1 - p`` of 1e-9 is no longer rounded
+    to 0 in float32, which would leave LIME nothing to fit.  The test suite checks that
+    maps from this path equal those of the plain model within a stated tolerance.
+    """
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    device_type = next(model.parameters()).device.type
+    scores = model.logits if float64_softmax and hasattr(model, "logits") else None
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if scores is not None:
+            return torch.softmax(scores(x).double(), dim=1)
+        return model(x)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            if channels_last and x.ndim == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+            if dtype is not None and dtype != torch.float32:
+                with torch.autocast(device_type=device_type, dtype=dtype):
+                    return run(x)
+            return run(x)
+
+    return forward
+
+
+class LocalLime:
+    """The paper's local LIME explainer (see the module docstring for the procedure).
+
+    Parameters
+    ----------
+    forward_func:
+        batch ``(B, *shape)`` -> class probabilities ``(B, C)``.
+    n_samples:
+        perturbed samples per explanation (default 1000).
+    sigma:
+        standard deviation of the Gaussian perturbation, in feature units (default 0.5
+        for pixels in [0, 1]).
+    n_features:
+        ``K``, the number of features the LASSO selects (default 100).
+    kernel_width:
+        proximity kernel width; None means ``0.75 * sqrt(d) * sigma``.
+    batch_size:
+        samples per forward pass (default 250, measured fastest on CPU for the paper's CNN).
+    clip:
+        ``(low, high)`` bounds of valid features (either may be None), or None for no
+        clipping.  Pixels: ``(0.0, 1.0)``.  ReLU conv features: ``(0.0, None)``.
+    random_state:
+        seed of the noise; every input gets its own child seed (``per_input_seeds``).
+    """
+
+    name = "lime"
+
+    def __init__(
+        self,
+        forward_func: ForwardFunc,
+        n_samples: int = DEFAULT_N_SAMPLES,
+        sigma: float = DEFAULT_SIGMA,
+        n_features: int = DEFAULT_N_FEATURES,
+        kernel_width: float | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        clip: tuple[float | None, float | None] | None = (0.0, 1.0),
+        random_state: int | None = None,
+    ):
+        if not callable(forward_func):
+            raise TypeError("forward_func must be callable")
+        if int(n_samples) < 2:
+            raise ValueError(f"n_samples must be at least 2, got {n_samples}")
+        if not (float(sigma) > 0 and math.isfinite(float(sigma))):
+            raise ValueError(f"sigma must be a positive number, got {sigma}")
+        if int(n_features) < 1:
+            raise ValueError(f"n_features must be at least 1, got {n_features}")
+        if kernel_width is not None and not float(kernel_width) > 0:
+            raise ValueError(f"kernel_width must be positive or None, got {kernel_width}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if clip is not None and len(clip) != 2:
+            raise ValueError(f"clip must be (low, high) or None, got {clip!r}")
+        self.forward_func = forward_func
+        self.n_samples = int(n_samples)
+        self.sigma = float(sigma)
+        self.n_features = int(n_features)
+        self.kernel_width = None if kernel_width is None else float(kernel_width)
+        self.batch_size = int(batch_size)
+        self.clip = None if clip is None else tuple(clip)
+        self.random_state = random_state
+
+    def params(self) -> dict:
+        """The parameters that determine an explanation (recorded in manifests/cache keys)."""
+        return {
+            "n_samples": self.n_samples,
+            "sigma": self.sigma,
+            "n_features": self.n_features,
+            "kernel_width": self.kernel_width,
+            "clip": None if self.clip is None else list(self.clip),
+        }
+
+    def width_for(self, n_dims: int) -> float:
+        """The kernel width used for inputs with ``n_dims`` features."""
+        if self.kernel_width is not None:
+            return self.kernel_width
+        return 0.75 * math.sqrt(n_dims) * self.sigma
+
+    # ------------------------------------------------------------------ sampling
+
+    def sample(self, x0: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x', z = x' - x0)`` for one input ``x0`` (shape ``(*shape)``), drawn on the CPU."""
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        x0_cpu = x0.detach().to("cpu", torch.float32)
+        noise = torch.randn((self.n_samples, *x0_cpu.shape), generator=gen)
+        xs = x0_cpu.unsqueeze(0) + noise.mul_(self.sigma)
+        if self.clip is not None:
+            low, high = self.clip
+            xs = xs.clamp_(min=low, max=high)
+        return xs, xs - x0_cpu.unsqueeze(0)
+
+    def model_outputs(self, xs: torch.Tensor, target: int, device) -> np.ndarray:
+        """``f(x')`` for the target class, one forward pass per batch of samples."""
+        out = np.empty(xs.shape[0], dtype=np.float64)
+        with torch.inference_mode():
+            for start in range(0, xs.shape[0], self.batch_size):
+                chunk = xs[start : start + self.batch_size].to(device, non_blocking=True)
+                probs = self.forward_func(chunk)
+                out[start : start + chunk.shape[0]] = (
+                    probs[:, target].detach().to("cpu", torch.float64).numpy()
+                )
+        return out
+
+    # ------------------------------------------------------------------ entry points
+
+    def explain(
+        self,
+        inputs: torch.Tensor,
+        target: torch.Tensor | int,
+        seeds: Sequence[int] | np.ndarray | None = None,
+        progress=None,
+    ) -> LimeResult:
+        """Local explanations of ``inputs`` (N, *shape) for ``target`` as numpy arrays.
+
+        ``seeds`` (N,) fixes each input's noise; by default they are spawned from
+        ``random_state``.  ``progress(k)`` is called after each explanation (progress bars).
+        """
+        inputs = check_inputs(inputs)
+        n = inputs.shape[0]
+        target = as_target(target, n)
+        seeds = per_input_seeds(self.random_state, n) if seeds is None else np.asarray(seeds)
+        if seeds.shape != (n,):
+            raise ValueError(f"seeds must have shape ({n},), got {seeds.shape}")
+        d = int(np.prod(inputs.shape[1:]))
+        width = self.width_for(d)
+        weights = np.zeros((n, d), dtype=np.float32)
+        intercept = np.zeros(n)
+        r2 = np.zeros(n)
+        prob = np.zeros(n)
+        # The LASSO path is a sequence of small matrix-vector products: multithreaded BLAS
+        # only adds synchronisation cost there (measured 9 ms single-threaded vs 170 ms with
+        # two threads next to a busy torch), so BLAS runs single-threaded during the fits;
+        # torch's own OpenMP threads are not affected.
+        with threadpool_limits(limits=1, user_api="blas"):
+            for i in range(n):
+                self._explain_one(
+                    inputs, target, seeds, i, d, width, weights, intercept, r2, prob
+                )
+                if progress is not None:
+                    progress(1)
+        return LimeResult(weights=weights, intercept=intercept, r2=r2, prob=prob, seeds=seeds)
+
+    def _explain_one(self, inputs, target, seeds, i, d, width, weights, intercept, r2, prob):
+        label = int(target[i])
+        xs, z = self.sample(inputs[i], int(seeds[i]))
+        y = self.model_outputs(xs, label, inputs.device)
+        z = z.reshape(self.n_samples, d).numpy()
+        dist2 = np.einsum("ij,ij->i", z, z, dtype=np.float64)
+        pi = np.exp(-dist2 / (width * width))
+        weights[i], intercept[i], r2[i] = fit_local_model(z, y, pi, self.n_features)
+        with torch.inference_mode():
+            prob[i] = float(self.forward_func(inputs[i : i + 1])[0, label])
+
+    def attribute(self, inputs: torch.Tensor, target: torch.Tensor | int) -> torch.Tensor:
+        """Local weight vectors (at most K non-zeros each), shaped and placed like ``inputs``."""
+        result = self.explain(inputs, target)
+        return torch.from_numpy(result.weights).reshape(inputs.shape).to(inputs.device)

@@ -1,0 +1,207 @@
+"""How stable are class-level NormLIME and LIME maps between independent runs?
+
+The study (issue 2, item 10; results in docs/explainers-lime.md) builds two independent
+pools of local explanations -- disjoint test images drawn per digit and different noise
+seeds -- and correlates the class maps built from the first ``n`` explanations per digit of
+each pool (Pearson on the 784-vector, per digit).  It reports, for every setting, the
+minimum and the mean over digits, against the wall time that setting costs.
+
+Two facts keep the study affordable without changing what it measures:
+
+* for one image and one ``sigma``, the model outputs of ``n_max`` samples serve every
+  ``n_samples <= n_max`` (the first ``n_samples`` of an i.i.d. sequence are an i.i.d.
+  sample), every ``K`` and every kernel width -- only the LASSO/least-squares fits differ.
+  So each image costs one forward pass of ``n_max`` samples per ``sigma``;
+* the maps from ``n`` explanations per digit are the maps of the first ``n`` of the pool,
+  so one pool of ``n_max`` per digit gives the whole curve along ``n``.
+
+Costs are measured separately (:func:`time_setting`): the wall time of ``LocalLime.explain``
+for a batch of real images with exactly that setting, times the number of explanations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from .lime import LocalLime, fit_local_models
+from .normlime import display_class_maps
+
+__all__ = [
+    "FitSpec",
+    "Pool",
+    "explain_pool",
+    "pearson_per_class",
+    "stability_rows",
+    "time_setting",
+    "split_pools",
+]
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """One local-fit setting evaluated on shared samples.
+
+    ``width_factor`` scales the default kernel width ``0.75 * sqrt(d) * sigma``
+    (``None`` = the default itself).
+    """
+
+    n_samples: int
+    n_features: int
+    width_factor: float | None = None
+
+    def kernel_width(self, sigma: float, n_dims: int) -> float | None:
+        if self.width_factor is None:
+            return None
+        return float(self.width_factor) * 0.75 * np.sqrt(n_dims) * sigma
+
+
+@dataclass
+class Pool:
+    """Local explanations of one pool of images for several fit settings (same samples)."""
+
+    sigma: float
+    image_index: np.ndarray  # indices into the test set
+    true_label: np.ndarray
+    pred_label: np.ndarray
+    weights: dict[FitSpec, np.ndarray]  # (n_images, d) float32 per spec
+    r2: dict[FitSpec, np.ndarray]
+
+
+def split_pools(
+    labels: np.ndarray, per_class: int, seed: int, n_pools: int = 2
+) -> list[np.ndarray]:
+    """``n_pools`` disjoint random index sets with ``per_class`` images of every label.
+
+    Within a pool indices are ordered by label, then by draw, so the first ``n`` of a
+    label are a random sample of ``n`` images of it.
+    """
+    rng = np.random.default_rng(seed)
+    pools: list[list[np.ndarray]] = [[] for _ in range(n_pools)]
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        if idx.size < per_class * n_pools:
+            raise ValueError(f"label {c} has {idx.size} images, {per_class * n_pools} needed")
+        for p in range(n_pools):
+            pools[p].append(idx[p * per_class : (p + 1) * per_class])
+    return [np.concatenate(p) for p in pools]
+
+
+def explain_pool(
+    forward_func: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    targets: np.ndarray,
+    seeds: np.ndarray,
+    sigma: float,
+    specs: Sequence[FitSpec],
+    *,
+    batch_size: int = 128,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[FitSpec, np.ndarray], dict[FitSpec, np.ndarray]]:
+    """Fit every spec on one shared draw of ``max(n_samples)`` samples per image."""
+    n_max = max(s.n_samples for s in specs)
+    lime = LocalLime(forward_func, n_samples=n_max, sigma=sigma, batch_size=batch_size)
+    n = images.shape[0]
+    d = int(np.prod(images.shape[1:]))
+    weights = {s: np.zeros((n, d), dtype=np.float32) for s in specs}
+    r2 = {s: np.zeros(n) for s in specs}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for i in range(n):
+            xs, z = lime.sample(images[i], int(seeds[i]))
+            y = lime.model_outputs(xs, int(targets[i]), images.device)
+            z = z.reshape(n_max, d).numpy()
+            dist2 = np.einsum("ij,ij->i", z, z, dtype=np.float64)
+            groups: dict[tuple[int, float], list[FitSpec]] = {}
+            for s in specs:
+                width = s.kernel_width(sigma, d) or lime.width_for(d)
+                groups.setdefault((s.n_samples, width), []).append(s)
+            for (m, width), group in groups.items():
+                pi = np.exp(-dist2[:m] / (width * width))
+                fits = fit_local_models(z[:m], y[:m], pi, [s.n_features for s in group])
+                for s, (w, _, fit_r2) in zip(group, fits, strict=True):
+                    weights[s][i] = w
+                    r2[s][i] = fit_r2
+            if progress is not None:
+                progress(1)
+    return weights, r2
+
+
+def _first_per_label(true_label: np.ndarray, n: int) -> np.ndarray:
+    """Row indices of the first ``n`` rows of every true label (pool order)."""
+    return np.concatenate([np.flatnonzero(true_label == c)[:n] for c in np.unique(true_label)])
+
+
+def pearson_per_class(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``a[c]`` and ``b[c]`` (flattened) for every class ``c``.
+
+    A constant map has no defined correlation; it counts as 0 (maximally unstable).
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    num = (a * b).sum(axis=1)
+    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def class_maps_from_pool(pool: Pool, spec: FitSpec, n: int) -> dict[str, np.ndarray]:
+    """Display and raw class maps from the first ``n`` explanations per digit of a pool."""
+    rows = _first_per_label(pool.true_label, n)
+    return display_class_maps(pool.weights[spec][rows], pool.pred_label[rows])
+
+
+def stability_rows(
+    pool_a: Pool, pool_b: Pool, per_class: Iterable[int], seconds_per_explanation=None
+) -> list[dict]:
+    """One row per (spec, n): min/mean over digits of the between-pool correlations."""
+    rows = []
+    for spec in pool_a.weights:
+        for n in per_class:
+            maps_a = class_maps_from_pool(pool_a, spec, n)
+            maps_b = class_maps_from_pool(pool_b, spec, n)
+            row = {"sigma": pool_a.sigma, **asdict(spec), "per_class": int(n)}
+            for key in ("normlime", "lime", "normlime_raw", "lime_raw"):
+                r = pearson_per_class(maps_a[key], maps_b[key])
+                row[f"{key}_min"] = float(r.min())
+                row[f"{key}_mean"] = float(r.mean())
+            rows_used = _first_per_label(pool_a.true_label, n)
+            row["mean_r2"] = float(pool_a.r2[spec][rows_used].mean())
+            if seconds_per_explanation is not None:
+                sec = seconds_per_explanation.get((pool_a.sigma, spec))
+                if sec is not None:
+                    row["s_per_explanation"] = float(sec)
+                    row["lime_wall_s"] = float(sec * n * 10)
+            rows.append(row)
+    return rows
+
+
+def time_setting(
+    forward_func: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    targets: np.ndarray,
+    sigma: float,
+    spec: FitSpec,
+    *,
+    batch_size: int = 128,
+    seed: int = 0,
+) -> float:
+    """Measured wall seconds per explanation of ``LocalLime.explain`` with this setting."""
+    d = int(np.prod(images.shape[1:]))
+    lime = LocalLime(
+        forward_func,
+        n_samples=spec.n_samples,
+        sigma=sigma,
+        n_features=spec.n_features,
+        kernel_width=spec.kernel_width(sigma, d),
+        batch_size=batch_size,
+        random_state=seed,
+    )
+    start = time.perf_counter()
+    lime.explain(images, torch.as_tensor(targets))
+    return (time.perf_counter() - start) / images.shape[0]
