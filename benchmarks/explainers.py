@@ -1,0 +1,162 @@
+"""Performance of local LIME on the paper's CNN (issue 2, item 11), side by side in one run.
+
+On the same model and the same test image it measures:
+
+1. the naive forward baseline: all samples in one batch, eager fp32, default layout;
+2. the forward-only time of the same samples through ``inference_forward`` (channels-last,
+   inference mode) at every batch size of a sweep; the best is *the bound*: no LIME
+   explanation can be faster than evaluating its samples;
+3. the median time of one full local LIME explanation (784 pixel features, sampling,
+   forward passes, LASSO selection, least squares) with ``LocalLime`` at the best batch
+   size, for the paper's K=20 and for the stable preset's K;
+4. Captum's ``Lime`` with the same number of samples (its defaults: binary masks against
+   a zero baseline, Lasso interpretable model), batched with the same batch size.
+
+Targets: explanation within 1.3x of the bound; >= 2x faster than Captum's Lime; forward
+throughput >= 2x the naive baseline.  Run it on an otherwise idle machine::
+
+    .venv/bin/python benchmarks/explainers.py --repeats 7
+
+(--json PATH also writes the figures.)  Timings are medians of ``--repeats`` runs after
+one warm-up.  The equality of the optimised path's maps is checked in
+tests/test_lime.py::test_fast_forward_path_gives_the_same_outputs_and_maps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from explainers.data import as_float, load_mnist  # noqa: E402
+from explainers.lime import LocalLime, inference_forward  # noqa: E402
+from explainers.model import load  # noqa: E402
+from explainers.precompute import PRESETS  # noqa: E402
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up (oneDNN primitive creation, allocator)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--model", default=str(REPO / "assets" / "model" / "mnist-cnn.pt"))
+    ap.add_argument("--n-samples", type=int, default=1000)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--batch-sizes", default="50,100,128,200,250,500,1000")
+    ap.add_argument("--sigma", type=float, default=PRESETS["stable"].lime.sigma)
+    ap.add_argument("--image", type=int, default=0, help="index into the embedded test set")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+
+    torch.manual_seed(0)
+    data = load_mnist("embedded")
+    x0 = as_float(data.test_images[args.image : args.image + 1])
+    model = load(args.model)
+    with torch.no_grad():
+        target = int(model(x0).argmax(1))
+    n = args.n_samples
+    probe = LocalLime(model, n_samples=n, sigma=args.sigma, random_state=0)
+    samples, _ = probe.sample(x0[0], seed=0)
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor()}; "
+        f"{n} samples of embedded test image {args.image} (digit {data.test_labels[args.image]})"
+    )
+
+    def naive():
+        with torch.no_grad():
+            model(samples)
+
+    t_naive = median_time(naive, args.repeats)
+    fast = inference_forward(copy.deepcopy(model))
+    sweep = {}
+    for bs in [int(b) for b in args.batch_sizes.split(",")]:
+
+        def forward_only(bs=bs):
+            for s in range(0, n, bs):
+                fast(samples[s : s + bs])
+
+        sweep[bs] = median_time(forward_only, args.repeats)
+    best_bs = min(sweep, key=sweep.get)
+    bound = sweep[best_bs]
+    print(f"naive forward, one batch of {n}, eager fp32: {t_naive * 1e3:7.1f} ms "
+          f"({n / t_naive:,.0f} images/s)")
+    for bs, t in sweep.items():
+        mark = "  <- best (the bound)" if bs == best_bs else ""
+        print(f"inference_forward, batch {bs:>4}: {t * 1e3:7.1f} ms ({n / t:,.0f} images/s){mark}")
+    speedup = t_naive / bound
+
+    figures = {
+        "n_samples": n,
+        "naive_forward_s": t_naive,
+        "forward_sweep_s": sweep,
+        "best_batch_size": best_bs,
+        "bound_s": bound,
+        "forward_speedup_vs_naive": speedup,
+        "lime": {},
+    }
+    ks = sorted({20, PRESETS["stable"].lime.n_features})
+    for k in ks:
+        seeds = iter(range(1000))
+        lime = LocalLime(
+            fast, n_samples=n, sigma=args.sigma, n_features=k, batch_size=best_bs
+        )
+
+        def one_explanation(lime=lime, seeds=seeds):
+            lime.explain(x0, target, seeds=[next(seeds)])
+
+        t = median_time(one_explanation, args.repeats)
+        figures["lime"][k] = {"median_s": t, "ratio_to_bound": t / bound}
+        print(
+            f"LocalLime, K={k:>3}, one explanation: {t * 1e3:7.1f} ms = {t / bound:.2f}x the bound"
+        )
+
+    from captum.attr import Lime
+
+    captum_lime = Lime(model)
+
+    def captum_one():
+        captum_lime.attribute(
+            x0, target=target, n_samples=n, perturbations_per_eval=best_bs, show_progress=False
+        )
+
+    t_captum = median_time(captum_one, max(3, args.repeats // 2))
+    figures["captum_lime_s"] = t_captum
+    print(f"Captum Lime, {n} samples, batch {best_bs}: {t_captum * 1e3:7.1f} ms")
+    print()
+    k_ref = PRESETS["stable"].lime.n_features
+    ours = figures["lime"][k_ref]["median_s"]
+    checks = [
+        (f"explanation (K={k_ref}) within 1.3x of the bound", ours / bound, 1.3, "<="),
+        ("faster than Captum's Lime (x)", t_captum / ours, 2.0, ">="),
+        ("forward throughput vs naive (x)", speedup, 2.0, ">="),
+    ]
+    for label, value, target_value, op in checks:
+        ok = value <= target_value if op == "<=" else value >= target_value
+        print(f"{'PASS' if ok else 'MISS'}  {label}: {value:.2f} (target {op} {target_value})")
+    figures["checks"] = [
+        {"check": c[0], "value": c[1], "target": f"{c[3]} {c[2]}"} for c in checks
+    ]
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
