@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .jobs import Job, JobStore, derive_seed, run_jobs
-from .rankings import FEATURE_SHAPES, FEATURE_SPACES, KAR_METHODS, RANKING_KINDS
+from .rankings import FEATURE_SHAPES, FEATURE_SPACES, KAR_METHODS, RANKING_KINDS, Ranking
 
 __all__ = [
     "KarSettings",
@@ -49,6 +49,7 @@ __all__ = [
     "subset_data",
     "kar_jobs",
     "kar_job",
+    "kar_context",
     "fit",
     "run_kar",
     "summarise",
@@ -310,7 +311,8 @@ def _model_from_state(ctx: dict, device):
     from explainers.model import CNNConfig, MnistCNN
 
     model = MnistCNN(CNNConfig.from_dict(ctx["model_config"]))
-    model.load_state_dict({k: torch.as_tensor(v) for k, v in ctx["model_state"].items()})
+    # copies: joblib hands large context arrays to workers as read-only memmaps
+    model.load_state_dict({k: torch.tensor(np.array(v)) for k, v in ctx["model_state"].items()})
     return model.to(device).eval()
 
 
@@ -329,8 +331,8 @@ def kar_job(ctx: dict, job: Job) -> dict:
     p = job.params
     device = pick_device(ctx.get("device"))
     config = TrainConfig(**{**ctx["train_config"], "seed": job.seed})
-    y_tr = torch.as_tensor(np.asarray(ctx["train_labels"], dtype=np.int64))
-    y_te = torch.as_tensor(np.asarray(ctx["test_labels"], dtype=np.int64))
+    y_tr = torch.from_numpy(np.array(ctx["train_labels"], dtype=np.int64))
+    y_te = torch.from_numpy(np.array(ctx["test_labels"], dtype=np.int64))
     features = ctx["features"]
     n_features = int(np.prod(FEATURE_SHAPES[features]))
     if p["kind"] == "baseline":
@@ -428,7 +430,6 @@ def run_kar(
     from it with ``settings.seed``.  Rankings and the explained model are cached in
     ``out``; finished retrainings are in ``out/kar-jobs.jsonl``.
     """
-    import torch
 
     from explainers.model import file_checksum
     from explainers.model import load as load_model
@@ -445,35 +446,13 @@ def run_kar(
     timings: dict = {}
 
     model, model_meta = _explained_model(settings, data, out, model_path, log, load_model)
-    device = next(model.parameters()).device
-    from explainers.data import as_float
-
-    with torch.inference_mode():
-        pred = {
-            s: model(as_float(getattr(data, f"{s}_images")).to(device)).argmax(1).cpu().numpy()
-            for s in ("train", "test")
-        }
+    pred = {s: predict(model, getattr(data, f"{s}_images")) for s in ("train", "test")}
     replacement = _replacement(settings, model, data)
     t0 = time.perf_counter()
     rankings = _rankings(settings, model, data, pred, replacement, out, log, progress)
     timings["rankings_s"] = round(time.perf_counter() - t0, 1)
 
-    ctx = {
-        "token": store.fingerprint,
-        "features": settings.features,
-        "train_images": np.ascontiguousarray(data.train_images),
-        "train_labels": np.asarray(data.train_labels, dtype=np.int64),
-        "test_images": np.ascontiguousarray(data.test_images),
-        "test_labels": np.asarray(data.test_labels, dtype=np.int64),
-        "train_pred": pred["train"],
-        "test_pred": pred["test"],
-        "model_config": asdict(model.config),
-        "model_state": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
-        "replacement": replacement,
-        "train_config": {k: v for k, v in asdict(settings.train_config()).items() if k != "seed"},
-        "rankings": {m: rankings[m].payload() for m in settings.methods},
-        "device": settings.device,
-    }
+    ctx = kar_context(settings, data, model, pred, replacement, rankings, store.fingerprint)
     jobs = kar_jobs(settings)
     t0 = time.perf_counter()
     rows = run_jobs(
@@ -495,7 +474,10 @@ def run_kar(
     meta = {
         "settings": _jsonable_settings(settings),
         "data": data.provenance(),
-        "explained_model": model_meta,
+        "explained_model": {
+            **model_meta,
+            "test_accuracy_on_kar_test_set": float(np.mean(pred["test"] == data.test_labels)),
+        },
         "replacement": _describe_replacement(settings, replacement),
         "rankings": {m: rankings[m].meta for m in settings.methods},
         "timings_this_invocation": timings,
@@ -504,6 +486,46 @@ def run_kar(
     }
     write_outputs(frame, summary, meta, out)
     return summary
+
+
+def kar_context(settings: KarSettings, data, model, pred: dict, replacement, rankings, token):
+    """What every KAR job receives: data, the explained model's weights and predictions,
+    the replacement value and each method's ranking (``Ranking`` or its payload dict)."""
+    return {
+        "token": token,
+        "features": settings.features,
+        "train_images": np.ascontiguousarray(data.train_images),
+        "train_labels": np.asarray(data.train_labels, dtype=np.int64),
+        "test_images": np.ascontiguousarray(data.test_images),
+        "test_labels": np.asarray(data.test_labels, dtype=np.int64),
+        "train_pred": np.asarray(pred["train"]),
+        "test_pred": np.asarray(pred["test"]),
+        "model_config": asdict(model.config),
+        "model_state": {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()},
+        "replacement": replacement,
+        "train_config": {k: v for k, v in asdict(settings.train_config()).items() if k != "seed"},
+        "rankings": {
+            m: (r.payload() if isinstance(r, Ranking) else r)
+            for m, r in rankings.items()
+            if m in settings.methods
+        },
+        "device": settings.device,
+    }
+
+
+def predict(model, images: np.ndarray, batch_size: int = 2000) -> np.ndarray:
+    """The model's predicted classes for uint8 images, in batches (bounded memory)."""
+    import torch
+
+    from explainers.data import as_float
+
+    device = next(model.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            xb = as_float(images[start : start + batch_size]).to(device)
+            out.append(model(xb).argmax(1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def _jsonable_settings(settings: KarSettings) -> dict:
@@ -721,7 +743,7 @@ def _fmt_sd(value) -> str:
 
 
 def _acc(meta: dict) -> str:
-    acc = meta.get("test_accuracy")
+    acc = meta.get("test_accuracy_on_kar_test_set", meta.get("test_accuracy"))
     return "n/a" if acc is None else f"{acc:.2%}"
 
 

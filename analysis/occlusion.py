@@ -230,7 +230,7 @@ def _model(ctx: dict, device):
     from explainers.model import CNNConfig, MnistCNN
 
     model = MnistCNN(CNNConfig.from_dict(ctx["model_config"]))
-    model.load_state_dict({k: torch.as_tensor(v) for k, v in ctx["model_state"].items()})
+    model.load_state_dict({k: torch.tensor(np.array(v)) for k, v in ctx["model_state"].items()})
     return model.to(device).eval()
 
 
@@ -316,6 +316,7 @@ def run_occlusion(
 
     from explainers.data import as_float
 
+    from .kar import predict
     from .rankings import compute_rankings
 
     settings = settings.validate()
@@ -338,18 +339,13 @@ def run_occlusion(
     class_scores = {}
     rank_meta = {}
     if "normlime" in settings.methods:
-        with torch.inference_mode():
-            pred_train = []
-            for start in range(0, data.n_train, 2000):
-                xb = as_float(data.train_images[start : start + 2000]).to(device)
-                pred_train.append(model(xb).argmax(1).cpu().numpy())
         rk = compute_rankings(
             ["normlime"],
             "class",
             "pixels",
             model,
             data,
-            {"train": np.concatenate(pred_train)},
+            {"train": predict(model, data.train_images)},
             per_class=settings.explain_per_class,
             params=settings.method_params,
             seed=settings.seed,
