@@ -163,6 +163,10 @@ def create_app(config: dict | None = None) -> Flask:
 
         app.register_blueprint(bench_bp)
 
+    @app.template_global("static")
+    def _static(filename: str) -> str:
+        return f"{request.script_root}/static/{filename}"
+
     _install_headers(app)
     _install_errors(app)
 

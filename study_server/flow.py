@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import tokens
@@ -55,6 +55,77 @@ _PCOLS = (
     S.c.secret,
     S.c.adapters,
 )
+
+
+# The statements of the hot paths are built once: building a SQLAlchemy statement costs
+# more CPU than running it (benchmarks/load.py).  Values travel as bound parameters.
+_PREV = R.alias("prev")
+_ITEM_COLS = (I.c.id.label("item_id"), I.c.position, I.c.is_check, I.c.digit, I.c.slots)
+_BY_TOKEN = (
+    select(*_PCOLS).join_from(P, S, P.c.study_id == S.c.id).where(P.c.token == bindparam("token"))
+)
+_ANSWERED_COUNT = select(func.count()).select_from(R).where(R.c.participant_id == bindparam("pid"))
+_ITEM_AT = select(*_ITEM_COLS).where(
+    I.c.participant_id == bindparam("pid"), I.c.position == bindparam("pos")
+)
+_SHOWN_ITEM_AT = (
+    select(*_ITEM_COLS, _PREV.c.id.label("prev_id"))
+    .select_from(
+        I.outerjoin(
+            _PREV,
+            and_(
+                _PREV.c.participant_id == I.c.participant_id,
+                _PREV.c.position == bindparam("prev_pos"),
+            ),
+        )
+    )
+    .where(I.c.participant_id == bindparam("pid"), I.c.position == bindparam("pos"))
+)
+#: the vote path's only read: participant, study, the answered item with its response (if
+#: any), the next item, and when the previous item was answered (= this one was shown)
+_FOR_ANSWER = (
+    select(*_PCOLS, *_ITEM_COLS, R.c.choice, _PREV.c.answered_at.label("prev_answered_at"))
+    .select_from(
+        P.join(S, P.c.study_id == S.c.id)
+        .join(I, I.c.participant_id == P.c.id)
+        .outerjoin(R, and_(R.c.participant_id == P.c.id, R.c.position == I.c.position))
+        .outerjoin(
+            _PREV,
+            and_(_PREV.c.participant_id == P.c.id, _PREV.c.position == bindparam("prev_pos")),
+        )
+    )
+    .where(
+        P.c.token == bindparam("token"),
+        I.c.position.between(bindparam("pos"), bindparam("next_pos")),
+    )
+    .order_by(I.c.position)
+)
+_EXISTING_CHOICE = select(R.c.choice).where(
+    R.c.participant_id == bindparam("pid"), R.c.position == bindparam("pos")
+)
+_INSERT_ONCE: dict[str, object] = {}
+
+
+def _insert_once_stmt(dialect: str):
+    """INSERT .. ON CONFLICT DO NOTHING RETURNING id, built once per dialect."""
+    stmt = _INSERT_ONCE.get(dialect)
+    if stmt is None:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert
+        stmt = _INSERT_ONCE[dialect] = (
+            dialect_insert(R)
+            .on_conflict_do_nothing(index_elements=["participant_id", "position"])
+            .returning(R.c.id)
+        )
+    return stmt
+
+
+def _db():
+    """The request's connection: Core statements skip the ORM session's per-statement
+    work (its transaction is still the session's, committed once per request)."""
+    return db.session.connection()
 
 
 class Refused(Exception):
@@ -101,7 +172,7 @@ class ItemRow:
 
 
 def log_event(kind: str, *, study_id=None, participant_id=None, ip=None, **detail) -> None:
-    db.session.execute(
+    _db().execute(
         insert(E).values(
             at=utcnow(),
             kind=kind,
@@ -116,16 +187,14 @@ def log_event(kind: str, *, study_id=None, participant_id=None, ip=None, **detai
 def load_participant(token: str) -> ParticipantRow:
     if not tokens.TOKEN_RE.fullmatch(token or ""):
         raise Refused(404, "This participant link is not valid.")
-    row = db.session.execute(
-        select(*_PCOLS).join_from(P, S, P.c.study_id == S.c.id).where(P.c.token == token)
-    ).first()
+    row = _db().execute(_BY_TOKEN, {"token": token}).first()
     if row is None:
         raise Refused(404, "This participant link is not valid.")
     return ParticipantRow.from_row(row)
 
 
 def find_by_worker(study_id: int, key: str) -> ParticipantRow | None:
-    row = db.session.execute(
+    row = _db().execute(
         select(*_PCOLS)
         .join_from(P, S, P.c.study_id == S.c.id)
         .where(P.c.study_id == study_id, P.c.worker_key == key)
@@ -134,7 +203,7 @@ def find_by_worker(study_id: int, key: str) -> ParticipantRow | None:
 
 
 def find_by_nonce(study_id: int, nonce: str) -> ParticipantRow | None:
-    row = db.session.execute(
+    row = _db().execute(
         select(*_PCOLS)
         .join_from(P, S, P.c.study_id == S.c.id)
         .where(P.c.study_id == study_id, P.c.entry_nonce == nonce)
@@ -148,7 +217,7 @@ def update_assignment(p: ParticipantRow, entry: Entry, ip: str | None) -> None:
         p.assignment_id,
         p.submit_to,
     ):
-        db.session.execute(
+        _db().execute(
             update(P)
             .where(P.c.id == p.id)
             .values(assignment_id=entry.assignment_id, submit_to=entry.submit_to)
@@ -177,7 +246,7 @@ def create_participant(
     worker_key = (
         tokens.worker_key(study.secret, entry.adapter, entry.worker_id) if entry.worker_id else None
     )
-    result = db.session.execute(
+    result = _db().execute(
         insert(P).values(
             study_id=study.id,
             public_id=tokens.new_public_id(),
@@ -197,7 +266,7 @@ def create_participant(
         )
     )
     pid = result.inserted_primary_key[0]
-    db.session.execute(
+    _db().execute(
         insert(I),
         [
             {
@@ -233,13 +302,8 @@ def _item_row(row) -> ItemRow:
     )
 
 
-_ITEM_COLS = (I.c.id.label("item_id"), I.c.position, I.c.is_check, I.c.digit, I.c.slots)
-
-
 def answered_count(participant_id: int) -> int:
-    return db.session.execute(
-        select(func.count()).select_from(R).where(R.c.participant_id == participant_id)
-    ).scalar_one()
+    return _db().execute(_ANSWERED_COUNT, {"pid": participant_id}).scalar_one()
 
 
 def current_item(p: ParticipantRow) -> ItemRow | None:
@@ -247,9 +311,7 @@ def current_item(p: ParticipantRow) -> ItemRow | None:
     position = answered_count(p.id) + 1
     if position > N_ITEMS:
         return None
-    row = db.session.execute(
-        select(*_ITEM_COLS).where(I.c.participant_id == p.id, I.c.position == position)
-    ).one()
+    row = _db().execute(_ITEM_AT, {"pid": p.id, "pos": position}).one()
     return _item_row(row)
 
 
@@ -258,7 +320,7 @@ def start(p: ParticipantRow, ip: str | None) -> None:
     if p.started_at is not None:
         return
     now = utcnow()
-    db.session.execute(
+    _db().execute(
         update(P).where(P.c.id == p.id, P.c.started_at.is_(None)).values(started_at=now)
     )
     log_event("started", study_id=p.study_id, participant_id=p.id, ip=ip)
@@ -266,13 +328,8 @@ def start(p: ParticipantRow, ip: str | None) -> None:
 
 def load_shown_item(p: ParticipantRow, position: int) -> ItemRow | None:
     """Item ``position`` if it has been shown to the participant (else None)."""
-    prev = R.alias("prev")
-    row = db.session.execute(
-        select(*_ITEM_COLS, prev.c.id.label("prev_id"))
-        .select_from(
-            I.outerjoin(prev, and_(prev.c.participant_id == p.id, prev.c.position == position - 1))
-        )
-        .where(I.c.participant_id == p.id, I.c.position == position)
+    row = _db().execute(
+        _SHOWN_ITEM_AT, {"pid": p.id, "pos": position, "prev_pos": position - 1}
     ).first()
     if row is None:
         return None
@@ -294,25 +351,13 @@ def load_for_answer(token: str, position: int) -> AnswerContext:
     and the time the previous item was answered (= when this one was first shown)."""
     if not tokens.TOKEN_RE.fullmatch(token or ""):
         raise Refused(404, "This participant link is not valid.")
-    prev = R.alias("prev")
-    stmt = (
-        select(
-            *_PCOLS,
-            P.c.started_at.label("p_started"),
-            *_ITEM_COLS,
-            R.c.choice,
-            prev.c.answered_at.label("prev_answered_at"),
-        )
-        .select_from(
-            P.join(S, P.c.study_id == S.c.id)
-            .join(I, I.c.participant_id == P.c.id)
-            .outerjoin(R, and_(R.c.participant_id == P.c.id, R.c.position == I.c.position))
-            .outerjoin(prev, and_(prev.c.participant_id == P.c.id, prev.c.position == position - 1))
-        )
-        .where(P.c.token == token, I.c.position.in_((position, position + 1)))
-        .order_by(I.c.position)
-    )
-    rows = db.session.execute(stmt).all()
+    params = {
+        "token": token,
+        "pos": position,
+        "next_pos": position + 1,
+        "prev_pos": position - 1,
+    }
+    rows = _db().execute(_FOR_ANSWER, params).all()
     if not rows:
         raise Refused(404, "This participant link is not valid.")
     p = ParticipantRow.from_row(rows[0])
@@ -351,8 +396,8 @@ def record_answer(ctx: AnswerContext, choice: int, ip: str | None) -> bool:
         "response_ms": max(int((now - shown).total_seconds() * 1000), 0),
     }
     if not _insert_once(values):
-        existing = db.session.execute(
-            select(R.c.choice).where(R.c.participant_id == p.id, R.c.position == item.position)
+        existing = _db().execute(
+            _EXISTING_CHOICE, {"pid": p.id, "pos": item.position}
         ).scalar_one()
         return _acknowledge(item, existing, choice)
     if ctx.next_item is None:
@@ -373,21 +418,11 @@ def _acknowledge(item: ItemRow, stored: int, choice: int) -> bool:
 def _insert_once(values: dict) -> bool:
     dialect = db.session.get_bind().dialect.name
     if dialect in ("postgresql", "sqlite"):
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as dialect_insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert as dialect_insert
-        stmt = (
-            dialect_insert(R)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["participant_id", "position"])
-            .returning(R.c.id)
-        )
         # rowcount is -1 for INSERT .. RETURNING with psycopg: count the returned rows
-        return db.session.execute(stmt).first() is not None
+        return _db().execute(_insert_once_stmt(dialect), values).first() is not None
     try:
         with db.session.begin_nested():
-            db.session.execute(insert(R).values(**values))
+            _db().execute(insert(R), values)
         return True
     except IntegrityError:
         return False
@@ -397,7 +432,7 @@ def _complete(p: ParticipantRow, now, ip: str | None) -> None:
     if answered_count(p.id) != N_ITEMS:  # defensive: the prefix rule makes this impossible
         raise Refused(409, "The survey cannot be completed before every question is answered.")
     code = tokens.completion_code(p.secret, p.public_id)
-    db.session.execute(
+    _db().execute(
         update(P)
         .where(P.c.id == p.id, P.c.completed_at.is_(None))
         .values(completed_at=now, completion_code=code)

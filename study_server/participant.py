@@ -28,6 +28,7 @@ from werkzeug.exceptions import TooManyRequests
 from . import flow, tokens
 from .flow import Refused
 from .models import Study, db
+from .pages import render_item_page
 from .recruitment import AdapterError, Entry, completion_action, parse_entry
 from .survey import N_ITEMS, N_OPTIONS
 
@@ -263,27 +264,24 @@ def _current_page(p: flow.ParticipantRow):
 
 
 def _item_page(p: flow.ParticipantRow, item: flow.ItemRow):
+    # Paths are formatted directly (url_for costs more than the rest of the page); the
+    # routes they point to are the ones declared in this module.
+    base = f"{request.script_root}/p/{p.token}"
     images = [
-        url_for(
-            "participant.image",
-            token=p.token,
-            position=item.position,
-            image=tokens.image_id(p.secret, p.token, item.position, slot),
-        )
+        f"{base}/img/{item.position}/{tokens.image_id(p.secret, p.token, item.position, slot)}"
         for slot in range(1, N_OPTIONS + 1)
     ]
-    html = render_template(
-        "item.html",
-        token=p.token,
-        position=item.position,
-        n_items=N_ITEMS,
-        digit=item.digit,
-        images=images,
-        signature=tokens.form_signature(p.secret, p.token, item.position),
-        action=url_for("participant.answer", token=p.token),
-        home=url_for("participant.home", token=p.token),
-        mode=p.mode,
-    )
+    values = {
+        "position": item.position,
+        "answered": item.position - 1,
+        "digit": item.digit,
+        "signature": tokens.form_signature(p.secret, p.token, item.position),
+        "action": f"{base}/answer",
+        "home": base,
+        **{f"img{i}": url for i, url in enumerate(images, start=1)},
+    }
+    cache = current_app.extensions.setdefault("normlime_item_pages", {})
+    html = render_item_page(cache, p.mode, N_ITEMS, values)
     return _page(html)
 
 

@@ -85,3 +85,41 @@ def test_image_urls_differ_between_participants_for_the_same_map(sqlite_server):
     url = image_urls(a.page)[0]
     foreign = url.replace(a.token, b.token)
     assert b.client.get(foreign).status_code == 404
+
+
+def test_pre_rendered_item_page_equals_the_jinja_rendering(sqlite_url, bundle_dir):
+    """The vote path joins pre-rendered pieces; it must equal rendering item.html."""
+    from flask import render_template
+
+    from tests.server_fixtures import make_server
+
+    for mode in ("debug", "live"):
+        srv = make_server(sqlite_url, bundle_dir, mode=mode)
+        w = Walker(srv)
+        w.enter("link")
+        w.consent()
+        w.start()
+        w.answer(3)
+        served = w.page
+        token, position = w.token, 2
+        with srv.app.test_request_context():
+            from study_server import tokens
+
+            base = f"/p/{token}"
+            expected = render_template(
+                "item.html",
+                position=position,
+                answered=position - 1,
+                n_items=25,
+                digit=participant_items(srv, token)[1]["digit"],
+                images=[
+                    f"{base}/img/{position}/{tokens.image_id(srv.secret, token, position, s)}"
+                    for s in range(1, 5)
+                ],
+                signature=tokens.form_signature(srv.secret, token, position),
+                action=f"{base}/answer",
+                home=base,
+                mode=mode,
+            )
+        assert served == expected
+        srv.engine.dispose()
