@@ -703,8 +703,17 @@ def markdown_table(frame, summary, meta: dict) -> str:
             if s["features"] == "pixels"
             else "conv-1/conv-2 frozen from the explained model, fc layers re-initialised"
         ),
-        "",
     ]
+    support = {m: r.get("nonzero_features") for m, r in meta.get("rankings", {}).items()}
+    if any(v is not None for v in support.values()):
+        n_feat = int(frame["n_features"].max()) if "n_features" in frame else None
+        lines.append(
+            "* features with a non-zero score"
+            + (" (mean per class)" if s["ranking"] != "global" else "")
+            + f" of {n_feat} (zero-score ties are removed lowest index first): "
+            + ", ".join(f"{m} {v}" for m, v in support.items() if v is not None)
+        )
+    lines.append("")
     fractions = sorted(kar["fraction"].unique())
     header = "| method | " + " | ".join(f"{f:g}" for f in fractions) + " |"
     lines += [header, "|---|" + "---:|" * len(fractions)]

@@ -499,6 +499,10 @@ def compute_rankings(
                 "explain_seed": method_seed(m),
                 "sample_explain_s": round(timing.get(m, 0.0), 2),
                 "aggregation": _aggregation_text(m, kind),
+                # features outside the support tie at 0 (removed lowest index first)
+                "nonzero_features": int(np.count_nonzero(scores))
+                if scores.ndim == 1
+                else round(float(np.count_nonzero(scores, axis=1).mean()), 1),
             }
             ranking = Ranking(m, kind, features, scores, meta=meta)
             save_ranking(path, ranking)
