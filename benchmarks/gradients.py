@@ -20,6 +20,7 @@ machine hits every variant alike.  Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -53,7 +54,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--sweep", action="store_true", help="also time ours at other batch sizes")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load(args.model, map_location=device)
@@ -102,27 +106,34 @@ def main(argv=None) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    load_before = f"{os.getloadavg()[0]:.1f}"
     for fn in variants.values():  # warm-up
         fn()
     times = {k: [] for k in variants}
+    cpu = {k: [] for k in variants}
     for _ in range(args.repeats):
         for name, fn in variants.items():
             sync()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             sync()
             times[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
 
     med = {k: statistics.median(v) for k, v in times.items()}
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
     print(
         f"# {n} images x {s} noise samples, sigma={args.sigma}, device={device}, "
         f"torch threads={torch.get_num_threads()}, repeats={args.repeats} (median), "
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}"
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"load average before/after {load_before} / {os.getloadavg()[0]:.1f}"
     )
+    print(f"{'variant':58s} {'wall':>8s}     {'noisy/s':>8s}   {'CPU time':>8s}")
     for name, t in med.items():
-        print(f"{name:58s} {t:8.3f} s   {n * s / t:8.0f} noisy samples/s")
+        print(f"{name:58s} {t:8.3f} s   {n * s / t:8.0f}   {cpu_med[name]:8.3f} s")
     keys = list(med)
     cap_sg, cap_vg, cap_sg_b, cap_vg_b, our_sg, our_vg, our_both = (med[k] for k in keys[:7])
+    print("speed-ups are ratios of median wall times")
     print(f"speed-up SmoothGrad^2 vs Captum one pass:   {cap_sg / our_sg:5.2f}x")
     print(f"speed-up VarGrad      vs Captum one pass:   {cap_vg / our_vg:5.2f}x")
     print(f"speed-up SmoothGrad^2 vs Captum same batch: {cap_sg_b / our_sg:5.2f}x")

@@ -17,10 +17,13 @@ as in SmoothGrad and Captum).  They equal Captum's ``NoiseTunnel(Saliency(f))`` 
 ``nt_type="smoothgrad_sq"`` / ``"vargrad"`` on the same noise (checked in
 tests/test_gradients.py); this hand-written version
 
-* draws its noise from a ``torch.Generator`` seeded by ``random_state`` (Captum uses the
-  global RNG), so a map is a pure function of (inputs, target, random_state);
+* draws each input's noise from its own ``torch.Generator`` seeded from ``random_state``
+  and the input's position (Captum uses the global RNG), so a map is a pure function of
+  (input, target, random_state, position) and does not depend on ``batch_size``;
 * runs one forward + backward pass per batch of ``batch_size`` noisy samples, whatever the
-  number of inputs, instead of one pass over all ``N * n_samples`` samples at once;
+  number of inputs, instead of one pass over all ``N * n_samples`` samples at once (on
+  the CPU a 200-sample pass costs about half as much per sample as a 1,000-sample one:
+  benchmarks/gradients.py);
 * accumulates the first and second moments in float64 (Captum: float32), so the variance
   E[a^2] - E[a]^2 does not lose digits to cancellation;
 * can return both maps from one set of noisy gradients (:func:`noisy_gradient_maps`).
@@ -45,8 +48,9 @@ __all__ = [
     "noisy_gradient_maps",
 ]
 
-#: noisy samples per forward/backward pass; on the 2-core CPU a pass of 128-256 samples is
-#: the fastest per sample for the paper's CNN (see docs/explainers-baselines.md)
+#: noisy samples per forward/backward pass.  Measured on the 2-core CPU (one thread): 50,
+#: 100 and 200 cost the same per sample, 400 is 1.4x and 1000 1.9x slower per sample
+#: (benchmarks/gradients.py --sweep, docs/explainers-baselines.md)
 DEFAULT_BATCH_SIZE = 200
 
 
