@@ -126,7 +126,8 @@ class KernelShap:
     n_samples : int or None, default None
         Coalitions per input; None = ``2 M + 2048`` (the shap library's default), M the
         number of varying groups of the input.  When it reaches ``2^M - 2`` all
-        coalitions are enumerated (exact Shapley values).
+        coalitions are enumerated (exact Shapley values); otherwise it is rounded down to
+        an even number (coalitions come in complementary pairs).
     baseline : float or tensor broadcastable to the feature shape, default 0.0
         Value of removed features (0 = MNIST background; pass 0.1307, the training mean
         pixel, to remove towards the mean as Hooker et al.'s KAR does).
