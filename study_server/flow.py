@@ -88,7 +88,10 @@ _FOR_ANSWER = (
     .select_from(
         P.join(S, P.c.study_id == S.c.id)
         .join(I, I.c.participant_id == P.c.id)
-        .outerjoin(R, and_(R.c.participant_id == P.c.id, R.c.position == I.c.position))
+        # join on the item's columns so both columns of uq_response_item are used
+        .outerjoin(
+            R, and_(R.c.participant_id == I.c.participant_id, R.c.position == I.c.position)
+        )
         .outerjoin(
             _PREV,
             and_(_PREV.c.participant_id == P.c.id, _PREV.c.position == bindparam("prev_pos")),
