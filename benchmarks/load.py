@@ -239,6 +239,9 @@ def summarise(name: str, res: dict, count_key: str = "lat") -> dict:
         "p50_ms": round(pct(0.50), 1),
         "p99_ms": round(pct(0.99), 1),
         "mean_ms": round(statistics.fmean(lat) * 1000, 1) if lat else None,
+        # CPU per acknowledged request: what the throughput would be on idle cores
+        "gunicorn_cpu_ms": round(res["cpu"]["gunicorn"] / max(n, 1) * 1000, 2),
+        "postgres_cpu_ms": round(res["cpu"]["postgres"] / max(n, 1) * 1000, 2),
     }
 
 
@@ -337,13 +340,48 @@ def gunicorn(url: str, maps: Path, port: int, workers: int, threads: int, pool: 
             if proc.poll() is not None or time.time() > deadline:
                 raise SystemExit("gunicorn did not start")
             time.sleep(0.3)
-        yield cmd
+        yield cmd, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(x) for x in text.split()]
+
+
+def cpu_seconds(master: int) -> dict:
+    """CPU time (user + system) used so far by the gunicorn workers and by PostgreSQL."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used(pids):
+        total = 0.0
+        for pid in pids:
+            try:
+                fields_ = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields_[11]) + int(fields_[12])) / tick
+        return total
+
+    pg = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout
+    return {"gunicorn": used(_children(master)), "postgres": used(int(x) for x in pg.split())}
+
+
+def timed(master: int, fn):
+    """Run fn(); return its result with the CPU seconds gunicorn and PostgreSQL spent."""
+    before = cpu_seconds(master)
+    out = fn()
+    after = cpu_seconds(master)
+    out["cpu"] = {k: after[k] - before[k] for k in before}
+    return out
 
 
 def verify(engine, survey_acked, durable_acked) -> dict:
@@ -401,20 +439,28 @@ def main(argv=None) -> int:
         maps = maps_dir(args.maps, Path(tmp))
         port = free_port()
         with (
-            gunicorn(url, maps, port, args.workers, args.threads, args.pool) as cmd,
+            gunicorn(url, maps, port, args.workers, args.threads, args.pool) as (cmd, master),
             ProcessPoolExecutor(procs) as pool,
         ):
             shares = [len(s) for s in split(list(range(n)), procs)]
             # Phases alternate, round after round, so that load from other processes on
             # the machine hits the references and the real path alike.
             for rnd in range(args.rounds):
-                ping = merge(pool.map(ping_phase, [(host, port, k, args.duration) for k in shares]))
+                ping = timed(
+                    master,
+                    lambda: merge(
+                        pool.map(ping_phase, [(host, port, k, args.duration) for k in shares])
+                    ),
+                )
                 ids = [rnd * n + i for i in range(n)]
-                durable = merge(
-                    pool.map(
-                        durable_phase,
-                        [(host, port, part, args.duration) for part in split(ids, procs)],
-                    )
+                durable = timed(
+                    master,
+                    lambda ids=ids: merge(
+                        pool.map(
+                            durable_phase,
+                            [(host, port, part, args.duration) for part in split(ids, procs)],
+                        )
+                    ),
                 )
                 workers = [f"BENCH{rnd:02d}-{i:05d}" for i in range(n * args.surveys_per_client)]
                 t0 = time.time()
@@ -427,14 +473,17 @@ def main(argv=None) -> int:
                 ]
                 enter_s = time.time() - t0
                 groups = split(entered, n)  # client i answers its surveys one by one
-                survey = merge(
-                    pool.map(
-                        vote_phase,
-                        [
-                            (host, port, gs, rnd * 1000 + i)
-                            for i, gs in enumerate(split(groups, procs))
-                        ],
-                    )
+                survey = timed(
+                    master,
+                    lambda groups=groups, rnd=rnd: merge(
+                        pool.map(
+                            vote_phase,
+                            [
+                                (host, port, gs, rnd * 1000 + i)
+                                for i, gs in enumerate(split(groups, procs))
+                            ],
+                        )
+                    ),
                 )
                 row = [
                     summarise("ping (HTTP ceiling)", ping),
@@ -465,6 +514,8 @@ def main(argv=None) -> int:
             "per_second": med(i, "per_second"),
             "p50_ms": med(i, "p50_ms"),
             "p99_ms": med(i, "p99_ms"),
+            "gunicorn_cpu_ms": med(i, "gunicorn_cpu_ms"),
+            "postgres_cpu_ms": med(i, "postgres_cpu_ms"),
         }
         for i in range(3)
     ]
@@ -485,11 +536,14 @@ def main(argv=None) -> int:
         "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
         "load_average_after": os.getloadavg(),
     }
-    print(f"{'phase':<38}{'acked':>8}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    print(
+        f"{'phase':<38}{'acked':>8}{'per s':>9}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'app CPU ms':>12}{'PG CPU ms':>11}"
+    )
     for r in rows:
         print(
             f"{r['phase']:<38}{r['acknowledged']:>8}{r['per_second']:>9}"
-            f"{r['p50_ms']:>9}{r['p99_ms']:>9}"
+            f"{r['p50_ms']:>9}{r['p99_ms']:>9}{r['gunicorn_cpu_ms']:>12}{r['postgres_cpu_ms']:>11}"
         )
     print(f"(medians over {len(rounds)} rounds)")
     print(f"survey votes/s vs durable votes/s: {ratio:.0%} (target >= 60%)")
