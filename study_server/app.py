@@ -11,7 +11,7 @@ MAPS_DIR                   NORMLIME_MAPS                   assets/maps/mnist, el
 FRAME_ANCESTORS            NORMLIME_FRAME_ANCESTORS        ``*`` (participant pages may be
                                                            framed by any recruiting site)
 PARTICIPANT_RATE           NORMLIME_PARTICIPANT_RATE       100/10 (requests per token)
-ENTRY_RATE                 NORMLIME_ENTRY_RATE             60/60 (new entries per address)
+ENTRY_RATE                 NORMLIME_ENTRY_RATE             300/60 (entry+consent per address)
 ADMIN_LOGIN_RATE           NORMLIME_ADMIN_LOGIN_RATE       10/900 (failed logins per address)
 TRUSTED_PROXIES            NORMLIME_TRUSTED_PROXIES        0 (X-Forwarded-* hops to trust)
 SECURE_COOKIES             NORMLIME_SECURE_COOKIES         off (admin cookie over https only)
@@ -59,7 +59,7 @@ _ENV = {
 _DEFAULTS = {
     "FRAME_ANCESTORS": "*",
     "PARTICIPANT_RATE": "100/10",
-    "ENTRY_RATE": "60/60",
+    "ENTRY_RATE": "300/60",
     "ADMIN_LOGIN_RATE": "10/900",
     "TRUSTED_PROXIES": 0,
     "SECURE_COOKIES": False,
