@@ -426,6 +426,7 @@ def compute_rankings(
 
     maps: dict[str, np.ndarray] = {}
     timing: dict[str, float] = {}
+    lime_r2 = None
     missing = [m for m in methods if not (cache / f"{kind}-{m}.npz").exists()]
     if any(m in lime_derived for m in missing):
         t0 = time.perf_counter()
@@ -454,7 +455,7 @@ def compute_rankings(
         for m in lime_derived:
             maps[m] = blob["weights"]
             timing[m] = time.perf_counter() - t0
-        sample_meta["lime_mean_r2"] = float(np.mean(blob["r2"]))
+        lime_r2 = float(np.mean(blob["r2"]))
     grads = [m for m in ("smoothgrad", "vargrad") if m in missing]
     if len(grads) == 2 and params.get("smoothgrad", {}) == params.get("vargrad", {}):
         t0 = time.perf_counter()
@@ -504,6 +505,8 @@ def compute_rankings(
                 if scores.ndim == 1
                 else round(float(np.count_nonzero(scores, axis=1).mean()), 1),
             }
+            if m in lime_derived and lime_r2 is not None:
+                meta["lime_mean_r2"] = lime_r2
             ranking = Ranking(m, kind, features, scores, meta=meta)
             save_ranking(path, ranking)
         if kind == "per-image" and m != "normlime":
