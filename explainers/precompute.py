@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import platform
 import sys
 import time
@@ -136,6 +137,11 @@ def resolve_preset(
     return replace(preset, lime=lime, per_image=per_image)
 
 
+def fit_threads() -> int:
+    """Worker threads for LASSO fits: the cores beyond one, at least one (overlap)."""
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
 # --------------------------------------------------------------------------- seeds
 
 
@@ -182,7 +188,7 @@ def explain_cached(
     model_sha256: str,
     forward_desc: str,
     cache: LocalCache | None,
-    chunk: int = 8,
+    chunk: int = 32,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[LimeResult, int]:
     """``lime.explain`` for every image, reusing cached explanations; returns (result, hits)."""
@@ -356,6 +362,7 @@ def precompute(
             n_features=ls.n_features,
             kernel_width=ls.kernel_width,
             batch_size=batch_size,
+            n_jobs=fit_threads(),
         )
         cache = LocalCache(cache_dir) if use_cache else None
         with tqdm(total=index.size, desc="local LIME explanations", unit="img", **bar_opts) as bar:

@@ -36,6 +36,8 @@ __all__ = [
     "FitSpec",
     "Pool",
     "explain_pool",
+    "fit_pool",
+    "sample_pool",
     "pearson_per_class",
     "stability_rows",
     "time_setting",
@@ -92,29 +94,56 @@ def split_pools(
     return [np.concatenate(p) for p in pools]
 
 
-def explain_pool(
+def sample_pool(
     forward_func: Callable[[torch.Tensor], torch.Tensor],
     images: torch.Tensor,
     targets: np.ndarray,
     seeds: np.ndarray,
     sigma: float,
-    specs: Sequence[FitSpec],
+    n_max: int,
     *,
     batch_size: int = 128,
     progress: Callable[[int], None] | None = None,
-) -> tuple[dict[FitSpec, np.ndarray], dict[FitSpec, np.ndarray]]:
-    """Fit every spec on one shared draw of ``max(n_samples)`` samples per image."""
-    n_max = max(s.n_samples for s in specs)
+) -> np.ndarray:
+    """Model outputs ``f(x')`` (n_images, n_max) for every image's seeded samples.
+
+    This is the expensive part (the forward passes).  The samples themselves are not kept:
+    ``LocalLime.sample`` regenerates them exactly from the seed, so fits with other
+    settings can be redone later without touching the model.
+    """
     lime = LocalLime(forward_func, n_samples=n_max, sigma=sigma, batch_size=batch_size)
+    out = np.zeros((images.shape[0], n_max))
+    for i in range(images.shape[0]):
+        xs, _ = lime.sample(images[i], int(seeds[i]))
+        out[i] = lime.model_outputs(xs, int(targets[i]), images.device)
+        if progress is not None:
+            progress(1)
+    return out
+
+
+def fit_pool(
+    images: torch.Tensor,
+    seeds: np.ndarray,
+    outputs: np.ndarray,
+    sigma: float,
+    specs: Sequence[FitSpec],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[FitSpec, np.ndarray], dict[FitSpec, np.ndarray]]:
+    """Fit every spec on the samples behind ``outputs`` (see :func:`sample_pool`)."""
+    n_max = outputs.shape[1]
+    if max(s.n_samples for s in specs) > n_max:
+        raise ValueError(f"a spec needs more than the {n_max} samples drawn")
+    lime = LocalLime(lambda x: x, n_samples=n_max, sigma=sigma)
     n = images.shape[0]
     d = int(np.prod(images.shape[1:]))
     weights = {s: np.zeros((n, d), dtype=np.float32) for s in specs}
     r2 = {s: np.zeros(n) for s in specs}
     with threadpool_limits(limits=1, user_api="blas"):
         for i in range(n):
-            xs, z = lime.sample(images[i], int(seeds[i]))
-            y = lime.model_outputs(xs, int(targets[i]), images.device)
+            _, z = lime.sample(images[i], int(seeds[i]))
             z = z.reshape(n_max, d).numpy()
+            y = outputs[i]
             dist2 = np.einsum("ij,ij->i", z, z, dtype=np.float64)
             groups: dict[tuple[int, float], list[FitSpec]] = {}
             for s in specs:
@@ -129,6 +158,25 @@ def explain_pool(
             if progress is not None:
                 progress(1)
     return weights, r2
+
+
+def explain_pool(
+    forward_func: Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    targets: np.ndarray,
+    seeds: np.ndarray,
+    sigma: float,
+    specs: Sequence[FitSpec],
+    *,
+    batch_size: int = 128,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[dict[FitSpec, np.ndarray], dict[FitSpec, np.ndarray]]:
+    """Fit every spec on one shared draw of ``max(n_samples)`` samples per image."""
+    n_max = max(s.n_samples for s in specs)
+    outputs = sample_pool(
+        forward_func, images, targets, seeds, sigma, n_max, batch_size=batch_size
+    )
+    return fit_pool(images, seeds, outputs, sigma, specs, progress=progress)
 
 
 def _first_per_label(true_label: np.ndarray, n: int) -> np.ndarray:

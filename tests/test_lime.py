@@ -123,6 +123,7 @@ def test_flat_output_gives_an_empty_explanation():
         ({"kernel_width": -1.0}, "kernel_width"),
         ({"batch_size": 0}, "batch_size"),
         ({"clip": (0.0,)}, "clip"),
+        ({"n_jobs": -1}, "n_jobs"),
     ],
 )
 def test_bad_parameters_are_rejected(kwargs, match):
@@ -197,3 +198,15 @@ def test_model_randomisation_sanity_check(trained_model, random_model, test_imag
         assert (trained.max(axis=1) > 0).all() and (randomised.max(axis=1) > 0).all()
         r = pearson_per_class(trained, randomised)
         assert r.mean() < 0.5, (method, r)
+
+
+def test_worker_threads_do_not_change_the_result():
+    forward, _, _ = sparse_logistic_model(seed=4)
+    x = torch.rand(5, 1, 28, 28)
+    kw = {"n_samples": 200, "sigma": 0.1, "n_features": 8, "random_state": 9}
+    ticks = []
+    serial = LocalLime(forward, n_jobs=0, **kw).explain(x, 0, progress=ticks.append)
+    threaded = LocalLime(forward, n_jobs=3, **kw).explain(x, 0, progress=ticks.append)
+    np.testing.assert_array_equal(serial.weights, threaded.weights)
+    np.testing.assert_array_equal(serial.r2, threaded.r2)
+    assert len(ticks) == 10
