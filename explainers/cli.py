@@ -148,6 +148,12 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
     default=None,
     help="samples per explanation for every sampling method (overrides the preset)",
 )
+@click.option(
+    "--n-features",
+    type=click.IntRange(min=1),
+    default=None,
+    help="LIME's K, features per local explanation (overrides the preset)",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="images and noise")
 @click.option(
     "--device", default=None, help="torch device (default: cuda when available, else cpu)"
@@ -162,6 +168,11 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
 @click.option("--no-cache", is_flag=True, help="neither read nor write the cache")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @click.option(
+    "--keep-local",
+    is_flag=True,
+    help="also store the local explanations' weight matrix in DIR/local.npz (for studies)",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path),
@@ -175,11 +186,13 @@ def precompute_command(
     preset,
     per_class,
     samples,
+    n_features,
     seed,
     device,
     cache_dir,
     no_cache,
     quiet,
+    keep_local,
     out_dir,
 ):
     """Compute the class-level maps of every method and write a maps bundle."""
@@ -208,11 +221,13 @@ def precompute_command(
             preset=preset,
             per_class=per_class,
             samples=samples,
+            n_features=n_features,
             seed=seed,
             device=device,
             cache_dir=cache_dir,
             use_cache=not no_cache,
             progress=not quiet,
+            keep_local=keep_local,
             log=lambda line: click.echo(line, err=True),
             argv=sys.argv[1:],
         )

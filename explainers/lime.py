@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from sklearn.linear_model import lars_path
 from threadpoolctl import threadpool_limits
 
@@ -132,13 +133,29 @@ def fit_local_models(
     out = []
     for k in ks:
         selected = usable if k >= usable.size else usable[supports[k]]
-        coef, *_ = np.linalg.lstsq(xc[:, selected], yc, rcond=None)
+        coef = _least_squares(xc[:, selected], yc)
         w = np.zeros(d)
         w[selected] = coef
         resid = yc - xc[:, selected] @ coef
         r2 = 1.0 - float(resid @ resid) / ss_tot
         out.append((w, y_bar - float(z_bar[selected] @ coef), r2))
     return out
+
+
+def _least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """argmin ||x b - y||: normal equations by Cholesky, SVD-based lstsq as the fallback.
+
+    The columns are independent Gaussian perturbations, so ``x^T x`` is well conditioned
+    (condition number ~20 for 784 columns and 2,000 samples) and the Cholesky solve is
+    about 6x cheaper than ``np.linalg.lstsq``'s SVD for a dense 784-feature fit.
+    """
+    if x.shape[0] > 2 * x.shape[1]:
+        try:
+            factor = cho_factor(x.T @ x, check_finite=False)
+            return cho_solve(factor, x.T @ y, check_finite=False)
+        except LinAlgError:
+            pass  # (near-)collinear columns: fall through to the SVD
+    return np.linalg.lstsq(x, y, rcond=None)[0]
 
 
 def _lasso_supports(xs: np.ndarray, y: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:

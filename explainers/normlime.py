@@ -11,12 +11,21 @@ explanations ``w_{x_j}`` (as returned by ``LocalLime.explain``), columns are fea
   the model labels ``y`` -- one code path for eq. (3), (5) and (9).
 * SP-LIME importance, eq. (6): ``I(c_i) = ||omega_i||_2``, globally or over the rows of one
   predicted label (the paper's "LIME conditioned on the label").
-* Display filter (the paper shows "only the input features that are positively
-  correlated with the prediction"): a feature is kept for label ``y`` iff the mean of its
-  non-zero local weights over the explanations with predicted label ``y`` is positive,
-  i.e. ``sum_{j: f(x_j)=y} M[j, i] > 0`` (:func:`positive_features`).  Both NormLIME and
-  LIME use this one rule.  Features with a negative or zero mean, and features no local
-  model of the label uses, are shown as 0.
+* Display (the paper shows "only the input features that are positively correlated with
+  the prediction. That is, when I^SP(c_i) or S(c_i) is positive"): the scores are taken
+  *signed* -- each explanation contributes its signed weight ``w_i`` where eq. (3)/(9) has
+  ``|w_i|``, and ``w_i |w_i|`` where eq. (6) has ``w_i^2`` -- and a feature is shown iff its
+  signed score is positive, with that value (:func:`positive_evidence`)::
+
+      NormLIME shown:  max(0, 1/|E_y(c_i)| * sum_{w in E_y(c_i)} gamma(w, i) * w_i)
+      LIME shown:      sqrt(max(0, sum_{j: f(x_j) = y} w_ji * |w_ji|))
+
+  Where all of a feature's local weights are positive this is exactly eq. (9) / eq. (6);
+  where all are negative the feature is hidden; a feature with weights of both signs shows
+  its net positive support.  The rule is continuous, so a feature whose sign is uncertain
+  does not jump between 0 and a large value from one run to the next (the stability study
+  in docs/explainers-lime.md measured that jump as the largest source of between-seed
+  disagreement under a hard sign threshold).
 """
 
 from __future__ import annotations
@@ -28,8 +37,9 @@ __all__ = [
     "splime_importance",
     "class_normlime",
     "class_splime",
-    "positive_features",
-    "class_positive_features",
+    "signed_normlime_scores",
+    "signed_splime_importance",
+    "positive_evidence",
     "class_usage_counts",
     "display_class_maps",
 ]
@@ -89,19 +99,37 @@ def class_splime(m, labels, n_classes: int = 10) -> np.ndarray:
     return _by_label(splime_importance, m, labels, n_classes)
 
 
-def positive_features(m) -> np.ndarray:
-    """The display filter: True where the mean non-zero local weight is positive.
+def signed_normlime_scores(m) -> np.ndarray:
+    """Eq. (3)/(5) with the signed weight: mean over ``E(c_i)`` of ``gamma(w, i) * w_i``."""
+    m = _matrix(m)
+    v = np.abs(m).sum(axis=1)
+    m = m[v > 0]
+    v = v[v > 0]
+    if m.shape[0] == 0:
+        return np.zeros(m.shape[1])
+    signed = np.einsum("ji,j,ji->i", m, 1.0 / v, np.abs(m))  # sum_j w_ji |w_ji| / ||w_j||_1
+    used = np.count_nonzero(m, axis=0)
+    return np.divide(signed, used, out=np.zeros_like(signed), where=used > 0)
 
-    ``sum_j M[j, i] > 0`` -- the sum over rows has the sign of the mean over ``E(c_i)``
-    (zeros add nothing), so this is "the sign of the feature's mean weight over the local
-    explanations that use it".  A feature no row uses is not positive.
+
+def signed_splime_importance(m) -> np.ndarray:
+    """Eq. (6) with the signed square: ``sign(s) sqrt(|s|)``, ``s = sum_j w_ji |w_ji|``."""
+    m = _matrix(m)
+    s = np.einsum("ji,ji->i", m, np.abs(m))
+    return np.sign(s) * np.sqrt(np.abs(s))
+
+
+def positive_evidence(m) -> dict[str, np.ndarray]:
+    """The display rule for one set of local explanations (rows of ``M``).
+
+    Returns ``{"normlime": ..., "lime": ...}``: the positive part of the signed NormLIME
+    score and of the signed SP-LIME importance (see the module docstring).  Both are 0
+    for features no row uses and for features whose signed score is not positive.
     """
-    return _matrix(m).sum(axis=0) > 0
-
-
-def class_positive_features(m, labels, n_classes: int = 10) -> np.ndarray:
-    """:func:`positive_features` per predicted label: bool (n_classes, d)."""
-    return _by_label(positive_features, m, labels, n_classes)
+    return {
+        "normlime": np.maximum(signed_normlime_scores(m), 0.0),
+        "lime": np.maximum(signed_splime_importance(m), 0.0),
+    }
 
 
 def class_usage_counts(m, labels, n_classes: int = 10) -> np.ndarray:
@@ -110,18 +138,15 @@ def class_usage_counts(m, labels, n_classes: int = 10) -> np.ndarray:
 
 
 def display_class_maps(m, labels, n_classes: int = 10) -> dict[str, np.ndarray]:
-    """Class maps as shown to people, plus the unfiltered scores.
+    """Class maps as shown to people, plus the unsigned scores of the paper.
 
-    Returns ``{"normlime", "lime"}`` (display-filtered: the score where the feature is
-    positively correlated with the label, else 0) and ``{"normlime_raw", "lime_raw"}``
-    (eq. (9) and eq. (6) per label without the filter), each ``(n_classes, d)``.
+    Returns ``{"normlime", "lime"}`` (:func:`positive_evidence` per predicted label) and
+    ``{"normlime_raw", "lime_raw"}`` (eq. (9) and eq. (6) per label, unsigned), each
+    ``(n_classes, d)``.
     """
-    normlime = class_normlime(m, labels, n_classes)
-    lime = class_splime(m, labels, n_classes)
-    keep = class_positive_features(m, labels, n_classes)
     return {
-        "normlime": np.where(keep, normlime, 0.0),
-        "lime": np.where(keep, lime, 0.0),
-        "normlime_raw": normlime,
-        "lime_raw": lime,
+        "normlime": _by_label(lambda r: positive_evidence(r)["normlime"], m, labels, n_classes),
+        "lime": _by_label(lambda r: positive_evidence(r)["lime"], m, labels, n_classes),
+        "normlime_raw": class_normlime(m, labels, n_classes),
+        "lime_raw": class_splime(m, labels, n_classes),
     }

@@ -210,3 +210,17 @@ def test_worker_threads_do_not_change_the_result():
     np.testing.assert_array_equal(serial.weights, threaded.weights)
     np.testing.assert_array_equal(serial.r2, threaded.r2)
     assert len(ticks) == 10
+
+
+def test_least_squares_paths_agree():
+    from explainers.lime import _least_squares
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(500, 40))
+    y = x @ rng.normal(size=40) + 0.1 * rng.normal(size=500)
+    np.testing.assert_allclose(
+        _least_squares(x, y), np.linalg.lstsq(x, y, rcond=None)[0], rtol=1e-9, atol=1e-12
+    )
+    collinear = np.column_stack([x[:, :5], x[:, 0]])  # Cholesky fails: SVD fallback
+    b = _least_squares(collinear, y)
+    np.testing.assert_allclose(collinear @ b, collinear @ np.linalg.lstsq(collinear, y)[0])

@@ -7,12 +7,13 @@ import pytest
 
 from explainers.normlime import (
     class_normlime,
-    class_positive_features,
     class_splime,
     class_usage_counts,
     display_class_maps,
     normlime_scores,
-    positive_features,
+    positive_evidence,
+    signed_normlime_scores,
+    signed_splime_importance,
     splime_importance,
 )
 
@@ -112,27 +113,54 @@ def test_all_zero_rows_are_ignored():
     np.testing.assert_allclose(normlime_scores(m), [1.0, 0.0, 1.0])
 
 
-def test_display_filter_keeps_features_with_positive_mean_weight():
+def test_display_rule_against_a_hand_computation():
     m = np.array(
         [
-            [1.0, -1.0, 0.5, 0.0, -3.0],
-            [2.0, 3.0, -0.5, 0.0, 1.0],
+            [1.0, -1.0, 2.0, 0.0, -3.0],
+            [2.0, 3.0, -2.0, 0.0, 1.0],
             [0.0, 0.0, 0.0, 0.0, 1.0],
         ]
     )
-    # column sums: 3 (+), 2 (+), 0 (not positive), unused, -1 (-)
-    np.testing.assert_array_equal(positive_features(m), [True, True, False, False, False])
-    labels = np.array([0, 1, 1])
-    np.testing.assert_array_equal(
-        class_positive_features(m, labels, 2),
-        [[True, False, True, False, False], [True, True, False, False, True]],
+    # row L1 norms 7, 8, 1.  Signed NormLIME (mean over E(c_i) of w_i |w_i| / ||w||_1):
+    #   c0: (1/7 + 4/8) / 2;  c1: (-1/7 + 9/8) / 2;  c2: (4/7 - 4/8) / 2;  c3: unused;
+    #   c4: (-9/7 + 1/8 + 1/1) / 3  < 0
+    signed = [(1 / 7 + 4 / 8) / 2, (-1 / 7 + 9 / 8) / 2, (4 / 7 - 4 / 8) / 2, 0.0,
+              (-9 / 7 + 1 / 8 + 1) / 3]
+    np.testing.assert_allclose(signed_normlime_scores(m), signed)
+    shown = positive_evidence(m)
+    np.testing.assert_allclose(shown["normlime"], np.maximum(signed, 0))
+    # signed L2: sum of w|w| = 1+4, -1+9, 4-4, 0, -9+1+1
+    np.testing.assert_allclose(
+        signed_splime_importance(m), [np.sqrt(5), np.sqrt(8), 0, 0, -np.sqrt(7)]
     )
-    maps = display_class_maps(m, labels, 2)
-    raw = class_normlime(m, labels, 2)
-    np.testing.assert_allclose(maps["normlime"], np.where(maps["normlime"] > 0, raw, 0))
-    assert maps["normlime"][0, 1] == 0 and raw[0, 1] > 0  # negative evidence hidden
-    assert maps["lime"][1, 4] == pytest.approx(np.sqrt(2.0))
-    np.testing.assert_allclose(maps["lime_raw"], class_splime(m, labels, 2))
+    np.testing.assert_allclose(shown["lime"], [np.sqrt(5), np.sqrt(8), 0, 0, 0])
+
+
+def test_display_equals_the_paper_scores_where_weights_are_positive():
+    rng = np.random.default_rng(3)
+    m = np.abs(sparse_matrix(rng, n_rows=30, n_cols=15, k=4))
+    shown = positive_evidence(m)
+    np.testing.assert_allclose(shown["normlime"], normlime_scores(m), rtol=1e-12)
+    np.testing.assert_allclose(shown["lime"], splime_importance(m), rtol=1e-12)
+    # and hides everything where they are all negative
+    hidden = positive_evidence(-m)
+    assert not hidden["normlime"].any() and not hidden["lime"].any()
+
+
+def test_display_class_maps_partition_by_label():
+    rng = np.random.default_rng(4)
+    m = sparse_matrix(rng, n_rows=40, n_cols=12, k=5)
+    labels = rng.integers(0, 3, size=40)
+    maps = display_class_maps(m, labels, 3)
+    for y in range(3):
+        rows = m[labels == y]
+        np.testing.assert_allclose(maps["normlime"][y], positive_evidence(rows)["normlime"])
+        np.testing.assert_allclose(maps["lime"][y], positive_evidence(rows)["lime"])
+        np.testing.assert_allclose(maps["normlime_raw"][y], normlime_scores(rows))
+        np.testing.assert_allclose(maps["lime_raw"][y], splime_importance(rows))
+    assert (maps["normlime"] <= maps["normlime_raw"] + 1e-15).all()
+    assert (maps["lime"] <= maps["lime_raw"] + 1e-15).all()
+    assert (maps["normlime"] == 0).any() and (maps["normlime"] > 0).any()
 
 
 def test_bad_input_is_rejected():
