@@ -168,6 +168,13 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
 @click.option("--no-cache", is_flag=True, help="neither read nor write the cache")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 @click.option(
+    "--compile/--no-compile",
+    "compile_model",
+    default=True,
+    show_default=True,
+    help="torch.compile the model for LIME's forward passes (~20% faster after ~10 s)",
+)
+@click.option(
     "--keep-local",
     is_flag=True,
     help="also store the local explanations' weight matrix in DIR/local.npz (for studies)",
@@ -192,6 +199,7 @@ def precompute_command(
     cache_dir,
     no_cache,
     quiet,
+    compile_model,
     keep_local,
     out_dir,
 ):
@@ -228,6 +236,7 @@ def precompute_command(
             use_cache=not no_cache,
             progress=not quiet,
             keep_local=keep_local,
+            compile_model=compile_model,
             log=lambda line: click.echo(line, err=True),
             argv=sys.argv[1:],
         )

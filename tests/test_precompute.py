@@ -15,7 +15,7 @@ from normlime_cli import cli
 
 TINY = [
     "--data", "embedded", "--preset", "demo",
-    "--per-class", "2", "--samples", "150", "--n-features", "40",
+    "--per-class", "2", "--samples", "150", "--n-features", "40", "--no-compile",
 ]
 
 

@@ -1,0 +1,113 @@
+"""Tables for docs/explainers-lime.md from saved stability pools and from two bundles.
+
+``--pools`` takes the ``pools-*.npz`` files written by ``stability_study.py --save-pools``
+and reports, for every fit setting and 10/20 local explanations per digit, the between-pool
+Pearson correlation (min and mean over digits) of the class maps *as displayed*, plus the
+number of explanations per digit that r = n / (n + c) extrapolates for r = 0.9 from the
+20-per-digit minimum.
+
+``--bundles A B`` takes two bundles written by ``normlime precompute --keep-local`` with
+different seeds and reports the curve along the number of local explanations per digit
+(the first n of each digit's random draw) next to the wall time that n costs (the
+bundle's measured LIME time, pro rata).
+
+    .venv/bin/python scripts/stability_report.py --pools artifacts/pools3/*.npz
+    .venv/bin/python scripts/stability_report.py --bundles artifacts/stable-seed0 \\
+        artifacts/stable-seed1 --ns 20,40,80,120,180
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from explainers.normlime import display_class_maps  # noqa: E402
+from explainers.stability import pearson_per_class  # noqa: E402
+
+
+def _first(true_label: np.ndarray, n: int) -> np.ndarray:
+    return np.concatenate([np.flatnonzero(true_label == c)[:n] for c in range(10)])
+
+
+def _r(wa, pa, wb, pb) -> dict[str, np.ndarray]:
+    ma, mb = display_class_maps(wa, pa), display_class_maps(wb, pb)
+    return {m: pearson_per_class(ma[m], mb[m]) for m in ("normlime", "lime")}
+
+
+def _n90(r: float, n: int) -> float:
+    """Explanations per digit for r = 0.9 if r(n) = n / (n + c)."""
+    return float("inf") if r <= 0 else 9 * n * (1 - r) / r
+
+
+def pools_table(paths: list[str]) -> None:
+    print("| sigma | samples N | K | n/digit | NormLIME r min / mean | LIME r min / mean |"
+          " n for r_min=0.9 (NormLIME, LIME) |")
+    print("|---|---|---|---|---|---|---|")
+    for path in paths:
+        z = np.load(path)
+        sigma = Path(path).stem.split("sigma")[-1] if "sigma" in Path(path).stem else "0.5"
+        tags = sorted(
+            {k[5:] for k in z.files if k.startswith("p0_w_")},
+            key=lambda t: tuple(int(x) for x in t.split("_")[:2]),
+        )
+        for tag in tags:
+            n_samples, k = tag.split("_")[:2]
+            for n in (10, 20):
+                ra, rb = _first(z["p0_true"], n), _first(z["p1_true"], n)
+                r = _r(z[f"p0_w_{tag}"][ra], z["p0_pred"][ra], z[f"p1_w_{tag}"][rb],
+                       z["p1_pred"][rb])
+                extra = ""
+                if n == 20:
+                    extra = f"{_n90(r['normlime'].min(), n):.0f}, {_n90(r['lime'].min(), n):.0f}"
+                print(
+                    f"| {sigma} | {n_samples} | {k} | {n} | "
+                    f"{r['normlime'].min():.2f} / {r['normlime'].mean():.2f} | "
+                    f"{r['lime'].min():.2f} / {r['lime'].mean():.2f} | {extra} |"
+                )
+
+
+def bundles_table(a: str, b: str, ns: list[int]) -> None:
+    za, zb = np.load(Path(a) / "local.npz"), np.load(Path(b) / "local.npz")
+    if "weights" not in za.files or "weights" not in zb.files:
+        raise SystemExit("both bundles need local.npz with weights (precompute --keep-local)")
+    ma = json.loads((Path(a) / "manifest.json").read_text())
+    per_class = ma["local_explanations"]["per_class"]
+    wall = ma["local_explanations"]["wall_time_s"]
+    shared = len(set(za["test_index"]) & set(zb["test_index"]))
+    print(f"images shared by the two runs: {shared} of {len(za['test_index'])}")
+    print("| n/digit | NormLIME r min / mean | LIME r min / mean | LIME wall time (s) |")
+    print("|---|---|---|---|")
+    for n in ns:
+        ra, rb = _first(za["true_label"], n), _first(zb["true_label"], n)
+        r = _r(za["weights"][ra], za["pred_label"][ra], zb["weights"][rb], zb["pred_label"][rb])
+        print(
+            f"| {n} | {r['normlime'].min():.3f} / {r['normlime'].mean():.3f} | "
+            f"{r['lime'].min():.3f} / {r['lime'].mean():.3f} | {wall * n / per_class:.0f} |"
+        )
+    r = _r(za["weights"], za["pred_label"], zb["weights"], zb["pred_label"])
+    for m in ("normlime", "lime"):
+        print(f"{m} per digit at n={per_class}: {np.round(r[m], 3).tolist()}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--pools", nargs="*", default=[])
+    ap.add_argument("--bundles", nargs=2, default=None)
+    ap.add_argument("--ns", default="20,40,80,120,180")
+    args = ap.parse_args(argv)
+    if args.pools:
+        pools_table(args.pools)
+    if args.bundles:
+        bundles_table(*args.bundles, [int(n) for n in args.ns.split(",")])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
