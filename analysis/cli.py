@@ -94,7 +94,13 @@ def analyze_command(
     """
     from .pipeline import run_analysis
     from .report import format_p, write_outputs
-    from .votes import SurveyDesign, VotesError, read_votes_csv, read_votes_db
+    from .votes import (
+        SurveyDesign,
+        VotesError,
+        read_votes_csv,
+        read_votes_db,
+        redact_url,
+    )
 
     if (db_url is None) == (votes_path is None):
         raise InputError("give exactly one of --db URL or --votes CSV")
@@ -104,7 +110,7 @@ def analyze_command(
         if votes_path is not None:
             raw, source = read_votes_csv(votes_path), str(votes_path)
         else:
-            raw, source = read_votes_db(db_url, study=study, mode=mode), _redact(db_url)
+            raw, source = read_votes_db(db_url, study=study, mode=mode), redact_url(db_url)
         analysis = run_analysis(
             raw,
             min_checks=min_checks,
@@ -134,16 +140,6 @@ def analyze_command(
         f"{anova.F:.4g}, p = {format_p(anova.p)}"
     )
     click.echo(f"report: {paths['report.md']}")
-
-
-def _redact(url: str) -> str:
-    """A database URL without its password, for reports."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a malformed URL is reported by the reader itself
-        return url
 
 
 COMMANDS: list = [analyze_command, *BENCHMARK_COMMANDS]

@@ -43,6 +43,12 @@ _LIME = {"n_samples": 1000, "sigma": 0.5, "n_features": 100}
 _NOISE = {"n_samples": 100, "sigma": 0.3}
 _SHAP_CPU = {"n_samples": 1000, "superpixel": 2}
 _SHAP_PAPER = {"superpixel": 2}  # n_samples None: 2 M + 2048, the shap library's default
+#: tiny explainer budgets of the smoke presets (the tests' runs)
+_SMOKE = (
+    {"n_samples": 200, "sigma": 0.5, "n_features": 30},
+    {"n_samples": 10, "sigma": 0.3},
+    {"n_samples": 200, "superpixel": 4},
+)
 
 
 def _params(lime: dict, noise: dict, shap: dict) -> dict:
@@ -98,11 +104,7 @@ _KAR = {
         explain_per_class=2,
         jobs=1,
         threads=1,
-        method_params=_params(
-            {"n_samples": 200, "sigma": 0.5, "n_features": 30},
-            {"n_samples": 10, "sigma": 0.3},
-            {"n_samples": 200, "superpixel": 4},
-        ),
+        method_params=_params(*_SMOKE),
     ),
     "cpu": KarPreset(
         name="cpu",
@@ -149,11 +151,7 @@ _OCC = {
         model_epochs=2,
         jobs=1,
         threads=1,
-        method_params=_params(
-            {"n_samples": 200, "sigma": 0.5, "n_features": 30},
-            {"n_samples": 10, "sigma": 0.3},
-            {"n_samples": 200, "superpixel": 4},
-        ),
+        method_params=_params(*_SMOKE),
     ),
     "cpu": OcclusionPreset(
         name="cpu",

@@ -36,6 +36,7 @@ __all__ = [
     "VotesError",
     "read_votes_csv",
     "read_votes_db",
+    "redact_url",
     "restrict_rows",
     "validate_votes",
 ]
@@ -128,7 +129,7 @@ def read_votes_db(url: str, study: str | None = None, mode: str | None = None) -
         engine = make_engine(normalized)
         try:
             if not schema_present(engine):
-                raise VotesError(f"{_safe(url)} has no study tables (not a study database?)")
+                raise VotesError(f"{redact_url(url)} has no study tables (not a study database?)")
             with engine.connect() as conn:
                 rows = list(vote_rows(conn, include_debug=mode not in (None, "live"), study=study))
         finally:
@@ -139,16 +140,16 @@ def read_votes_db(url: str, study: str | None = None, mode: str | None = None) -
         raise
     except Exception as exc:  # noqa: BLE001 - any driver failure becomes one readable line
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VotesError(f"cannot read votes from {_safe(url)}: {message}") from None
+        raise VotesError(f"cannot read votes from {redact_url(url)}: {message}") from None
     if not rows:
         scope = " and ".join(
             f"{k} {v!r}" for k, v in (("study", study), ("mode", mode or "live")) if v
         )
-        raise VotesError(f"{_safe(url)} holds no answers for {scope}")
+        raise VotesError(f"{redact_url(url)} holds no answers for {scope}")
     return _as_strings(pd.DataFrame(rows, columns=VOTE_COLUMNS))
 
 
-def _safe(url: str) -> str:
+def redact_url(url: str) -> str:
     """A database URL without its password (for messages and reports)."""
     try:
         from sqlalchemy.engine import make_url
