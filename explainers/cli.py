@@ -170,9 +170,9 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
 @click.option(
     "--compile/--no-compile",
     "compile_model",
-    default=True,
-    show_default=True,
-    help="torch.compile the model for LIME's forward passes (~20% faster after ~10 s)",
+    default=None,
+    help="torch.compile the model for LIME's forward passes [default: only for runs of at "
+    "least 1M samples, where the faster passes repay the compilation]",
 )
 @click.option(
     "--keep-local",

@@ -70,6 +70,9 @@ __all__ = [
 ]
 
 LIME_FAMILY = ("normlime", "lime")
+#: LIME runs with at least this many model evaluations are compiled by default: compilation
+#: costs ~10 s with a warm inductor cache and ~1 min cold, and saves ~20% of forward time
+COMPILE_MIN_SAMPLES = 1_000_000
 DISPLAY_FILTER = (
     "signed scores, positive part: NormLIME shows max(0, mean over E_y(c_i) of "
     "gamma(w, i) * w_i) (eq. 9 with the signed weight), LIME shows "
@@ -330,7 +333,7 @@ def precompute(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = True,
     keep_local: bool = False,
-    compile_model: bool = True,
+    compile_model: bool | None = None,
     log: Callable[[str], None] = print,
     argv: Sequence[str] | None = None,
 ) -> PrecomputeResult:
@@ -385,6 +388,8 @@ def precompute(
             f"K={ls.n_features}"
         )
         t0 = time.perf_counter()
+        if compile_model is None:
+            compile_model = index.size * ls.n_samples >= COMPILE_MIN_SAMPLES
         forward = inference_forward(model, compile=compile_model)
         forward_desc = "inference_forward(channels_last, float64 softmax" + (
             ", torch.compile)" if compile_model else ")"

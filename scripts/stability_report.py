@@ -41,6 +41,15 @@ def _r(wa, pa, wb, pb) -> dict[str, np.ndarray]:
     return {m: pearson_per_class(ma[m], mb[m]) for m in ("normlime", "lime")}
 
 
+def _mnist_index(local, manifest: dict) -> np.ndarray:
+    """Test indices into the original MNIST test set (the embedded subset maps its own)."""
+    index = local["test_index"]
+    if manifest["data"]["source"] == "embedded":
+        embedded = np.load(REPO / "explainers" / "_data" / "mnist-embedded.npz")
+        index = embedded["test_index"][index]
+    return index
+
+
 def _n90(r: float, n: int) -> float:
     """Explanations per digit for r = 0.9 if r(n) = n / (n + c)."""
     return float("inf") if r <= 0 else 9 * n * (1 - r) / r
@@ -78,9 +87,10 @@ def bundles_table(a: str, b: str, ns: list[int]) -> None:
     if "weights" not in za.files or "weights" not in zb.files:
         raise SystemExit("both bundles need local.npz with weights (precompute --keep-local)")
     ma = json.loads((Path(a) / "manifest.json").read_text())
+    mb = json.loads((Path(b) / "manifest.json").read_text())
     per_class = ma["local_explanations"]["per_class"]
     wall = ma["local_explanations"]["wall_time_s"]
-    shared = len(set(za["test_index"]) & set(zb["test_index"]))
+    shared = len(set(_mnist_index(za, ma)) & set(_mnist_index(zb, mb)))
     print(f"images shared by the two runs: {shared} of {len(za['test_index'])}")
     print("| n/digit | NormLIME r min / mean | LIME r min / mean | LIME wall time (s) |")
     print("|---|---|---|---|")
