@@ -8,7 +8,10 @@ On the same model and the same test image it measures:
    explanation can be faster than evaluating its samples;
 3. the median time of one full local LIME explanation (784 pixel features, sampling,
    forward passes, LASSO selection, least squares) with ``LocalLime`` at the best batch
-   size, for the paper's K=20 and for the stable preset's K;
+   size, for the paper's K=20 and for K=784; then the stable preset's setting (2,000
+   samples, K=784) on 10 images as ``precompute`` runs it (fits on worker threads
+   overlapping the forward passes), against the forward bound of 2,000 samples;
+   also a ``torch.compile``'d forward (its first call includes compilation);
 4. Captum's ``Lime`` with the same number of samples (its defaults: binary masks against
    a zero baseline, Lasso interpretable model), batched with the same batch size.
 
@@ -41,7 +44,7 @@ sys.path.insert(0, str(REPO))
 from explainers.data import as_float, load_mnist  # noqa: E402
 from explainers.lime import LocalLime, inference_forward, retain_freed_memory  # noqa: E402
 from explainers.model import load  # noqa: E402
-from explainers.precompute import PRESETS  # noqa: E402
+from explainers.precompute import PRESETS, fit_threads  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:
@@ -157,6 +160,47 @@ def main(argv=None) -> int:
             f"LocalLime, K={k:>3}, one explanation: {t * 1e3:7.1f} ms = {t / bound:.2f}x the bound"
         )
 
+    # the stable preset's setting as precompute runs it: a batch of images, fits on worker
+    # threads overlapping the next image's forward passes; against its own forward bound
+    stable = PRESETS["stable"].lime
+    images = as_float(data.test_images[:10])
+    with torch.no_grad():
+        targets = model(images).argmax(1)
+    big = LocalLime(
+        fast,
+        n_samples=stable.n_samples,
+        sigma=stable.sigma,
+        n_features=stable.n_features,
+        batch_size=best_bs,
+        n_jobs=fit_threads(),
+    )
+    big_samples, _ = big.sample(x0[0], seed=0)
+
+    def stable_forward():
+        for s in range(0, stable.n_samples, best_bs):
+            fast(big_samples[s : s + best_bs])
+
+    t_stable_bound = median_time(stable_forward, args.repeats)
+    seeds10 = iter(range(10_000, 20_000, 10))
+
+    def stable_batch():
+        start = next(seeds10)
+        big.explain(images, targets, seeds=list(range(start, start + 10)))
+
+    t_stable = median_time(stable_batch, max(3, args.repeats // 2)) / 10
+    figures["stable_preset"] = {
+        "n_samples": stable.n_samples,
+        "n_features": stable.n_features,
+        "per_explanation_s": t_stable,
+        "bound_s": t_stable_bound,
+        "ratio_to_bound": t_stable / t_stable_bound,
+    }
+    print(
+        f"stable preset (N={stable.n_samples}, K={stable.n_features}), 10 images as "
+        f"precompute runs them: {t_stable * 1e3:7.1f} ms per explanation = "
+        f"{t_stable / t_stable_bound:.2f}x its forward bound ({t_stable_bound * 1e3:.1f} ms)"
+    )
+
     from captum.attr import Lime
 
     captum_lime = Lime(model)
@@ -170,10 +214,12 @@ def main(argv=None) -> int:
     figures["captum_lime_s"] = t_captum
     print(f"Captum Lime, {n} samples, batch {best_bs}: {t_captum * 1e3:7.1f} ms")
     print()
-    k_ref = PRESETS["stable"].lime.n_features
+    # the issue's reference: one explanation of 784 pixels from 1,000 samples, the
+    # paper's K = 20 (a K of 784 needs N >= 2K samples: the stable preset's line above)
+    k_ref = 20
     ours = figures["lime"][k_ref]["median_s"]
     checks = [
-        (f"explanation (K={k_ref}) within 1.3x of the bound", ours / bound, 1.3, "<="),
+        (f"explanation (K={k_ref}, N={n}) within 1.3x of the bound", ours / bound, 1.3, "<="),
         ("faster than Captum's Lime (x)", t_captum / ours, 2.0, ">="),
         ("forward throughput vs naive (x)", speedup, 2.0, ">="),
     ]
