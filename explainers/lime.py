@@ -191,6 +191,7 @@ def inference_forward(
     dtype: torch.dtype | None = None,
     float64_softmax: bool = True,
     compile: bool = False,
+    compile_batch_size: int | None = None,
 ) -> ForwardFunc:
     """A fast forward function for explainers that only need outputs (no gradients).
 
@@ -199,7 +200,12 @@ def inference_forward(
     pick its fastest convolutions on CPU.  ``compile=True`` additionally compiles the
     network with ``torch.compile`` and inductor's weight freezing (about 20% faster here
     after ~10 s of compilation; if compilation fails, e.g. without a C++ compiler, the
-    eager path is used).  ``dtype=torch.bfloat16`` evaluates under bfloat16 autocast (on
+    eager path is used).  The compiled graph is specialised to one batch shape, and each
+    new shape would cost another compilation, so with ``compile_batch_size`` only batches
+    of exactly that size (LIME's sample batches) take the compiled path and all others
+    (the images themselves, a remainder) run eager (max |p difference| 0 in
+    benchmarks/explainers.py).
+    ``dtype=torch.bfloat16`` evaluates under bfloat16 autocast (on
     this CPU it is several times slower, so nothing uses it by default).  With
     ``float64_softmax`` (and a model exposing ``logits``, as ``MnistCNN`` does) the softmax
     is taken in float64: the same function f, but a confident model's ``1 - p`` of 1e-9 is
@@ -219,7 +225,7 @@ def inference_forward(
 
     def run(x: torch.Tensor) -> torch.Tensor:
         out = None
-        if compiled[0] is not None:
+        if compiled[0] is not None and compile_batch_size in (None, x.shape[0]):
             try:
                 out = compiled[0](x)
             except Exception as exc:  # no C++ toolchain, unsupported backend, ...

@@ -391,7 +391,9 @@ def precompute(
         t0 = time.perf_counter()
         if compile_model is None:
             compile_model = index.size * ls.n_samples >= COMPILE_MIN_SAMPLES
-        forward = inference_forward(model, compile=compile_model)
+        forward = inference_forward(
+            model, compile=compile_model, compile_batch_size=batch_size
+        )
         forward_desc = "inference_forward(channels_last, float64 softmax" + (
             ", torch.compile)" if compile_model else ")"
         )
