@@ -57,6 +57,11 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def in_batches(forward, samples: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """``forward`` over ``samples`` in consecutive batches of ``batch_size``."""
+    return [forward(samples[s : s + batch_size]) for s in range(0, len(samples), batch_size)]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--model", default=str(REPO / "assets" / "model" / "mnist-cnn.pt"))
@@ -93,11 +98,7 @@ def main(argv=None) -> int:
     sweep = {}
     for bs in [int(b) for b in args.batch_sizes.split(",")]:
 
-        def forward_only(bs=bs):
-            for s in range(0, n, bs):
-                fast(samples[s : s + bs])
-
-        sweep[bs] = median_time(forward_only, args.repeats)
+        sweep[bs] = median_time(lambda bs=bs: in_batches(fast, samples, bs), args.repeats)
     best_bs = min(sweep, key=sweep.get)
     bound = sweep[best_bs]
     print(f"naive forward, one batch of {n}, eager fp32: {t_naive * 1e3:7.1f} ms "
@@ -114,17 +115,15 @@ def main(argv=None) -> int:
     compiled(samples[:best_bs])
     t_compile = time.perf_counter() - start
 
-    def compiled_only():
-        for s in range(0, n, best_bs):
-            compiled(samples[s : s + best_bs])
-
-    t_compiled = median_time(compiled_only, args.repeats)
+    t_compiled = median_time(lambda: in_batches(compiled, samples, best_bs), args.repeats)
     with torch.inference_mode():
         diff = float(
-            max(
-                (compiled(samples[s : s + best_bs]) - fast(samples[s : s + best_bs])).abs().max()
-                for s in range(0, n, best_bs)
+            (
+                torch.cat(in_batches(compiled, samples, best_bs))
+                - torch.cat(in_batches(fast, samples, best_bs))
             )
+            .abs()
+            .max()
         )
     print(
         f"torch.compile'd, batch {best_bs}: {t_compiled * 1e3:7.1f} ms ({n / t_compiled:,.0f} "
@@ -176,11 +175,7 @@ def main(argv=None) -> int:
     )
     big_samples, _ = big.sample(x0[0], seed=0)
 
-    def stable_forward():
-        for s in range(0, stable.n_samples, best_bs):
-            fast(big_samples[s : s + best_bs])
-
-    t_stable_bound = median_time(stable_forward, args.repeats)
+    t_stable_bound = median_time(lambda: in_batches(fast, big_samples, best_bs), args.repeats)
     seeds10 = iter(range(10_000, 20_000, 10))
 
     def stable_batch():

@@ -60,20 +60,27 @@ def normlime_scores(m) -> np.ndarray:
     Rows that are all zero (a local model that found nothing to explain) belong to no
     ``E(c_i)`` and are ignored.
     """
+    return _normlime(m, signed=False)
+
+
+def _normlime(m, *, signed: bool) -> np.ndarray:
+    """Mean over ``E(c_i)`` of ``gamma(w, i) |w_i|`` (eq. 5), or of ``gamma(w, i) w_i``."""
     m = _matrix(m)
     v = np.abs(m).sum(axis=1)  # L1 norm of every local explanation
     m = m[v > 0]
     v = v[v > 0]
     if m.shape[0] == 0:
         return np.zeros(m.shape[1])
-    quad = np.einsum("ji,j,ji->i", m, 1.0 / v, m)  # omega_i^T diag(v^-1) omega_i
+    # omega_i^T diag(v^-1) omega_i, with one factor signed for the display rule
+    total = np.einsum("ji,j,ji->i", m, 1.0 / v, np.abs(m) if signed else m)
     used = np.count_nonzero(m, axis=0)  # ||omega_i||_0 = |E(c_i)|
-    return np.divide(quad, used, out=np.zeros_like(quad), where=used > 0)
+    return np.divide(total, used, out=np.zeros_like(total), where=used > 0)
 
 
 def splime_importance(m) -> np.ndarray:
     """SP-LIME's global importance ``I(c_i) = ||omega_i||_2``, eq. (6)."""
-    return np.sqrt(np.einsum("ji,ji->i", _matrix(m), _matrix(m)))
+    m = _matrix(m)
+    return np.sqrt(np.einsum("ji,ji->i", m, m))
 
 
 def _by_label(fn, m, labels, n_classes: int) -> np.ndarray:
@@ -101,15 +108,7 @@ def class_splime(m, labels, n_classes: int = 10) -> np.ndarray:
 
 def signed_normlime_scores(m) -> np.ndarray:
     """Eq. (3)/(5) with the signed weight: mean over ``E(c_i)`` of ``gamma(w, i) * w_i``."""
-    m = _matrix(m)
-    v = np.abs(m).sum(axis=1)
-    m = m[v > 0]
-    v = v[v > 0]
-    if m.shape[0] == 0:
-        return np.zeros(m.shape[1])
-    signed = np.einsum("ji,j,ji->i", m, 1.0 / v, np.abs(m))  # sum_j w_ji |w_ji| / ||w_j||_1
-    used = np.count_nonzero(m, axis=0)
-    return np.divide(signed, used, out=np.zeros_like(signed), where=used > 0)
+    return _normlime(m, signed=True)
 
 
 def signed_splime_importance(m) -> np.ndarray:
@@ -145,8 +144,8 @@ def display_class_maps(m, labels, n_classes: int = 10) -> dict[str, np.ndarray]:
     ``(n_classes, d)``.
     """
     return {
-        "normlime": _by_label(lambda r: positive_evidence(r)["normlime"], m, labels, n_classes),
-        "lime": _by_label(lambda r: positive_evidence(r)["lime"], m, labels, n_classes),
+        "normlime": np.maximum(_by_label(signed_normlime_scores, m, labels, n_classes), 0.0),
+        "lime": np.maximum(_by_label(signed_splime_importance, m, labels, n_classes), 0.0),
         "normlime_raw": class_normlime(m, labels, n_classes),
         "lime_raw": class_splime(m, labels, n_classes),
     }

@@ -36,6 +36,7 @@ __all__ = [
     "FitSpec",
     "Pool",
     "explain_pool",
+    "first_per_label",
     "fit_pool",
     "sample_pool",
     "pearson_per_class",
@@ -179,7 +180,7 @@ def explain_pool(
     return fit_pool(images, seeds, outputs, sigma, specs, progress=progress)
 
 
-def _first_per_label(true_label: np.ndarray, n: int) -> np.ndarray:
+def first_per_label(true_label: np.ndarray, n: int) -> np.ndarray:
     """Row indices of the first ``n`` rows of every true label (pool order)."""
     return np.concatenate([np.flatnonzero(true_label == c)[:n] for c in np.unique(true_label)])
 
@@ -200,7 +201,7 @@ def pearson_per_class(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def class_maps_from_pool(pool: Pool, spec: FitSpec, n: int) -> dict[str, np.ndarray]:
     """Display and raw class maps from the first ``n`` explanations per digit of a pool."""
-    rows = _first_per_label(pool.true_label, n)
+    rows = first_per_label(pool.true_label, n)
     return display_class_maps(pool.weights[spec][rows], pool.pred_label[rows])
 
 
@@ -218,7 +219,7 @@ def stability_rows(
                 r = pearson_per_class(maps_a[key], maps_b[key])
                 row[f"{key}_min"] = float(r.min())
                 row[f"{key}_mean"] = float(r.mean())
-            rows_used = _first_per_label(pool_a.true_label, n)
+            rows_used = first_per_label(pool_a.true_label, n)
             row["mean_r2"] = float(pool_a.r2[spec][rows_used].mean())
             if seconds_per_explanation is not None:
                 sec = seconds_per_explanation.get((pool_a.sigma, spec))

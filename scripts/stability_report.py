@@ -29,11 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from explainers.normlime import display_class_maps  # noqa: E402
-from explainers.stability import pearson_per_class  # noqa: E402
-
-
-def _first(true_label: np.ndarray, n: int) -> np.ndarray:
-    return np.concatenate([np.flatnonzero(true_label == c)[:n] for c in range(10)])
+from explainers.stability import first_per_label, pearson_per_class  # noqa: E402
 
 
 def _r(wa, pa, wb, pb) -> dict[str, np.ndarray]:
@@ -69,7 +65,7 @@ def pools_table(paths: list[str]) -> None:
         for tag in tags:
             n_samples, k = tag.split("_")[:2]
             for n in (10, 20):
-                ra, rb = _first(z["p0_true"], n), _first(z["p1_true"], n)
+                ra, rb = first_per_label(z["p0_true"], n), first_per_label(z["p1_true"], n)
                 r = _r(z[f"p0_w_{tag}"][ra], z["p0_pred"][ra], z[f"p1_w_{tag}"][rb],
                        z["p1_pred"][rb])
                 extra = ""
@@ -95,7 +91,7 @@ def bundles_table(a: str, b: str, ns: list[int]) -> None:
     print("| n/digit | NormLIME r min / mean | LIME r min / mean | LIME wall time (s) |")
     print("|---|---|---|---|")
     for n in ns:
-        ra, rb = _first(za["true_label"], n), _first(zb["true_label"], n)
+        ra, rb = first_per_label(za["true_label"], n), first_per_label(zb["true_label"], n)
         r = _r(za["weights"][ra], za["pred_label"][ra], zb["weights"][rb], zb["pred_label"][rb])
         print(
             f"| {n} | {r['normlime'].min():.3f} / {r['normlime'].mean():.3f} | "

@@ -137,15 +137,15 @@ def main(argv=None) -> int:
     model = load(args.model)
     forward = inference_forward(model)
     per_class = _ints(args.per_class)
-    n_max = max(per_class)
+    per_class_max = max(per_class)
     specs = [
         FitSpec(n_samples=m, n_features=k, width_factor=w)
         for m, k, w in itertools.product(_ints(args.samples), _ints(args.ks), _widths(args.widths))
     ]
-    index_a, index_b = split_pools(data.test_labels, n_max, seed=args.seed)
+    index_a, index_b = split_pools(data.test_labels, per_class_max, seed=args.seed)
     rows = []
     started = time.perf_counter()
-    n_max = max(s.n_samples for s in specs)
+    n_max = max(s.n_samples for s in specs)  # samples drawn per image, shared by all specs
     samples_dir = Path(args.samples_dir)
     for sigma in _floats(args.sigmas):
         pools = []
