@@ -42,16 +42,30 @@ STUDY_METHODS = ("normlime", "lime", "smoothgrad", "vargrad")
 DIGITS = tuple(range(10))
 MAP_SHAPE = (10, 28, 28)
 
+#: The high percentile every map is divided by (see RENDER_RULE).  The SmoothGrad
+#: authors' visualisation code caps saliency at the 99th percentile of the map's values,
+#: so that a few extreme pixels do not compress the rest of the map into black; we take
+#: their convention rather than tune a number on our own maps.
+DISPLAY_PERCENTILE = 99.0
+
 #: The single rendering rule applied to every map of every method.  It is written into
 #: each manifest so a reader knows no method was drawn differently for cosmetic reasons.
 RENDER_RULE = {
-    "values": "negative values clipped to 0 (only positive evidence is shown)",
-    "normalisation": "divided by the map's own maximum (a map that is all 0 stays black)",
+    "values": "negative values clipped to 0 (only positive evidence is shown); negative "
+    "values and exact zeros are both drawn as the colormap's lowest colour, for every method",
+    "normalisation": f"divided by the {DISPLAY_PERCENTILE:g}th percentile of the map's 784 "
+    "clipped values, values above it saturate at 1; if that percentile is 0 (at most 1% of "
+    "the pixels are positive) the map's maximum is used; an all-zero map stays black",
+    "shared_scale": "no: each map is scaled on its own, because the methods' units differ "
+    "(squared gradients, LIME weights, NormLIME's w^2/||w||_1); a shared scale would make "
+    "the method with the largest numbers the brightest",
     "quantisation": "rounded to 256 levels",
     "colormap": "inferno",
     "scale": 8,
     "resampling": "nearest neighbour (each of the 28x28 pixels becomes an 8x8 block)",
-    "file": "8-bit RGB PNG without text chunks or other metadata",
+    "file": "8-bit palette PNG (the colormap's 256 levels as its palette), image data "
+    "stored without compression, no text chunks or other metadata: every map's file has "
+    "the same byte length, so the size of a download cannot tell methods apart",
 }
 
 
@@ -80,12 +94,20 @@ def png_name(method: str, digit: int) -> str:
 
 
 def display_values(saliency: np.ndarray) -> np.ndarray:
-    """The rule's numeric part: clip negatives, divide by the maximum -> values in [0, 1]."""
+    """The rule's numeric part: clip negatives, divide by the high percentile, cap at 1.
+
+    Returns values in [0, 1] of the same shape: what a participant sees, before the
+    256-level quantisation.  Stability and inspection statistics use these values.
+    """
     arr = np.clip(np.asarray(saliency, dtype=np.float64), 0.0, None)
-    peak = arr.max(initial=0.0)
-    if not np.isfinite(peak):
+    if not np.all(np.isfinite(arr)):
         raise BundleError("a map contains non-finite values")
-    return arr / peak if peak > 0 else arr
+    if arr.size == 0:
+        return arr
+    scale = float(np.percentile(arr, DISPLAY_PERCENTILE))
+    if scale <= 0:
+        scale = float(arr.max())
+    return np.minimum(arr / scale, 1.0) if scale > 0 else arr
 
 
 def _colormap_table(name: str) -> np.ndarray:
@@ -96,7 +118,11 @@ def _colormap_table(name: str) -> np.ndarray:
 
 
 def render_png(saliency: np.ndarray, rule: dict | None = None) -> bytes:
-    """Render one 28x28 map to PNG bytes following ``rule`` (default RENDER_RULE)."""
+    """Render one 28x28 map to PNG bytes following ``rule`` (default RENDER_RULE).
+
+    The file's length depends only on the image's dimensions: a palette image whose
+    deflate stream uses stored (uncompressed) blocks.
+    """
     from PIL import Image
 
     rule = rule or RENDER_RULE
@@ -104,11 +130,12 @@ def render_png(saliency: np.ndarray, rule: dict | None = None) -> bytes:
     if values.shape != (28, 28):
         raise BundleError(f"a map must be 28x28, got {values.shape}")
     levels = np.rint(values * 255.0).astype(np.uint8)
-    rgb = _colormap_table(rule["colormap"])[levels]
     scale = int(rule["scale"])
-    rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+    levels = np.repeat(np.repeat(levels, scale, axis=0), scale, axis=1)
+    image = Image.frombytes("P", (levels.shape[1], levels.shape[0]), levels.tobytes())
+    image.putpalette(_colormap_table(rule["colormap"]).tobytes(), rawmode="RGB")
     buf = io.BytesIO()
-    Image.fromarray(rgb, mode="RGB").save(buf, format="PNG", optimize=False)
+    image.save(buf, format="PNG", optimize=False, compress_level=0)
     return buf.getvalue()
 
 

@@ -41,7 +41,7 @@ def _captum_on_our_noise(monkeypatch, explainer, x, y, nt_type):
         return inp.repeat_interleave(n_samples, dim=0) + noise.reshape(-1, *inp.shape[1:])
 
     monkeypatch.setattr(NoiseTunnel, "_add_noise_to_input", staticmethod(add_our_noise))
-    nt = NoiseTunnel(Saliency(explainer.forward_func))
+    nt = NoiseTunnel(Saliency(explainer.score_func))
     return nt.attribute(
         x, nt_type=nt_type, nt_samples=explainer.n_samples, stdevs=explainer.sigma, target=y
     )
@@ -50,12 +50,15 @@ def _captum_on_our_noise(monkeypatch, explainer, x, y, nt_type):
 @pytest.mark.parametrize(
     ("cls", "nt_type"), [(SmoothGradSquared, "smoothgrad_sq"), (VarGrad, "vargrad")]
 )
-@pytest.mark.parametrize("batch_size", [16, 200])
+@pytest.mark.parametrize(("batch_size", "score"), [(16, "logit"), (200, "probability")])
 def test_noise_tunnel_matches_captum_on_same_noise(
-    monkeypatch, trained_model, batch, cls, nt_type, batch_size
+    monkeypatch, trained_model, batch, cls, nt_type, batch_size, score
 ):
     x, y = batch
-    ours = cls(trained_model, n_samples=10, sigma=0.3, batch_size=batch_size, random_state=3)
+    ours = cls(
+        trained_model, n_samples=10, sigma=0.3, batch_size=batch_size, random_state=3,
+        score=score,
+    )
     got = ours.attribute(x, y)
     ref = _captum_on_our_noise(monkeypatch, ours, x, y, nt_type)
     assert got.shape == x.shape and got.dtype == torch.float32
@@ -75,18 +78,38 @@ def test_noise_is_gaussian_with_sigma_and_seeded(trained_model, batch):
     assert not torch.equal(noise[0], noise[1])
 
 
-def test_zero_sigma_reduces_to_squared_gradient_and_zero_variance(trained_model, batch):
+@pytest.mark.parametrize("score", ["logit", "probability"])
+def test_zero_sigma_reduces_to_squared_gradient_and_zero_variance(trained_model, batch, score):
     x, y = batch
+    fn = trained_model.logits if score == "logit" else trained_model
     grad = torch.stack(
         [
-            torch.autograd.functional.jacobian(lambda v, t=t: trained_model(v[None])[0, t], xi)
+            torch.autograd.functional.jacobian(lambda v, t=t: fn(v[None])[0, t], xi)
             for xi, t in zip(x[:3], y[:3].tolist(), strict=True)
         ]
     )
-    sg = SmoothGradSquared(trained_model, n_samples=3, sigma=0.0, random_state=0)
-    vg = VarGrad(trained_model, n_samples=3, sigma=0.0, random_state=0)
-    torch.testing.assert_close(sg.attribute(x[:3], y[:3]), grad**2, rtol=1e-4, atol=1e-10)
-    assert float(vg.attribute(x[:3], y[:3]).abs().max()) < 1e-10
+    sg = SmoothGradSquared(trained_model, n_samples=3, sigma=0.0, random_state=0, score=score)
+    vg = VarGrad(trained_model, n_samples=3, sigma=0.0, random_state=0, score=score)
+    torch.testing.assert_close(
+        sg.attribute(x[:3], y[:3]), grad**2, rtol=1e-4, atol=1e-10 * float(grad.abs().max()) ** 2
+    )
+    assert float(vg.attribute(x[:3], y[:3]).abs().max()) < 1e-10 * float(grad.abs().max()) ** 2
+
+
+def test_default_score_is_the_logit_and_probability_is_an_option(trained_model, batch):
+    """SmoothGrad and VarGrad differentiate the class score S_c by default (their sources'
+    definition); the probability's gradient is the logit's times p(1 - p)-like factors,
+    so the two maps differ, and a model without .logits cannot use the default."""
+    x, y = batch
+    logit = SmoothGradSquared(trained_model, n_samples=4, random_state=0)
+    prob = SmoothGradSquared(trained_model, n_samples=4, random_state=0, score="probability")
+    assert logit.params()["score"] == "logit" and "logit" in logit.params()["f"]
+    a, b = logit.attribute(x, y), prob.attribute(x, y)
+    assert (a - b).abs().max() > 10 * b.abs().max()  # logit gradients are far larger
+    with pytest.raises(ValueError, match="logits"):
+        VarGrad(lambda v: torch.softmax(trained_model.logits(v), 1))
+    with pytest.raises(ValueError, match="score must be one of"):
+        VarGrad(trained_model, score="softmax")
 
 
 def test_reproducible_batch_size_invariant_and_per_input(trained_model, batch):
@@ -132,8 +155,8 @@ def test_shape_generic_on_conv_features(trained_model, batch):
         return torch.softmax(trained_model.head(f), dim=1)
 
     for explainer in (
-        SmoothGradSquared(head, n_samples=4, random_state=0),
-        VarGrad(head, n_samples=4, random_state=0),
+        SmoothGradSquared(head, n_samples=4, random_state=0, score="probability"),
+        VarGrad(head, n_samples=4, random_state=0, score="probability"),
         InputXGradient(head),
     ):
         out = explainer.attribute(feats, y[:3])

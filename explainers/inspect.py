@@ -1,0 +1,347 @@
+"""``normlime inspect-maps``: the stimulus report a researcher reads before launching a study.
+
+For every method of a maps bundle it measures, on the maps *as participants see them*
+(:func:`explainers.bundle.display_values`, the rendering rule's numbers):
+
+* stability: Pearson r per digit against a second bundle (``against``), and how many
+  images the two runs share (a stability claim needs disjoint images);
+* sparsity: the share of pixels that are exactly 0 in the stored map, that are drawn in
+  the lowest colour, and that saturate at the top colour;
+* NormLIME/LIME: the spread of ``|E_y(c_i)|`` over pixels (does the normalisation act?)
+  from the bundle's ``local.npz``;
+* the correlation with every other method (mean over digits);
+* where the map's mass lies: on the digit's ink (pixels where the digit's mean image is
+  at least ``INK_LEVEL``), in the 3-pixel image border, elsewhere;
+* hot pixels: the share of a map's stored mass in its single largest pixel;
+* the PNG byte length of every map (all must be equal: the download must not name the
+  method).
+
+Anything that would compromise a study is listed under ``flags`` with the reason.  This
+module needs numpy, Pillow and matplotlib only (no torch).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import RENDER_RULE, MapsBundle, display_values, read_bundle
+
+__all__ = [
+    "BORDER",
+    "INK_LEVEL",
+    "STABILITY_MIN_R",
+    "HOT_PIXEL_RATIO",
+    "ink_masks",
+    "border_mask",
+    "inspect_bundle",
+    "format_report",
+    "write_montage",
+]
+
+#: pixels from the image edge that count as "border" (MNIST digits are centred in a
+#: 20x20 box, so the outer 4 rows and columns are almost always blank in the data)
+BORDER = 3
+#: a pixel is ink for a digit where that digit's mean image is at least this (in [0, 1])
+INK_LEVEL = 0.2
+#: the stability criterion of the default preset (issue 9, item 3)
+STABILITY_MIN_R = 0.9
+#: a map has a hot pixel when its largest value is at least this many times its 99th
+#: percentile: under max-scaling the map's top 1% of pixels would then be drawn at a
+#: third of full brightness or less.  (The share of the mass in the top pixel is reported
+#: too, but it is no criterion: a sparse map's top pixel holds a large share legitimately.)
+HOT_PIXEL_RATIO = 3.0
+#: a stored map this close to constant cannot show anything
+_CONSTANT_RTOL = 1e-12
+
+
+def border_mask(shape: tuple[int, int] = (28, 28), width: int = BORDER) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    mask[:width, :] = mask[-width:, :] = True
+    mask[:, :width] = mask[:, -width:] = True
+    return mask
+
+
+def ink_masks(images: np.ndarray, labels: np.ndarray, level: float = INK_LEVEL) -> np.ndarray:
+    """(10, 28, 28) booleans: where each digit's mean image (pixels in [0, 1]) is >= level."""
+    images = np.asarray(images, dtype=np.float64) / 255.0
+    return np.stack([images[labels == c].mean(0) >= level for c in range(10)])
+
+
+def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
+    b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
+    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
+    num = (a * b).sum(1)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def _displayed(maps: np.ndarray) -> np.ndarray:
+    return np.stack([display_values(m) for m in maps])
+
+
+def _shares(values: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    total = values.reshape(len(values), -1).sum(1)
+    part = (values * masks).reshape(len(values), -1).sum(1)
+    return np.divide(part, total, out=np.zeros_like(part), where=total > 0)
+
+
+def _image_digests(root: Path) -> dict[str, np.ndarray]:
+    path = root / "images.npz"
+    if not path.is_file():
+        return {}
+    with np.load(path) as z:
+        return {k[: -len("_digest")]: z[k].ravel() for k in z.files if k.endswith("_digest")}
+
+
+def _usage_spread(root: Path) -> np.ndarray | None:
+    path = root / "local.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        if "usage_counts" not in z.files:
+            return None
+        usage = z["usage_counts"].reshape(10, -1).astype(np.float64)
+    out = np.zeros(10)
+    for c, row in enumerate(usage):
+        used = row[row > 0]
+        out[c] = used.std() / used.mean() if used.size > 1 else 0.0
+    return out
+
+
+def _round(x, nd: int = 4):
+    if isinstance(x, dict):
+        return {k: _round(v, nd) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_round(v, nd) for v in x]
+    if isinstance(x, np.ndarray):
+        return _round(x.tolist(), nd)
+    if isinstance(x, float | np.floating):
+        return round(float(x), nd)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _method_images(digests: dict[str, np.ndarray], method: str) -> np.ndarray | None:
+    key = "lime" if method in ("normlime", "lime") else method
+    return digests.get(key)
+
+
+def inspect_bundle(
+    root: str | Path,
+    *,
+    against: str | Path | None = None,
+    images: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+) -> dict:
+    """The stimulus report of the bundle at ``root`` as a JSON-ready dict.
+
+    ``images``/``labels`` (uint8 MNIST digits) define each digit's ink; without them the
+    ink shares are omitted.
+    """
+    bundle = read_bundle(root)
+    other = read_bundle(against) if against is not None else None
+    methods = bundle.methods
+    shown = {m: _displayed(bundle.maps[m]) for m in methods}
+    border = border_mask()
+    ink = ink_masks(images, labels) if images is not None else None
+    digests = _image_digests(bundle.root)
+    other_digests = _image_digests(other.root) if other is not None else {}
+    report: dict = {
+        "bundle": str(bundle.root),
+        "against": str(other.root) if other is not None else None,
+        "render": bundle.manifest.get("render", RENDER_RULE),
+        "generator": bundle.manifest.get("generator"),
+        "criteria": {
+            "stability_min_r": STABILITY_MIN_R,
+            "hot_pixel_ratio": HOT_PIXEL_RATIO,
+            "border_pixels": BORDER,
+            "ink_level": INK_LEVEL,
+        },
+        "methods": {},
+        "flags": [],
+    }
+    flags: list[str] = report["flags"]
+    sizes: dict[str, list[int]] = {}
+    for m in methods:
+        raw = bundle.maps[m].astype(np.float64).reshape(10, -1)
+        vals = shown[m].reshape(10, -1)
+        positive = np.clip(raw, 0, None)
+        top_share = np.divide(
+            positive.max(1), positive.sum(1), out=np.zeros(10), where=positive.sum(1) > 0
+        )
+        p99 = np.percentile(positive, 99, axis=1)
+        peak_ratio = np.divide(
+            positive.max(1), p99, out=np.where(positive.max(1) > 0, np.inf, 0.0), where=p99 > 0
+        )
+        entry: dict = {
+            "exact_zero_share": (raw == 0).mean(1),
+            "black_share": (np.rint(vals * 255) == 0).mean(1),
+            "saturated_share": (vals >= 1.0).mean(1),
+            "top_pixel_mass_share": top_share,
+            "peak_to_p99": np.minimum(peak_ratio, 1e6),
+            "border_mass_share": _shares(shown[m], border[None]),
+            "png_bytes": [],
+        }
+        if ink is not None:
+            entry["ink_mass_share"] = _shares(shown[m], ink)
+            entry["brightest_pixel_on_ink"] = [
+                bool(ink[d].ravel()[int(np.argmax(raw[d]))]) for d in range(10)
+            ]
+        if m in ("normlime", "lime"):
+            spread = _usage_spread(bundle.root)
+            if spread is not None:
+                entry["usage_cv"] = spread
+                if m == "normlime" and float(np.median(spread)) < 0.05:
+                    flags.append(
+                        "normlime: |E_y(c_i)| is (nearly) the same for every pixel "
+                        f"(median CV {np.median(spread):.3f}); NormLIME's 1/|E_y(c_i)| "
+                        "normalisation does not act (dense local models?)"
+                    )
+        entry["correlation"] = {
+            o: float(_pearson_rows(shown[m], shown[o]).mean()) for o in methods if o != m
+        }
+        for d in range(10):
+            png = bundle.png_path(m, d)
+            entry["png_bytes"].append(png.stat().st_size if png.is_file() else None)
+        sizes[m] = entry["png_bytes"]
+        for d in range(10):
+            span = raw[d].max() - raw[d].min()
+            if span <= _CONSTANT_RTOL * max(1.0, abs(raw[d]).max()):
+                flags.append(f"{m} digit {d}: the map is constant; it shows nothing")
+            elif peak_ratio[d] >= HOT_PIXEL_RATIO:
+                flags.append(
+                    f"{m} digit {d}: hot pixel: the peak holds {top_share[d]:.1%} of the map's "
+                    f"mass and is {min(peak_ratio[d], 1e6):.1f}x its 99th percentile (the "
+                    "rendering saturates it; check the montage)"
+                )
+        if other is not None and m in other.maps:
+            r = _pearson_rows(shown[m], _displayed(other.maps[m]))
+            mine, theirs = _method_images(digests, m), _method_images(other_digests, m)
+            shared = (
+                int(np.isin(mine, theirs).sum()) if mine is not None and theirs is not None
+                else None
+            )
+            entry["stability"] = {
+                "r_per_digit": r,
+                "r_min": float(r.min()),
+                "r_mean": float(r.mean()),
+                "images_shared": shared,
+                "images": int(mine.size) if mine is not None else None,
+            }
+            if r.min() < STABILITY_MIN_R:
+                worst = int(np.argmin(r))
+                flags.append(
+                    f"{m}: unstable against {other.root}: r = {r.min():.3f} on digit {worst} "
+                    f"(criterion r >= {STABILITY_MIN_R} on every digit)"
+                )
+            if shared:
+                flags.append(
+                    f"{m}: {shared} images are used by both bundles; a stability check "
+                    "needs disjoint images (precompute --disjoint-from)"
+                )
+        report["methods"][m] = _round(entry)
+    all_sizes = {s for v in sizes.values() for s in v}
+    report["png_bytes_equal"] = len(all_sizes) == 1
+    if len(all_sizes) > 1:
+        means = {m: float(np.mean(v)) for m, v in sizes.items()}
+        flags.append(
+            "PNG byte lengths differ between maps (mean "
+            + ", ".join(f"{m} {b:,.0f}" for m, b in means.items())
+            + "): a participant's browser could tell methods apart by download size"
+        )
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The report as a plain-text table (what the CLI prints)."""
+    methods = list(report["methods"])
+    lines = [f"maps bundle {report['bundle']}"]
+    if report.get("against"):
+        lines.append(f"stability against {report['against']}")
+    head = (
+        f"{'method':<11}{'r min':>7}{'r mean':>8}{'shared':>7}{'zero':>6}{'black':>6}"
+        f"{'sat.':>6}{'ink':>6}{'border':>7}{'top px':>7}{'pk/p99':>7}{'E CV':>6}{'bytes':>8}"
+    )
+    lines.append(head)
+    for m in methods:
+        e = report["methods"][m]
+        st = e.get("stability") or {}
+
+        def cell(v, width, fmt=".3f"):
+            return f"{'-':>{width}}" if v is None else f"{v:>{width}{fmt}}"
+
+        ink = e.get("ink_mass_share")
+        usage = e.get("usage_cv")
+        lines.append(
+            f"{m:<11}{cell(st.get('r_min'), 7)}{cell(st.get('r_mean'), 8)}"
+            f"{cell(st.get('images_shared'), 7, 'd')}"
+            f"{cell(float(np.mean(e['exact_zero_share'])), 6, '.2f')}"
+            f"{cell(float(np.mean(e['black_share'])), 6, '.2f')}"
+            f"{cell(float(np.mean(e['saturated_share'])), 6, '.2f')}"
+            f"{cell(None if ink is None else float(np.mean(ink)), 6, '.2f')}"
+            f"{cell(float(np.mean(e['border_mass_share'])), 7, '.2f')}"
+            f"{cell(float(np.max(e['top_pixel_mass_share'])), 7, '.3f')}"
+            f"{cell(float(np.max(e['peak_to_p99'])), 7, '.1f')}"
+            f"{cell(None if usage is None else float(np.median(usage)), 6, '.2f')}"
+            f"{cell(float(np.mean(e['png_bytes'])), 8, ',.0f')}"
+        )
+    lines.append("correlation between methods (displayed maps, mean over digits):")
+    lines.append(" " * 11 + "".join(f"{o:>11}" for o in methods))
+    for m in methods:
+        corr = report["methods"][m]["correlation"]
+        lines.append(
+            f"{m:<11}" + "".join(f"{corr.get(o, 1.0):>11.3f}" for o in methods)
+        )
+    lines.append(
+        "columns: r vs the other bundle (worst digit, mean) and images shared; share of "
+        "pixels exactly 0 / drawn black / saturated; share of displayed mass on the digit's "
+        f"ink and in the {report['criteria']['border_pixels']}-pixel border; largest "
+        "single-pixel share of the stored mass and its ratio to the 99th percentile (worst "
+        "digit); median CV of |E_y(c_i)|; mean PNG bytes"
+    )
+    if report["flags"]:
+        lines.append(f"{len(report['flags'])} flag(s):")
+        lines += [f"  ! {f}" for f in report["flags"]]
+    else:
+        lines.append("no flags")
+    return "\n".join(lines)
+
+
+def write_montage(bundle: MapsBundle, path: str | Path, methods: Sequence[str] | None = None):
+    """A methods x digits grid of the bundle's PNGs exactly as participants get them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    methods = list(methods or bundle.methods)
+    fig, axes = plt.subplots(
+        len(methods), 10, figsize=(10 * 1.1, len(methods) * 1.2), squeeze=False
+    )
+    for i, m in enumerate(methods):
+        for d in range(10):
+            ax = axes[i][d]
+            img = Image.open(io.BytesIO(bundle.png_path(m, d).read_bytes())).convert("RGB")
+            ax.imshow(np.asarray(img), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(str(d), fontsize=10)
+            if d == 0:
+                ax.set_ylabel(m, fontsize=9)
+    fig.tight_layout(pad=0.3)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def save_report(report: dict, path: str | Path) -> Path:
+    Path(path).write_text(json.dumps(report, indent=1) + "\n")
+    return Path(path)
