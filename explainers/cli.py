@@ -130,10 +130,12 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
 )
 @click.option(
     "--preset",
-    type=click.Choice(["stable", "demo"]),
+    type=click.Choice(["stable", "paper", "demo"]),
     default="stable",
     show_default=True,
-    help="stable: maps reproducible across seeds (r >= 0.87 per digit); demo: fast, noisier",
+    help="stable: sparse local models, maps reproducible across seeds and images (see "
+    "docs/explainers-lime.md); paper: the paper's stated settings (10 images per digit for "
+    "SmoothGrad/VarGrad); demo: under 2 minutes, noisier",
 )
 @click.option(
     "--per-class",
@@ -175,6 +177,13 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
     "least 1M samples, where the faster passes repay the compilation]",
 )
 @click.option(
+    "--disjoint-from",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="another bundle whose images this run must not use (for a stability check with "
+    "`normlime inspect-maps DIR --against OTHER`)",
+)
+@click.option(
     "--keep-local",
     is_flag=True,
     help="also store the local explanations' weight matrix in DIR/local.npz (for studies)",
@@ -200,6 +209,7 @@ def precompute_command(
     no_cache,
     quiet,
     compile_model,
+    disjoint_from,
     keep_local,
     out_dir,
 ):
@@ -237,6 +247,7 @@ def precompute_command(
             progress=not quiet,
             keep_local=keep_local,
             compile_model=compile_model,
+            disjoint_from=disjoint_from,
             log=lambda line: click.echo(line, err=True),
             argv=sys.argv[1:],
         )
@@ -253,8 +264,53 @@ def precompute_command(
     )
 
 
+@click.command("inspect-maps")
+@click.argument("bundle_dir", type=click.Path(path_type=Path))
+@click.option(
+    "--against",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="a second bundle (another seed, disjoint images) to measure stability against",
+)
+@data_option()
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("artifacts/inspect"),
+    show_default=True,
+    help="where to write inspect.json and montage.png",
+)
+@click.option("--strict", is_flag=True, help="exit with code 1 when the report raises a flag")
+def inspect_maps_command(bundle_dir, against, data_spec, out_dir, strict):
+    """Report on a maps bundle's stimuli before a study: stability, sparsity, cues, bytes.
+
+    The digit's ink (for the ink/border mass shares) is taken from the mean training image
+    of each digit in --data.
+    """
+    from .bundle import BundleError, read_bundle
+    from .inspect import format_report, inspect_bundle, save_report, write_montage
+
+    data = load_data_or_fail(data_spec)
+    try:
+        report = inspect_bundle(
+            bundle_dir, against=against, images=data.train_images, labels=data.train_labels
+        )
+    except BundleError as exc:
+        raise InputError(str(exc)) from None
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} exists and is not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_report(report, out_dir / "inspect.json")
+    write_montage(read_bundle(bundle_dir), out_dir / "montage.png")
+    click.echo(format_report(report))
+    click.echo(f"wrote {out_dir / 'inspect.json'} and {out_dir / 'montage.png'}", err=True)
+    if strict and report["flags"]:
+        raise SystemExit(1)
+
+
 def _dump(obj) -> str:
     return json.dumps(obj, indent=2)
 
 
-COMMANDS = [train_command, precompute_command]
+COMMANDS = [train_command, precompute_command, inspect_maps_command]

@@ -37,6 +37,10 @@ __all__ = [
     "load_mnist",
     "read_idx",
     "stratified_sample",
+    "IMAGE_POOLS",
+    "ImagePool",
+    "image_digests",
+    "image_pool",
 ]
 
 EMBEDDED_PATH = Path(__file__).parent / "_data" / "mnist-embedded.npz"
@@ -88,6 +92,64 @@ class MnistData:
             "n_train": self.n_train,
             "n_test": self.n_test,
         }
+
+
+#: where class-level maps draw their images from: the test set, or train + test (a class
+#: map describes the model's notion of a digit, not a prediction on unseen data)
+IMAGE_POOLS = ("test", "all")
+
+
+@dataclass(frozen=True)
+class ImagePool:
+    """The images a class map may draw from, with their origin recorded.
+
+    ``split[i]`` is 0 for a training and 1 for a test image, ``index[i]`` its position in
+    that split of ``data``; ``digest[i]`` identifies the pixels whatever the source (the
+    embedded subset holds copies of MNIST images), so two runs can be made disjoint.
+    """
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+    index: np.ndarray
+    digest: np.ndarray
+
+    def describe(self) -> str:
+        return "train + test images" if self.name == "all" else "test images"
+
+
+def image_digests(images: np.ndarray) -> np.ndarray:
+    """A 64-bit content digest of every uint8 image (blake2b of its bytes)."""
+    import hashlib
+
+    arr = np.ascontiguousarray(images)
+    flat = arr.reshape(arr.shape[0], -1)
+    return np.array(
+        [
+            int.from_bytes(hashlib.blake2b(row.tobytes(), digest_size=8).digest(), "little")
+            for row in flat
+        ],
+        dtype=np.uint64,
+    )
+
+
+def image_pool(data: MnistData, name: str = "all") -> ImagePool:
+    """The pool ``name`` (one of IMAGE_POOLS) of ``data``."""
+    if name not in IMAGE_POOLS:
+        raise DataError(f"unknown image pool {name!r}; choose from {', '.join(IMAGE_POOLS)}")
+    parts = [("test", 1, data.test_images, data.test_labels)]
+    if name == "all":
+        parts.insert(0, ("train", 0, data.train_images, data.train_labels))
+    images = np.concatenate([p[2] for p in parts])
+    return ImagePool(
+        name=name,
+        images=images,
+        labels=np.concatenate([p[3] for p in parts]).astype(np.int64),
+        split=np.concatenate([np.full(len(p[3]), p[1], np.int8) for p in parts]),
+        index=np.concatenate([np.arange(len(p[3]), dtype=np.int64) for p in parts]),
+        digest=image_digests(images),
+    )
 
 
 def as_float(images: np.ndarray):

@@ -1,25 +1,30 @@
 """``normlime precompute``: class-level maps for every method, written as a maps bundle.
 
-Which images (all from the *test* set; the seed decides everything random):
+Which images (the seed decides everything random; ``images`` of a preset names the pool:
+``all`` = train + test, ``test`` = the test set only; ``--disjoint-from`` removes another
+bundle's images from the pool):
 
-* NormLIME and LIME: ``lime.per_class`` test images of every true digit, drawn with the
-  seed; one local LIME explanation each (target = the model's predicted label of that
-  image, noise seed derived from the run's seed and the image's test-set index); the
+* NormLIME and LIME: ``lime.per_class`` images of every true digit, drawn with the seed;
+  one local LIME explanation each (target = the model's predicted label of that image,
+  noise seed derived from the run's seed and the image's pool position); the
   explanations are partitioned by the predicted label (paper eq. 7) and aggregated by
   ``explainers.normlime`` -- NormLIME eq. (9) and SP-LIME's eq. (6), both shown through
-  the one display filter (positive mean local weight).  Both maps come from the same local
-  explanations, as in the paper.
+  the one display filter (positive part of the signed score).  Both maps come from the
+  same local explanations, as in the paper.
 * every per-image method (SmoothGrad-squared, VarGrad and the baselines): the mean of its
-  maps over ``per_image.per_class`` random test images of the digit with target = the
-  digit (``explainers.class_maps.mean_class_maps``, the paper's 10 images).
+  maps over ``per_image.per_class`` random images of the digit with target = the digit
+  (``explainers.class_maps.mean_class_maps``; the paper used 10).
 
-Presets (the ``stable`` one is the default; see docs/explainers-lime.md for the study that
-chose it):
+The bundle records every image it used (``images.npz``: split, index and a digest of the
+pixels), so that a second run can be made disjoint from it.
 
-* ``stable`` -- class-level maps from two runs with different seeds and different images
-  correlate r >= 0.93 (NormLIME) and >= 0.87 (LIME) on every digit;
-* ``demo`` -- a cheap setting for trying the pipeline in about a minute from the
-  embedded data; its maps are visibly noisier (r 0.58-0.82).
+Presets (``stable`` is the default; docs/stimuli-protocol.md states the rule that chose
+it, docs/explainers-lime.md the measurements):
+
+* ``stable`` -- sparse local models (K well below 784, so NormLIME's normalisation acts);
+  class maps of two runs with different seeds and disjoint images correlate r >= 0.9;
+* ``paper`` -- the paper's stated settings, our documented choices where it is silent;
+* ``demo`` -- the stable settings with few images: under 2 minutes, noisier maps.
 
 Local explanations are cached on disk (``explainers.cache``), so a re-run with the same
 model, images, parameters and seed costs only the aggregation.
@@ -43,7 +48,7 @@ import torch
 from .bundle import write_bundle
 from .cache import LocalCache, explanation_key
 from .class_maps import mean_class_maps
-from .data import MnistData, as_float, stratified_sample
+from .data import ImagePool, MnistData, as_float, image_pool
 from .lime import (
     DEFAULT_BATCH_SIZE,
     LimeResult,
@@ -64,12 +69,16 @@ __all__ = [
     "PrecomputeResult",
     "resolve_preset",
     "select_lime_images",
+    "draw_per_digit",
+    "excluded_digests",
     "image_seed",
     "explain_cached",
     "precompute",
 ]
 
 LIME_FAMILY = ("normlime", "lime")
+#: the bundle's record of which images every method's class maps were made from
+IMAGES_FILE = "images.npz"
 #: LIME runs with at least this many model evaluations are compiled by default: compilation
 #: costs ~10 s with a warm inductor cache and ~1 min cold, and saves ~20% of forward time
 COMPILE_MIN_SAMPLES = 1_000_000
@@ -95,6 +104,7 @@ class LimeSettings:
     sigma: float  # Gaussian perturbation std in pixel units
     n_features: int  # K, features selected by the LASSO
     kernel_width: float | None = None  # None: 0.75 * sqrt(784) * sigma
+    images: str = "all"  # the image pool: "all" (train + test) or "test"
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,8 @@ class PerImageSettings:
 
     per_class: int = 10  # the paper's 10 images per digit
     n_samples: int | None = None  # None: each method's own default (SmoothGrad/VarGrad: 100)
+    score: str = "logit"  # what SmoothGrad/VarGrad differentiate (explainers.gradients)
+    images: str = "all"  # the image pool: "all" (train + test) or "test"
 
 
 @dataclass(frozen=True)
@@ -113,19 +125,34 @@ class Preset:
     per_image: PerImageSettings = field(default_factory=PerImageSettings)
 
 
+#: the stable preset's LIME settings, chosen by the rule of docs/stimuli-protocol.md
+_STABLE_LIME = LimeSettings(per_class=1000, n_samples=1000, sigma=0.5, n_features=50)
+#: SmoothGrad/VarGrad: 50 images per digit, the paper's 100 draws and sigma 0.3, the logit
+_STABLE_PER_IMAGE = PerImageSettings(per_class=50)
+
 PRESETS: dict[str, Preset] = {
     "stable": Preset(
         "stable",
-        "class maps from two seeds and different images correlate r >= 0.93 (NormLIME) / "
-        ">= 0.87 (LIME) on every digit, mean 0.95 / 0.93 (docs/explainers-lime.md); "
-        "about 12 minutes on 2 CPU cores",
-        LimeSettings(per_class=180, n_samples=2000, sigma=0.5, n_features=784),
+        "sparse local models chosen by the rule of docs/stimuli-protocol.md; class maps of "
+        "two runs with different seeds and disjoint images meet r >= 0.9 per digit "
+        "(docs/explainers-lime.md)",
+        _STABLE_LIME,
+        _STABLE_PER_IMAGE,
+    ),
+    "paper": Preset(
+        "paper",
+        "the paper's stated settings (SmoothGrad/VarGrad: 100 draws, sigma 0.3, 10 images per "
+        "digit) and our choices where it is silent (LIME/NormLIME: K=20, N=1000, sigma 0.5, "
+        "100 test images per digit; test images; the logit); noisier than stable",
+        LimeSettings(per_class=100, n_samples=1000, sigma=0.5, n_features=20, images="test"),
+        PerImageSettings(per_class=10, images="test"),
     ),
     "demo": Preset(
         "demo",
-        "the stable settings with 20 instead of 180 local explanations per digit: "
-        "about a minute of LIME on 2 CPU cores; between-seed r 0.58-0.82 per digit, mean 0.7",
-        LimeSettings(per_class=20, n_samples=2000, sigma=0.5, n_features=784),
+        "the stable settings with 20 local explanations and 10 gradient images per digit: "
+        "under 2 minutes on 2 CPU cores, visibly noisier maps",
+        replace(_STABLE_LIME, per_class=20),
+        replace(_STABLE_PER_IMAGE, per_class=10),
     ),
 }
 
@@ -196,17 +223,54 @@ def method_seed(seed: int, method: str) -> int:
     return _int_seed(_stream(seed, 2, ALL_METHODS.index(method)))
 
 
-def select_lime_images(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Test-set indices of ``per_class`` random images of every true digit for run ``seed``."""
-    from .data import DataError
+def draw_per_digit(
+    labels: np.ndarray,
+    per_class: int,
+    rng: np.random.Generator,
+    allowed: np.ndarray | None = None,
+    n_classes: int = 10,
+    what: str = "images",
+) -> np.ndarray:
+    """(n_classes, per_class) indices: ``per_class`` random allowed images of every digit."""
+    labels = np.asarray(labels)
+    rows = []
+    for c in range(n_classes):
+        mask = labels == c
+        if allowed is not None:
+            mask &= allowed
+        idx = np.flatnonzero(mask)
+        if idx.size < per_class:
+            raise PrecomputeError(
+                f"digit {c} has {idx.size} usable images, {per_class} {what} requested: pass "
+                "--per-class with a smaller number, --preset demo, or --data with full MNIST"
+            )
+        rows.append(rng.choice(idx, size=int(per_class), replace=False))
+    return np.stack(rows)
 
-    try:
-        return stratified_sample(labels, per_class, np.random.default_rng(_stream(seed, 0)))
-    except DataError as exc:
+
+def select_lime_images(
+    labels: np.ndarray, per_class: int, seed: int, allowed: np.ndarray | None = None
+) -> np.ndarray:
+    """Pool indices of ``per_class`` random images of every true digit for run ``seed``.
+
+    Sorted by digit, then by draw, so the first ``n`` of a digit are a random sample of it.
+    """
+    rng = np.random.default_rng(_stream(seed, 0))
+    return draw_per_digit(
+        labels, per_class, rng, allowed, what="NormLIME/LIME explanations"
+    ).reshape(-1)
+
+
+def excluded_digests(bundle_dir: str | Path) -> np.ndarray:
+    """Digests of every image the bundle in ``bundle_dir`` used (its ``images.npz``)."""
+    path = Path(bundle_dir) / IMAGES_FILE
+    if not path.is_file():
         raise PrecomputeError(
-            f"{exc} (NormLIME/LIME need {per_class} test images per digit): pass --per-class "
-            "with a smaller number, --preset demo, or --data with full MNIST"
-        ) from None
+            f"--disjoint-from {bundle_dir}: {path} is missing (bundles made before image "
+            "records cannot be excluded; regenerate that bundle)"
+        )
+    with np.load(path) as z:
+        return np.unique(np.concatenate([z[k].ravel() for k in z.files if k.endswith("_digest")]))
 
 
 # --------------------------------------------------------------------------- local explanations
@@ -335,10 +399,15 @@ def precompute(
     progress: bool = True,
     keep_local: bool = False,
     compile_model: bool | None = None,
+    disjoint_from: str | Path | None = None,
     log: Callable[[str], None] = print,
     argv: Sequence[str] | None = None,
 ) -> PrecomputeResult:
-    """Compute every requested method's class maps and write the bundle into ``out_dir``."""
+    """Compute every requested method's class maps and write the bundle into ``out_dir``.
+
+    ``disjoint_from`` names another bundle whose images this run must not use (a stability
+    check compares two runs on disjoint images).
+    """
     from tqdm import tqdm
 
     from .model import ModelFileError
@@ -359,6 +428,7 @@ def precompute(
     settings = resolve_preset(
         preset, per_class=per_class, samples=samples, n_features=n_features
     )
+    excluded = excluded_digests(disjoint_from) if disjoint_from is not None else None
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         model = load(model_path, map_location=dev)
@@ -369,22 +439,30 @@ def precompute(
     model_sha = file_checksum(model_path)
     sidecar = Path(model_path).with_suffix(".json")
     model_meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    labels = data.test_labels
-    images_all = as_float(data.test_images).to(dev)
     lime_family = [m for m in methods if m in LIME_FAMILY]
     per_image_methods = [m for m in methods if m not in LIME_FAMILY]
     bar_opts = {"file": sys.stderr, "disable": not progress, "mininterval": 1.0}
+    pools: dict[str, ImagePool] = {}
+
+    def pool_of(name: str) -> tuple[ImagePool, np.ndarray | None]:
+        if name not in pools:
+            pools[name] = image_pool(data, name)
+        pool = pools[name]
+        allowed = None if excluded is None else ~np.isin(pool.digest, excluded)
+        return pool, allowed
 
     maps: dict[str, np.ndarray] = {}
     methods_info: dict[str, dict] = {}
+    image_records: dict[str, np.ndarray] = {}
     extra_local: dict = {}
     hits = n_local = 0
 
     if lime_family:
         ls = settings.lime
-        index = select_lime_images(labels, ls.per_class, seed)
+        pool, allowed = pool_of(ls.images)
+        index = select_lime_images(pool.labels, ls.per_class, seed, allowed)
         log(
-            f"NormLIME/LIME: {index.size:,} local explanations of test images "
+            f"NormLIME/LIME: {index.size:,} local explanations of {pool.describe()} "
             f"({ls.per_class} per digit), {ls.n_samples} samples each, sigma={ls.sigma}, "
             f"K={ls.n_features}"
         )
@@ -397,7 +475,7 @@ def precompute(
         forward_desc = "inference_forward(channels_last, float64 softmax" + (
             ", torch.compile)" if compile_model else ")"
         )
-        images = images_all[torch.as_tensor(index, device=dev)]
+        images = as_float(pool.images[index]).to(dev)
         pred = _predict(forward, images)
         seeds = np.array([image_seed(seed, int(t)) for t in index], dtype=np.int64)
         lime = LocalLime(
@@ -423,6 +501,7 @@ def precompute(
             )
         n_local = index.size
         class_maps = display_class_maps(local.weights, pred)
+        usage = class_usage_counts(local.weights, pred)
         local_time = time.perf_counter() - t0
         if hits:
             log(f"  {hits:,} of {index.size:,} local explanations came from the cache")
@@ -430,7 +509,8 @@ def precompute(
             **lime.params(),
             "kernel_width_used": lime.width_for(784),
             "per_class": ls.per_class,
-            "images": "test images drawn per true digit; partitioned by predicted label",
+            "images": f"{pool.describe()} drawn per true digit; partitioned by predicted label",
+            "image_pool": ls.images,
             "forward": forward_desc,
         }
         for method in lime_family:
@@ -447,68 +527,71 @@ def precompute(
                 "wall_time_s": round(local_time, 2),
                 "wall_time_note": "shared: NormLIME and LIME aggregate the same explanations",
             }
-        local_path = out_dir / "local.npz"
+        for key, arr in (("split", pool.split), ("index", pool.index), ("digest", pool.digest)):
+            image_records[f"lime_{key}"] = arr[index]
         out_dir.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
-            local_path,
-            test_index=index,
-            true_label=labels[index],
+            out_dir / "local.npz",
+            split=pool.split[index],
+            index=pool.index[index],
+            true_label=pool.labels[index],
             pred_label=pred,
             seed=seeds,
             r2=local.r2,
             prob=local.prob,
             normlime_raw=class_maps["normlime_raw"].reshape(10, 28, 28),
             lime_raw=class_maps["lime_raw"].reshape(10, 28, 28),
-            usage_counts=class_usage_counts(local.weights, pred).reshape(10, 28, 28),
+            usage_counts=usage.reshape(10, 28, 28),
             **({"weights": local.weights} if keep_local else {}),
         )
         extra_local = {
             "count": int(index.size),
             "per_class": ls.per_class,
+            "image_pool": ls.images,
             "per_predicted_label": np.bincount(pred, minlength=10).tolist(),
-            "misclassified": int((pred != labels[index]).sum()),
+            "misclassified": int((pred != pool.labels[index]).sum()),
             "mean_r2": round(float(local.r2.mean()), 4),
+            "usage_cv_median": round(float(np.median(usage_spread(usage))), 4),
             "cache_hits": int(hits),
             "cache_dir": str(cache.root) if cache is not None else None,
             "wall_time_s": round(local_time, 2),
-            "file": "local.npz (test indices, labels, seeds, R^2, raw class scores, |E_y(c_i)|"
+            "file": "local.npz (split 0 = train / 1 = test and index of every explained image, "
+            "labels, seeds, R^2, raw class scores, |E_y(c_i)|"
             + (", the weight matrix M)" if keep_local else ")"),
         }
 
     for method in per_image_methods:
         pi = settings.per_image
+        pool, allowed = pool_of(pi.images)
         cls = explainer_class(method)
         mseed = method_seed(seed, method)
         kwargs = _constructor_kwargs(
-            cls, forward_func=model, n_samples=pi.n_samples, random_state=mseed
+            cls, forward_func=model, n_samples=pi.n_samples, random_state=mseed, score=pi.score
         )
         explainer = cls(**kwargs)
-        log(f"{method}: mean over {pi.per_class} test images per digit")
+        chosen = draw_per_digit(
+            pool.labels, pi.per_class, np.random.default_rng(mseed), allowed,
+            what=f"{method} images",
+        )
+        log(f"{method}: mean over {pi.per_class} {pool.describe()} per digit")
         t0 = time.perf_counter()
         with tqdm(total=10, desc=method, unit="digit", **bar_opts) as bar:
-            try:
-                arr, chosen = mean_class_maps(
-                    _Counted(explainer, bar.update),
-                    images_all,
-                    labels,
-                    per_class=pi.per_class,
-                    random_state=mseed,
-                    n_classes=10,
-                    return_indices=True,
-                )
-            except ValueError as exc:
-                if "requested" not in str(exc):
-                    raise
-                raise PrecomputeError(
-                    f"{method}: {exc}; pass a smaller --per-class or --data with full MNIST"
-                ) from None
+            arr = mean_class_maps(
+                _Counted(explainer, bar.update),
+                as_float(pool.images[np.sort(chosen.ravel())]).to(dev),
+                pool.labels[np.sort(chosen.ravel())],
+                n_classes=10,
+                indices=np.searchsorted(np.sort(chosen.ravel()), chosen),
+            )
         maps[method] = np.asarray(arr, dtype=np.float32).reshape(10, 28, 28)
+        for key, values in (("split", pool.split), ("index", pool.index), ("digest", pool.digest)):
+            image_records[f"{method}_{key}"] = values[chosen]
         methods_info[method] = {
             "parameters": {
                 **_jsonable(_explainer_params(explainer)),
                 "per_class": pi.per_class,
-                "images": "test images drawn per true digit, target = the digit",
-                "test_index": np.asarray(chosen).tolist(),
+                "images": f"{pool.describe()} drawn per true digit, target = the digit",
+                "image_pool": pi.images,
             },
             "seed": seed,
             "method_seed": mseed,
@@ -525,6 +608,7 @@ def precompute(
             "preset_description": settings.description,
             "lime": asdict(settings.lime),
             "per_image": asdict(settings.per_image),
+            "disjoint_from": str(disjoint_from) if disjoint_from is not None else None,
         },
         "model": {
             "path": str(model_path),
@@ -533,6 +617,12 @@ def precompute(
         },
         "data": data.provenance(),
         "seed": seed,
+        "images": {
+            "file": f"{IMAGES_FILE} ({{method}}_split: 0 train / 1 test, {{method}}_index: "
+            "position in that split of the data, {method}_digest: blake2b-64 of the pixels; "
+            "'lime' holds the local explanations behind NormLIME and LIME)",
+            "disjoint_from": str(disjoint_from) if disjoint_from is not None else None,
+        },
         "local_explanations": extra_local or None,
         "environment": {
             "torch": torch.__version__,
@@ -544,8 +634,25 @@ def precompute(
         "wall_time_s": round(wall, 2),
     }
     write_bundle(out_dir, maps, methods_info=_jsonable(methods_info), extra=_jsonable(extra))
+    np.savez_compressed(out_dir / IMAGES_FILE, **image_records)
     manifest = json.loads((out_dir / "manifest.json").read_text())
     return PrecomputeResult(out_dir, maps, manifest, hits, n_local, wall)
+
+
+def usage_spread(usage: np.ndarray) -> np.ndarray:
+    """Per class: the coefficient of variation of ``|E_y(c_i)|`` over the used pixels.
+
+    0 means every used pixel enters the same number of local models, so NormLIME's
+    ``1/|E_y(c_i)|`` is one constant per class and does nothing; the larger it is, the
+    more the normalisation reweights rarely and often selected pixels.
+    """
+    usage = np.asarray(usage, dtype=np.float64).reshape(len(usage), -1)
+    out = np.zeros(len(usage))
+    for c, row in enumerate(usage):
+        used = row[row > 0]
+        if used.size > 1 and used.mean() > 0:
+            out[c] = used.std() / used.mean()
+    return out
 
 
 class _Counted:

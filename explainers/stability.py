@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from .bundle import display_values
 from .lime import LocalLime, fit_local_models
 from .normlime import display_class_maps
 
@@ -43,6 +44,7 @@ __all__ = [
     "stability_rows",
     "time_setting",
     "split_pools",
+    "as_displayed",
 ]
 
 
@@ -199,6 +201,12 @@ def pearson_per_class(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
+def as_displayed(maps: np.ndarray) -> np.ndarray:
+    """Class maps (C, d) as participants see them: the rendering rule's values in [0, 1]."""
+    maps = np.asarray(maps, dtype=np.float64)
+    return np.stack([display_values(m) for m in maps])
+
+
 def class_maps_from_pool(pool: Pool, spec: FitSpec, n: int) -> dict[str, np.ndarray]:
     """Display and raw class maps from the first ``n`` explanations per digit of a pool."""
     rows = first_per_label(pool.true_label, n)
@@ -216,7 +224,10 @@ def stability_rows(
             maps_b = class_maps_from_pool(pool_b, spec, n)
             row = {"sigma": pool_a.sigma, **asdict(spec), "per_class": int(n)}
             for key in ("normlime", "lime", "normlime_raw", "lime_raw"):
-                r = pearson_per_class(maps_a[key], maps_b[key])
+                a, b = maps_a[key], maps_b[key]
+                if key in ("normlime", "lime"):  # as displayed: the rendering rule applied
+                    a, b = as_displayed(a), as_displayed(b)
+                r = pearson_per_class(a, b)
                 row[f"{key}_min"] = float(r.min())
                 row[f"{key}_mean"] = float(r.mean())
             rows_used = first_per_label(pool_a.true_label, n)

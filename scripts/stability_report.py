@@ -29,21 +29,21 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from explainers.normlime import display_class_maps  # noqa: E402
-from explainers.stability import first_per_label, pearson_per_class  # noqa: E402
+from explainers.stability import as_displayed, first_per_label, pearson_per_class  # noqa: E402
 
 
 def _r(wa, pa, wb, pb) -> dict[str, np.ndarray]:
+    """Per-digit r of the class maps as displayed (the rendering rule's values)."""
     ma, mb = display_class_maps(wa, pa), display_class_maps(wb, pb)
-    return {m: pearson_per_class(ma[m], mb[m]) for m in ("normlime", "lime")}
+    return {
+        m: pearson_per_class(as_displayed(ma[m]), as_displayed(mb[m])) for m in ("normlime", "lime")
+    }
 
 
-def _mnist_index(local, manifest: dict) -> np.ndarray:
-    """Test indices into the original MNIST test set (the embedded subset maps its own)."""
-    index = local["test_index"]
-    if manifest["data"]["source"] == "embedded":
-        embedded = np.load(REPO / "explainers" / "_data" / "mnist-embedded.npz")
-        index = embedded["test_index"][index]
-    return index
+def _digests(root: Path) -> np.ndarray:
+    """Pixel digests of the bundle's local explanations (images.npz written by precompute)."""
+    with np.load(root / "images.npz") as z:
+        return z["lime_digest"]
 
 
 def _n90(r: float, n: int) -> float:
@@ -78,16 +78,86 @@ def pools_table(paths: list[str]) -> None:
                 )
 
 
+def _fit_c(ns, rs) -> float:
+    """Least-squares c of r(n) = n / (n + c) through the measured (n, r) points."""
+    from scipy.optimize import least_squares
+
+    ns, rs = np.asarray(ns, float), np.asarray(rs, float)
+    fit = least_squares(lambda c: ns / (ns + c[0]) - rs, x0=[50.0], bounds=(0, np.inf))
+    return float(fit.x[0])
+
+
+def pools_grid(paths: list[str], ns: list[int]) -> list[dict]:
+    """Every fit setting of the pools along n: stability, usage spread, NormLIME-vs-LIME,
+    R^2 and border share, plus the n that the fitted r(n) = n/(n+c) needs for r = 0.9."""
+    from explainers.inspect import border_mask
+    from explainers.normlime import class_usage_counts
+    from explainers.precompute import usage_spread
+
+    border = border_mask().ravel()
+    rows = []
+    print("| N | K | n/digit | NormLIME r min / mean | LIME r min / mean | median CV of "
+          "abs(E_y) | NormLIME vs LIME r | mean R^2 | NormLIME border share |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for path in paths:
+        z = np.load(path)
+        tags = sorted(
+            {k[5:] for k in z.files if k.startswith("p0_w_")},
+            key=lambda t: tuple(int(x) for x in t.split("_")[:2]),
+        )
+        for tag in tags:
+            n_samples, k = (int(x) for x in tag.split("_")[:2])
+            curve = {"normlime": [], "lime": []}
+            for n in ns:
+                ra, rb = first_per_label(z["p0_true"], n), first_per_label(z["p1_true"], n)
+                wa, pa = z[f"p0_w_{tag}"][ra], z["p0_pred"][ra]
+                wb, pb = z[f"p1_w_{tag}"][rb], z["p1_pred"][rb]
+                r = _r(wa, pa, wb, pb)
+                ma = display_class_maps(wa, pa)
+                shown = {m: as_displayed(ma[m]) for m in ("normlime", "lime")}
+                cross = pearson_per_class(shown["normlime"], shown["lime"])
+                cv = usage_spread(class_usage_counts(wa, pa))
+                share = (shown["normlime"] * border).sum(1) / shown["normlime"].sum(1)
+                row = {
+                    "n_samples": n_samples, "K": k, "per_class": n,
+                    "normlime_min": float(r["normlime"].min()),
+                    "normlime_mean": float(r["normlime"].mean()),
+                    "lime_min": float(r["lime"].min()), "lime_mean": float(r["lime"].mean()),
+                    "usage_cv_median": float(np.median(cv)),
+                    "normlime_vs_lime_min": float(cross.min()),
+                    "normlime_vs_lime_max": float(cross.max()),
+                    "mean_r2": float(z[f"p0_r2_{tag}"][ra].mean()),
+                    "normlime_border_share": float(share.mean()),
+                }
+                rows.append(row)
+                for m in curve:
+                    curve[m].append(row[f"{m}_min"])
+                print(
+                    f"| {n_samples} | {k} | {n} | {row['normlime_min']:.3f} / "
+                    f"{row['normlime_mean']:.3f} | {row['lime_min']:.3f} / {row['lime_mean']:.3f}"
+                    f" | {row['usage_cv_median']:.2f} | {row['normlime_vs_lime_min']:.2f}-"
+                    f"{row['normlime_vs_lime_max']:.2f} | {row['mean_r2']:.3f} | "
+                    f"{row['normlime_border_share']:.3f} |",
+                    flush=True,
+                )
+            for m in curve:
+                c = _fit_c(ns, curve[m])
+                print(f"N={n_samples} K={k} {m}: worst digit fits r(n) = n/(n+{c:.0f}); "
+                      f"r = 0.9 at n = {9 * c:.0f} per digit")
+                rows.append({"n_samples": n_samples, "K": k, "method": m, "c": c,
+                             "n_for_0.9": 9 * c})
+    return rows
+
+
 def bundles_table(a: str, b: str, ns: list[int]) -> None:
     za, zb = np.load(Path(a) / "local.npz"), np.load(Path(b) / "local.npz")
     if "weights" not in za.files or "weights" not in zb.files:
         raise SystemExit("both bundles need local.npz with weights (precompute --keep-local)")
     ma = json.loads((Path(a) / "manifest.json").read_text())
-    mb = json.loads((Path(b) / "manifest.json").read_text())
     per_class = ma["local_explanations"]["per_class"]
     wall = ma["local_explanations"]["wall_time_s"]
-    shared = len(set(_mnist_index(za, ma)) & set(_mnist_index(zb, mb)))
-    print(f"images shared by the two runs: {shared} of {len(za['test_index'])}")
+    da, db = _digests(Path(a)), _digests(Path(b))
+    print(f"images shared by the two runs: {int(np.isin(da, db).sum())} of {len(da)}")
     print("| n/digit | NormLIME r min / mean | LIME r min / mean | LIME wall time (s) |")
     print("|---|---|---|---|")
     for n in ns:
@@ -107,8 +177,14 @@ def main(argv=None) -> int:
     ap.add_argument("--pools", nargs="*", default=[])
     ap.add_argument("--bundles", nargs=2, default=None)
     ap.add_argument("--ns", default="20,40,80,120,180")
+    ap.add_argument("--grid", action="store_true", help="with --pools: the full grid along --ns")
+    ap.add_argument("--json", default=None, help="with --grid: also write the rows here")
     args = ap.parse_args(argv)
-    if args.pools:
+    if args.pools and args.grid:
+        rows = pools_grid(args.pools, [int(n) for n in args.ns.split(",")])
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+    elif args.pools:
         pools_table(args.pools)
     if args.bundles:
         bundles_table(*args.bundles, [int(n) for n in args.ns.split(",")])

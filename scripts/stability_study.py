@@ -88,7 +88,9 @@ def _save_pools(path: Path, pools) -> None:
 
 def _outputs(samples_dir, forward, images, index, seeds, sigma, n_max, p, args):
     """Model outputs of the pool's samples: loaded when an earlier run saved them."""
-    path = samples_dir / f"outputs-seed{args.seed}-pool{p}-sigma{sigma}-n{len(index)}.npz"
+    path = samples_dir / (
+        f"outputs-{args.images}-seed{args.seed}-pool{p}-sigma{sigma}-n{len(index)}.npz"
+    )
     if path.is_file():
         with np.load(path) as z:
             if (
@@ -121,6 +123,13 @@ def main(argv=None) -> int:
     ap.add_argument("--widths", default="default", help="kernel width factors (default=1)")
     ap.add_argument("--per-class", default="25,50,100")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--images",
+        choices=["test", "all"],
+        default="test",
+        help="pool images from the test set, or from train + test (the class maps do not "
+        "depend on whether the model saw an image)",
+    )
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--timing-images", type=int, default=10)
     ap.add_argument("--out", default=str(REPO / "artifacts" / "stability.json"))
@@ -142,7 +151,12 @@ def main(argv=None) -> int:
         FitSpec(n_samples=m, n_features=k, width_factor=w)
         for m, k, w in itertools.product(_ints(args.samples), _ints(args.ks), _widths(args.widths))
     ]
-    index_a, index_b = split_pools(data.test_labels, per_class_max, seed=args.seed)
+    if args.images == "all":
+        pool_images = np.concatenate([data.train_images, data.test_images])
+        pool_labels = np.concatenate([data.train_labels, data.test_labels])
+    else:
+        pool_images, pool_labels = data.test_images, data.test_labels
+    index_a, index_b = split_pools(pool_labels, per_class_max, seed=args.seed)
     rows = []
     started = time.perf_counter()
     n_max = max(s.n_samples for s in specs)  # samples drawn per image, shared by all specs
@@ -150,7 +164,7 @@ def main(argv=None) -> int:
     for sigma in _floats(args.sigmas):
         pools = []
         for p, index in enumerate((index_a, index_b)):
-            images = as_float(data.test_images[index])
+            images = as_float(pool_images[index])
             seeds = per_input_seeds(args.seed * 1000 + p, len(index))
             outputs, pred = _outputs(
                 samples_dir, forward, images, index, seeds, sigma, n_max, p, args
@@ -158,10 +172,10 @@ def main(argv=None) -> int:
             desc = f"sigma={sigma} pool {'AB'[p]} fits"
             with tqdm(total=len(index), desc=desc, file=sys.stderr, mininterval=10) as bar:
                 weights, r2 = fit_pool(images, seeds, outputs, sigma, specs, progress=bar.update)
-            pools.append(Pool(sigma, index, data.test_labels[index], pred, weights, r2))
+            pools.append(Pool(sigma, index, pool_labels[index], pred, weights, r2))
         # measured cost of each setting on real images (excluded from the pools' time)
         timing_idx = index_a[:: max(1, len(index_a) // args.timing_images)][: args.timing_images]
-        timing_images = as_float(data.test_images[timing_idx])
+        timing_images = as_float(pool_images[timing_idx])
         with torch.inference_mode():
             timing_targets = forward(timing_images).argmax(1).numpy()
         seconds = {

@@ -36,7 +36,7 @@ def tiny_bundle(tmp_path_factory, trained_model):
 def test_cli_writes_a_complete_bundle(tiny_bundle, repo_root):
     out, cache, result = tiny_bundle
     assert "embedded MNIST subset" in result.output and "2,000 test images" in result.output
-    assert "20 local explanations of test images (2 per digit)" in result.output
+    assert "20 local explanations of train + test images (2 per digit)" in result.output
     bundle = read_bundle(out, require=STUDY_METHODS)  # verifies checksums and PNGs
     assert sorted(bundle.maps) == sorted(STUDY_METHODS)
     model_sha = file_checksum(repo_root / "assets" / "model" / "mnist-cnn.pt")
@@ -59,7 +59,7 @@ def test_cli_writes_a_complete_bundle(tiny_bundle, repo_root):
     for method in ("normlime", "lime"):  # display maps keep positive evidence only
         assert bundle.maps[method].min() >= 0
     with np.load(out / "local.npz") as z:
-        assert z["test_index"].shape == (20,)
+        assert z["index"].shape == (20,) and set(np.unique(z["split"])) <= {0, 1}
         np.testing.assert_array_equal(np.bincount(z["true_label"]), [2] * 10)
         raw = z["normlime_raw"]
         shown = bundle.maps["normlime"]
@@ -89,7 +89,7 @@ def test_another_seed_uses_other_images_and_noise(tiny_bundle, tmp_path):
     assert result.exit_code == 0, result.output
     assert "0 of 20 local explanations from the cache" in result.output
     with np.load(out / "local.npz") as a, np.load(other / "local.npz") as b:
-        assert not np.array_equal(a["test_index"], b["test_index"])
+        assert not np.array_equal(a["index"], b["index"])
     bundle = read_bundle(other, require=("normlime", "lime", "random"))
     assert not np.array_equal(bundle.maps["normlime"], read_bundle(out).maps["normlime"])
     assert bundle.manifest["methods"]["random"]["seed"] == 1
@@ -105,7 +105,8 @@ def test_another_seed_uses_other_images_and_noise(tiny_bundle, tmp_path):
         (["--per-class", "5000"], "--per-class"),
         (["--preset", "fast"], "Invalid value"),
         (["--samples", "1"], "Invalid value"),
-        (["--samples", "500"], "K=784 features needs at least 1568 samples"),
+        (["--samples", "20"], "features needs at least"),
+        (["--per-class", "1201"], "digit 0 has 1200 usable images"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message, tmp_path):
@@ -153,11 +154,44 @@ def test_cache_keys_cover_everything_that_determines_an_explanation(tmp_path):
 
 
 def test_manifest_is_json_serialisable_and_records_the_images(tiny_bundle):
-    out, _, _ = tiny_bundle
-    manifest = json.loads((out / "manifest.json").read_text())
-    chosen = np.asarray(manifest["methods"]["vargrad"]["parameters"]["test_index"])
-    assert chosen.shape == (10, 2)
-    from explainers.data import load_mnist
+    from explainers.data import image_digests, load_mnist
 
-    labels = load_mnist("embedded").test_labels
-    np.testing.assert_array_equal(labels[chosen], np.repeat(np.arange(10)[:, None], 2, axis=1))
+    out, _, _ = tiny_bundle
+    json.loads((out / "manifest.json").read_text())
+    data = load_mnist("embedded")
+    splits = (data.train_images, data.test_images), (data.train_labels, data.test_labels)
+    with np.load(out / "images.npz") as z:
+        for method in ("lime", "smoothgrad", "vargrad"):
+            split, index, digest = (z[f"{method}_{k}"] for k in ("split", "index", "digest"))
+            images = np.stack([splits[0][s][i] for s, i in zip(split.ravel(), index.ravel())])
+            labels = np.array([splits[1][s][i] for s, i in zip(split.ravel(), index.ravel())])
+            np.testing.assert_array_equal(image_digests(images), digest.ravel())
+            np.testing.assert_array_equal(np.bincount(labels, minlength=10), [2] * 10)
+        assert z["vargrad_index"].shape == (10, 2)
+
+
+def test_disjoint_from_uses_none_of_the_other_bundles_images(tiny_bundle, tmp_path):
+    out, cache, _ = tiny_bundle
+    other = tmp_path / "disjoint"
+    result = run_cli(
+        ["precompute", *TINY, "--seed", "0", "--disjoint-from", str(out),
+         "--cache-dir", str(cache), "--out", str(other)]
+    )
+    assert result.exit_code == 0, result.output
+    with np.load(out / "images.npz") as a, np.load(other / "images.npz") as b:
+        used = np.concatenate([a[k].ravel() for k in a.files if k.endswith("_digest")])
+        for k in b.files:
+            if k.endswith("_digest"):
+                assert not np.isin(b[k], used).any(), k
+    manifest = read_bundle(other).manifest
+    assert manifest["generator"]["disjoint_from"] == str(out)
+
+
+def test_disjoint_from_needs_a_bundle_with_image_records(tmp_path):
+    (tmp_path / "old").mkdir()
+    result = run_cli(
+        ["precompute", *TINY, "--disjoint-from", str(tmp_path / "old"), "--out",
+         str(tmp_path / "out")]
+    )
+    assert result.exit_code == 2 and "images.npz is missing" in result.output
+    assert not (tmp_path / "out").exists()
