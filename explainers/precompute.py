@@ -126,7 +126,7 @@ class Preset:
 
 
 #: the stable preset's LIME settings, chosen by the rule of docs/stimuli-protocol.md
-_STABLE_LIME = LimeSettings(per_class=1000, n_samples=1000, sigma=0.5, n_features=50)
+_STABLE_LIME = LimeSettings(per_class=900, n_samples=1000, sigma=0.5, n_features=100)
 #: SmoothGrad/VarGrad: 50 images per digit, the paper's 100 draws and sigma 0.3, the logit
 _STABLE_PER_IMAGE = PerImageSettings(per_class=50)
 

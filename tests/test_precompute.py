@@ -13,6 +13,8 @@ from explainers.cache import LocalCache, explanation_key
 from explainers.model import file_checksum
 from normlime_cli import cli
 
+from .conftest import SHIPPED_MODEL
+
 TINY = [
     "--data", "embedded", "--preset", "demo",
     "--per-class", "2", "--samples", "150", "--n-features", "40", "--no-compile",
@@ -163,8 +165,9 @@ def test_manifest_is_json_serialisable_and_records_the_images(tiny_bundle):
     with np.load(out / "images.npz") as z:
         for method in ("lime", "smoothgrad", "vargrad"):
             split, index, digest = (z[f"{method}_{k}"] for k in ("split", "index", "digest"))
-            images = np.stack([splits[0][s][i] for s, i in zip(split.ravel(), index.ravel())])
-            labels = np.array([splits[1][s][i] for s, i in zip(split.ravel(), index.ravel())])
+            pairs = list(zip(split.ravel(), index.ravel(), strict=True))
+            images = np.stack([splits[0][s][i] for s, i in pairs])
+            labels = np.array([splits[1][s][i] for s, i in pairs])
             np.testing.assert_array_equal(image_digests(images), digest.ravel())
             np.testing.assert_array_equal(np.bincount(labels, minlength=10), [2] * 10)
         assert z["vargrad_index"].shape == (10, 2)
@@ -195,3 +198,38 @@ def test_disjoint_from_needs_a_bundle_with_image_records(tmp_path):
     )
     assert result.exit_code == 2 and "images.npz is missing" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_the_default_presets_local_models_are_sparse_so_the_normalisation_acts(tmp_path):
+    """Under the stable preset's K and N, |E_y(c_i)| differs between pixels of a class:
+    NormLIME's 1/|E_y(c_i)| is not one constant per class (as it was with K = 784)."""
+    from explainers.data import load_mnist
+    from explainers.precompute import PRESETS, precompute, usage_spread
+
+    stable = PRESETS["stable"].lime
+    assert stable.n_features <= 100 and 2 * stable.n_features <= stable.n_samples
+    result = precompute(
+        model_path=SHIPPED_MODEL,
+        data=load_mnist("embedded"),
+        out_dir=tmp_path / "b",
+        methods=("normlime", "lime"),
+        preset="stable",
+        per_class=4,
+        seed=3,
+        use_cache=False,
+        progress=False,
+        compile_model=False,
+        log=lambda line: None,
+    )
+    with np.load(tmp_path / "b" / "local.npz") as z:
+        usage = z["usage_counts"].reshape(10, -1)
+        per_label = np.bincount(z["pred_label"], minlength=10)
+    assert (usage.max(1) <= per_label).all()
+    assert (usage.sum(1) <= per_label * stable.n_features).all()
+    spread = usage_spread(usage)
+    assert spread.min() > 0.3, spread
+    # a pixel no local model of the class used scores 0 in the class map
+    unused = usage == 0
+    assert unused.any()
+    assert (result.maps["normlime"].reshape(10, -1)[unused] == 0).all()
+    assert result.manifest["local_explanations"]["usage_cv_median"] > 0.3

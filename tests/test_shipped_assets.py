@@ -56,8 +56,21 @@ def test_bundle_belongs_to_the_shipped_model(bundle):
     assert manifest["data"]["source"] == "embedded"  # regenerable without a download
 
 
-def test_gradient_maps_regenerate_exactly(bundle, trained_model, embedded_data, tmp_path):
+#: Regenerating the shipped gradient maps on another CPU changes float32 rounding (SIMD
+#: width, oneDNN kernels, thread splits).  scripts/float_drift.py provokes those changes
+#: here (1 or 2 threads, oneDNN on or off, the model in float64) and measured at most
+#: DRIFT_MEASURED of a map's maximum; the tolerance is ten times that.  The displayed maps
+#: must agree to r >= DISPLAYED_R_MIN.
+DRIFT_MEASURED = 1e-5
+DRIFT_TOL = 10 * DRIFT_MEASURED
+DISPLAYED_R_MIN = 0.99999
+
+
+def test_gradient_maps_regenerate_within_measured_float_drift(
+    bundle, embedded_data, tmp_path
+):
     from explainers.precompute import precompute
+    from explainers.stability import as_displayed, pearson_per_class
 
     result = precompute(
         model_path=SHIPPED_MODEL,
@@ -70,27 +83,53 @@ def test_gradient_maps_regenerate_exactly(bundle, trained_model, embedded_data, 
         use_cache=False,
         log=lambda line: None,
     )
+    with np.load(SHIPPED_MAPS / "images.npz") as shipped, np.load(
+        tmp_path / "regen" / "images.npz"
+    ) as regen:
+        for method in ("smoothgrad", "vargrad"):
+            for key in ("split", "index", "digest"):
+                np.testing.assert_array_equal(regen[f"{method}_{key}"], shipped[f"{method}_{key}"])
     for method in ("smoothgrad", "vargrad"):
-        shipped = bundle.manifest["methods"][method]["parameters"]["test_index"]
-        regen = result.manifest["methods"][method]["parameters"]["test_index"]
-        assert regen == shipped
-        expected = bundle.maps[method]
-        np.testing.assert_allclose(
-            result.maps[method], expected, rtol=1e-4, atol=1e-6 * expected.max()
-        )
+        expected = bundle.maps[method].astype(np.float64).reshape(10, -1)
+        got = result.maps[method].astype(np.float64).reshape(10, -1)
+        drift = np.abs(got - expected).max(1) / expected.max(1)
+        assert drift.max() <= DRIFT_TOL, (method, drift)
+        r = pearson_per_class(as_displayed(got), as_displayed(expected))
+        assert r.min() >= DISPLAYED_R_MIN, (method, r)
+    assert result.manifest["methods"]["smoothgrad"]["parameters"]["score"] == "logit"
+
+
+def test_the_shipped_normlime_uses_sparse_local_models(bundle):
+    """|E_y(c_i)| varies across pixels, so NormLIME's 1/|E_y(c_i)| normalisation acts."""
+    from explainers.precompute import usage_spread
+
+    params = bundle.manifest["methods"]["normlime"]["parameters"]
+    assert params["n_features"] < 784 // 4
+    with np.load(SHIPPED_MAPS / "local.npz") as local:
+        usage = local["usage_counts"].reshape(10, -1)
+        per_label = np.bincount(local["pred_label"], minlength=10)
+    assert (usage <= per_label[:, None]).all()
+    assert np.median(usage_spread(usage)) >= 0.5
+    # many pixels are used by some but not all of a digit's local models
+    partial = ((usage > 0) & (usage < per_label[:, None])).mean(1)
+    assert partial.min() > 0.3
 
 
 def test_lime_local_explanations_regenerate_from_recorded_seeds(bundle, embedded_data):
     """Recompute one local explanation per digit with the recorded parameters and seeds;
     their fit quality and explained probability must match what the run stored."""
-    from explainers.data import as_float
+    from explainers.data import as_float, image_pool
     from explainers.lime import LocalLime, inference_forward
     from explainers.model import load
 
     local = np.load(SHIPPED_MAPS / "local.npz")
     params = bundle.manifest["methods"]["normlime"]["parameters"]
+    pool = image_pool(embedded_data, params["image_pool"])
     rows = np.array([np.flatnonzero(local["true_label"] == d)[0] for d in range(10)])
-    images = as_float(embedded_data.test_images)[torch.as_tensor(local["test_index"][rows])]
+    pairs = zip(pool.split, pool.index, strict=True)
+    position = {(int(s), int(i)): k for k, (s, i) in enumerate(pairs)}
+    where = [position[(int(local["split"][r]), int(local["index"][r]))] for r in rows]
+    images = as_float(pool.images[where])
     lime = LocalLime(
         inference_forward(load(SHIPPED_MODEL)),
         n_samples=params["n_samples"],
@@ -100,20 +139,22 @@ def test_lime_local_explanations_regenerate_from_recorded_seeds(bundle, embedded
     )
     out = lime.explain(images, torch.as_tensor(local["pred_label"][rows]), local["seed"][rows])
     np.testing.assert_allclose(out.prob, local["prob"][rows], rtol=1e-6)
-    # the shipped run used a torch.compile'd forward: last-digit float differences only
-    np.testing.assert_allclose(out.r2, local["r2"][rows], atol=1e-3)
+    # the shipped run may have used a torch.compile'd forward: last-digit differences only
+    np.testing.assert_allclose(out.r2, local["r2"][rows], atol=LIME_R2_TOL)
+
+
+#: measured: max |R^2 difference| between the shipped run and this eager regeneration
+LIME_R2_TOL = 1e-3
 
 
 def test_a_smaller_regeneration_agrees_with_the_shipped_class_maps(bundle, embedded_data, tmp_path):
-    """The demo preset (the stable settings with 20 instead of 180 explanations per digit)
-    from the same model, data and seed must draw the shipped NormLIME/LIME maps again.
+    """The demo preset (the stable settings with fewer explanations per digit) from the same
+    model, data and seed must draw the shipped NormLIME/LIME maps again.
 
-    Two independent 20-per-digit runs correlate 0.58-0.82 per digit (docs/explainers-lime.md);
-    against the 180-per-digit shipped maps the agreement must be at least that (measured:
-    0.70-0.94 for NormLIME, 0.75-0.91 for LIME).
+    Bounds: SMALL_R_BOUNDS, measured (docs/explainers-lime.md) minus a margin.
     """
-    from explainers.precompute import precompute
-    from explainers.stability import pearson_per_class
+    from explainers.precompute import PRESETS, precompute
+    from explainers.stability import as_displayed, pearson_per_class
 
     result = precompute(
         model_path=SHIPPED_MODEL,
@@ -128,9 +169,16 @@ def test_a_smaller_regeneration_agrees_with_the_shipped_class_maps(bundle, embed
         log=lambda line: None,
     )
     shipped_lime = bundle.manifest["generator"]["lime"]
-    assert result.manifest["generator"]["lime"] == {**shipped_lime, "per_class": 20}
+    demo = PRESETS["demo"].lime.per_class
+    assert result.manifest["generator"]["lime"] == {**shipped_lime, "per_class": demo}
     for method in ("normlime", "lime"):
         r = pearson_per_class(
-            result.maps[method].reshape(10, -1), bundle.maps[method].reshape(10, -1)
+            as_displayed(result.maps[method].reshape(10, -1)),
+            as_displayed(bundle.maps[method].reshape(10, -1)),
         )
-        assert r.min() >= 0.55 and r.mean() >= 0.7, (method, np.round(r, 3))
+        lo_min, lo_mean = SMALL_R_BOUNDS[method]
+        assert r.min() >= lo_min and r.mean() >= lo_mean, (method, np.round(r, 3))
+
+
+#: (worst digit, mean) lower bounds for the demo-vs-shipped correlation
+SMALL_R_BOUNDS = {"normlime": (0.3, 0.5), "lime": (0.3, 0.5)}
