@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import RENDER_RULE, MapsBundle, display_values, read_bundle
+from .normlime import usage_spread
 
 __all__ = [
     "BORDER",
@@ -37,6 +38,7 @@ __all__ = [
     "STABILITY_MIN_R",
     "HOT_PIXEL_RATIO",
     "ink_masks",
+    "pearson_per_class",
     "border_mask",
     "inspect_bundle",
     "format_report",
@@ -72,11 +74,17 @@ def ink_masks(images: np.ndarray, labels: np.ndarray, level: float = INK_LEVEL) 
     return np.stack([images[labels == c].mean(0) >= level for c in range(10)])
 
 
-def _pearson_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a.reshape(len(a), -1) - a.reshape(len(a), -1).mean(1, keepdims=True)
-    b = b.reshape(len(b), -1) - b.reshape(len(b), -1).mean(1, keepdims=True)
-    den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
-    num = (a * b).sum(1)
+def pearson_per_class(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``a[c]`` and ``b[c]`` (flattened) for every class ``c``.
+
+    A constant map has no defined correlation; it counts as 0 (maximally unstable).
+    """
+    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
+    a = a - a.mean(axis=1, keepdims=True)
+    b = b - b.mean(axis=1, keepdims=True)
+    num = (a * b).sum(axis=1)
+    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
     return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
@@ -103,14 +111,7 @@ def _usage_spread(root: Path) -> np.ndarray | None:
     if not path.is_file():
         return None
     with np.load(path) as z:
-        if "usage_counts" not in z.files:
-            return None
-        usage = z["usage_counts"].reshape(10, -1).astype(np.float64)
-    out = np.zeros(10)
-    for c, row in enumerate(usage):
-        used = row[row > 0]
-        out[c] = used.std() / used.mean() if used.size > 1 else 0.0
-    return out
+        return usage_spread(z["usage_counts"]) if "usage_counts" in z.files else None
 
 
 def _round(x, nd: int = 4):
@@ -204,7 +205,7 @@ def inspect_bundle(
                         "normalisation does not act (dense local models?)"
                     )
         entry["correlation"] = {
-            o: float(_pearson_rows(shown[m], shown[o]).mean()) for o in methods if o != m
+            o: float(pearson_per_class(shown[m], shown[o]).mean()) for o in methods if o != m
         }
         for d in range(10):
             png = bundle.png_path(m, d)
@@ -221,7 +222,7 @@ def inspect_bundle(
                     "rendering saturates it; check the montage)"
                 )
         if other is not None and m in other.maps:
-            r = _pearson_rows(shown[m], _displayed(other.maps[m]))
+            r = pearson_per_class(shown[m], _displayed(other.maps[m]))
             mine, theirs = _method_images(digests, m), _method_images(other_digests, m)
             shared = (
                 int(np.isin(mine, theirs).sum()) if mine is not None and theirs is not None

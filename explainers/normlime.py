@@ -41,6 +41,7 @@ __all__ = [
     "signed_splime_importance",
     "positive_evidence",
     "class_usage_counts",
+    "usage_spread",
     "display_class_maps",
 ]
 
@@ -134,6 +135,22 @@ def positive_evidence(m) -> dict[str, np.ndarray]:
 def class_usage_counts(m, labels, n_classes: int = 10) -> np.ndarray:
     """``|E_y(c_i)|``: how many local explanations of label ``y`` use feature ``i``."""
     return _by_label(lambda rows: np.count_nonzero(rows, axis=0), m, labels, n_classes)
+
+
+def usage_spread(usage: np.ndarray) -> np.ndarray:
+    """Per class: the coefficient of variation of ``|E_y(c_i)|`` over the used pixels.
+
+    0 means every used pixel enters the same number of local models, so NormLIME's
+    ``1/|E_y(c_i)|`` is one constant per class and does nothing; the larger it is, the
+    more the normalisation reweights rarely and often selected pixels.
+    """
+    usage = np.asarray(usage, dtype=np.float64).reshape(len(usage), -1)
+    out = np.zeros(len(usage))
+    for c, row in enumerate(usage):
+        used = row[row > 0]
+        if used.size > 1 and used.mean() > 0:
+            out[c] = used.std() / used.mean()
+    return out
 
 
 def display_class_maps(m, labels, n_classes: int = 10) -> dict[str, np.ndarray]:

@@ -57,7 +57,7 @@ from .lime import (
     retain_freed_memory,
 )
 from .model import file_checksum, load
-from .normlime import class_usage_counts, display_class_maps
+from .normlime import class_usage_counts, display_class_maps, usage_spread
 from .registry import ALL_METHODS, STUDY_METHODS, explainer_class
 
 __all__ = [
@@ -637,22 +637,6 @@ def precompute(
     np.savez_compressed(out_dir / IMAGES_FILE, **image_records)
     manifest = json.loads((out_dir / "manifest.json").read_text())
     return PrecomputeResult(out_dir, maps, manifest, hits, n_local, wall)
-
-
-def usage_spread(usage: np.ndarray) -> np.ndarray:
-    """Per class: the coefficient of variation of ``|E_y(c_i)|`` over the used pixels.
-
-    0 means every used pixel enters the same number of local models, so NormLIME's
-    ``1/|E_y(c_i)|`` is one constant per class and does nothing; the larger it is, the
-    more the normalisation reweights rarely and often selected pixels.
-    """
-    usage = np.asarray(usage, dtype=np.float64).reshape(len(usage), -1)
-    out = np.zeros(len(usage))
-    for c, row in enumerate(usage):
-        used = row[row > 0]
-        if used.size > 1 and used.mean() > 0:
-            out[c] = used.std() / used.mean()
-    return out
 
 
 class _Counted:

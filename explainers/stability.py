@@ -30,6 +30,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from .bundle import display_values
+from .inspect import pearson_per_class
 from .lime import LocalLime, fit_local_models
 from .normlime import display_class_maps
 
@@ -185,20 +186,6 @@ def explain_pool(
 def first_per_label(true_label: np.ndarray, n: int) -> np.ndarray:
     """Row indices of the first ``n`` rows of every true label (pool order)."""
     return np.concatenate([np.flatnonzero(true_label == c)[:n] for c in np.unique(true_label)])
-
-
-def pearson_per_class(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson correlation of ``a[c]`` and ``b[c]`` (flattened) for every class ``c``.
-
-    A constant map has no defined correlation; it counts as 0 (maximally unstable).
-    """
-    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
-    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
-    a = a - a.mean(axis=1, keepdims=True)
-    b = b - b.mean(axis=1, keepdims=True)
-    num = (a * b).sum(axis=1)
-    den = np.sqrt((a * a).sum(axis=1) * (b * b).sum(axis=1))
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
 
 
 def as_displayed(maps: np.ndarray) -> np.ndarray:

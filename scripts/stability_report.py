@@ -91,8 +91,7 @@ def pools_grid(paths: list[str], ns: list[int]) -> list[dict]:
     """Every fit setting of the pools along n: stability, usage spread, NormLIME-vs-LIME,
     R^2 and border share, plus the n that the fitted r(n) = n/(n+c) needs for r = 0.9."""
     from explainers.inspect import border_mask
-    from explainers.normlime import class_usage_counts
-    from explainers.precompute import usage_spread
+    from explainers.normlime import class_usage_counts, usage_spread
 
     border = border_mask().ravel()
     rows = []

@@ -204,7 +204,8 @@ def test_the_default_presets_local_models_are_sparse_so_the_normalisation_acts(t
     """Under the stable preset's K and N, |E_y(c_i)| differs between pixels of a class:
     NormLIME's 1/|E_y(c_i)| is not one constant per class (as it was with K = 784)."""
     from explainers.data import load_mnist
-    from explainers.precompute import PRESETS, precompute, usage_spread
+    from explainers.normlime import usage_spread
+    from explainers.precompute import PRESETS, precompute
 
     stable = PRESETS["stable"].lime
     assert stable.n_features <= 100 and 2 * stable.n_features <= stable.n_samples

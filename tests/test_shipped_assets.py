@@ -101,7 +101,7 @@ def test_gradient_maps_regenerate_within_measured_float_drift(
 
 def test_the_shipped_normlime_uses_sparse_local_models(bundle):
     """|E_y(c_i)| varies across pixels, so NormLIME's 1/|E_y(c_i)| normalisation acts."""
-    from explainers.precompute import usage_spread
+    from explainers.normlime import usage_spread
 
     params = bundle.manifest["methods"]["normlime"]["parameters"]
     assert params["n_features"] < 784 // 4
