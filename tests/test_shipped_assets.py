@@ -58,12 +58,14 @@ def test_bundle_belongs_to_the_shipped_model(bundle):
 
 #: Regenerating the shipped gradient maps on another CPU changes float32 rounding (SIMD
 #: width, oneDNN kernels, thread splits).  scripts/float_drift.py provokes those changes
-#: here (1 or 2 threads, oneDNN on or off, the model in float64) and measured at most
-#: DRIFT_MEASURED of a map's maximum; the tolerance is ten times that.  The displayed maps
-#: must agree to r >= DISPLAYED_R_MIN.
-DRIFT_MEASURED = 1e-5
+#: here: 1 or 2 threads changed nothing; oneDNN's convolutions off (PyTorch's own kernels)
+#: moved the maps by at most DRIFT_MEASURED of a map's maximum (1.0e-3 relative on single
+#: values, the size of the AMD EPYC failure that an exact comparison made).  The tolerance
+#: is ten times that; the displayed maps must agree to r >= DISPLAYED_R_MIN (measured
+#: 1.00000000).
+DRIFT_MEASURED = 1.5e-4
 DRIFT_TOL = 10 * DRIFT_MEASURED
-DISPLAYED_R_MIN = 0.99999
+DISPLAYED_R_MIN = 0.9999
 
 
 def test_gradient_maps_regenerate_within_measured_float_drift(
