@@ -153,7 +153,8 @@ def test_a_smaller_regeneration_agrees_with_the_shipped_class_maps(bundle, embed
     """The demo preset (the stable settings with fewer explanations per digit) from the same
     model, data and seed must draw the shipped NormLIME/LIME maps again.
 
-    Bounds: SMALL_R_BOUNDS, measured (docs/explainers-lime.md) minus a margin.
+    Bounds: SMALL_R_BOUNDS, the measured agreement (20 against 900 explanations per digit:
+    NormLIME worst digit 0.42, mean 0.53; LIME 0.47, 0.63) minus about 0.1.
     """
     from explainers.precompute import PRESETS, precompute
     from explainers.stability import as_displayed, pearson_per_class
@@ -183,4 +184,4 @@ def test_a_smaller_regeneration_agrees_with_the_shipped_class_maps(bundle, embed
 
 
 #: (worst digit, mean) lower bounds for the demo-vs-shipped correlation
-SMALL_R_BOUNDS = {"normlime": (0.3, 0.5), "lime": (0.3, 0.5)}
+SMALL_R_BOUNDS = {"normlime": (0.3, 0.43), "lime": (0.35, 0.5)}
