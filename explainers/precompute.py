@@ -575,13 +575,15 @@ def precompute(
         )
         log(f"{method}: mean over {pi.per_class} {pool.describe()} per digit")
         t0 = time.perf_counter()
+        # only the chosen images go to the device; indices are re-expressed into them
+        used = np.sort(chosen.ravel())
         with tqdm(total=10, desc=method, unit="digit", **bar_opts) as bar:
             arr = mean_class_maps(
                 _Counted(explainer, bar.update),
-                as_float(pool.images[np.sort(chosen.ravel())]).to(dev),
-                pool.labels[np.sort(chosen.ravel())],
+                as_float(pool.images[used]).to(dev),
+                pool.labels[used],
                 n_classes=10,
-                indices=np.searchsorted(np.sort(chosen.ravel()), chosen),
+                indices=np.searchsorted(used, chosen),
             )
         maps[method] = np.asarray(arr, dtype=np.float32).reshape(10, 28, 28)
         for key, values in (("split", pool.split), ("index", pool.index), ("digest", pool.digest)):
