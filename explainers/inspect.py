@@ -40,6 +40,7 @@ __all__ = [
     "ink_masks",
     "pearson_per_class",
     "border_mask",
+    "bundle_image_digests",
     "inspect_bundle",
     "format_report",
     "write_montage",
@@ -98,8 +99,12 @@ def _shares(values: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.divide(part, total, out=np.zeros_like(part), where=total > 0)
 
 
-def _image_digests(root: Path) -> dict[str, np.ndarray]:
-    path = root / "images.npz"
+def bundle_image_digests(root: str | Path) -> dict[str, np.ndarray]:
+    """The bundle's ``images.npz`` as {method: pixel digests} ({} when it has none).
+
+    The key ``lime`` holds the local explanations behind both NormLIME and LIME.
+    """
+    path = Path(root) / "images.npz"
     if not path.is_file():
         return {}
     with np.load(path) as z:
@@ -151,8 +156,8 @@ def inspect_bundle(
     shown = {m: _displayed(bundle.maps[m]) for m in methods}
     border = border_mask()
     ink = ink_masks(images, labels) if images is not None else None
-    digests = _image_digests(bundle.root)
-    other_digests = _image_digests(other.root) if other is not None else {}
+    digests = bundle_image_digests(bundle.root)
+    other_digests = bundle_image_digests(other.root) if other is not None else {}
     report: dict = {
         "bundle": str(bundle.root),
         "against": str(other.root) if other is not None else None,

@@ -213,9 +213,9 @@ def _int_seed(seq: np.random.SeedSequence) -> int:
     return int(seq.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
 
 
-def image_seed(seed: int, test_index: int) -> int:
-    """The noise seed of the local explanation of test image ``test_index`` in run ``seed``."""
-    return _int_seed(_stream(seed, 1, test_index))
+def image_seed(seed: int, position: int) -> int:
+    """The noise seed of the local explanation of the image at pool ``position`` in run ``seed``."""
+    return _int_seed(_stream(seed, 1, position))
 
 
 def method_seed(seed: int, method: str) -> int:
@@ -263,14 +263,15 @@ def select_lime_images(
 
 def excluded_digests(bundle_dir: str | Path) -> np.ndarray:
     """Digests of every image the bundle in ``bundle_dir`` used (its ``images.npz``)."""
-    path = Path(bundle_dir) / IMAGES_FILE
-    if not path.is_file():
+    from .inspect import bundle_image_digests
+
+    digests = bundle_image_digests(bundle_dir)
+    if not digests:
         raise PrecomputeError(
-            f"--disjoint-from {bundle_dir}: {path} is missing (bundles made before image "
-            "records cannot be excluded; regenerate that bundle)"
+            f"--disjoint-from {bundle_dir}: {Path(bundle_dir) / IMAGES_FILE} is missing "
+            "(bundles made before image records cannot be excluded; regenerate that bundle)"
         )
-    with np.load(path) as z:
-        return np.unique(np.concatenate([z[k].ravel() for k in z.files if k.endswith("_digest")]))
+    return np.unique(np.concatenate(list(digests.values())))
 
 
 # --------------------------------------------------------------------------- local explanations

@@ -72,7 +72,7 @@ class Pool:
     """Local explanations of one pool of images for several fit settings (same samples)."""
 
     sigma: float
-    image_index: np.ndarray  # indices into the test set
+    image_index: np.ndarray  # indices into the pooled images (test set, or train + test)
     true_label: np.ndarray
     pred_label: np.ndarray
     weights: dict[FitSpec, np.ndarray]  # (n_images, d) float32 per spec
