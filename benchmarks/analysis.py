@@ -3,7 +3,7 @@ in under 10 seconds).
 
     .venv/bin/python benchmarks/analysis.py [--participants 10000] [--repeats 3]
 
-Writes a seeded simulated export (analysis.simulate, the study server's CSV format, with
+Writes a seeded simulated export (analysis.study.simulate, the study server's CSV format, with
 attention-check failures and incomplete surveys) to a temporary directory, then times
 
 * ``cli``: the whole command in a fresh interpreter (``normlime analyze --votes ... --out
@@ -28,10 +28,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from analysis.pipeline import run_analysis  # noqa: E402
-from analysis.report import write_outputs  # noqa: E402
-from analysis.simulate import simulate_export  # noqa: E402
-from analysis.votes import read_votes_csv  # noqa: E402
+from analysis.study.pipeline import run_analysis  # noqa: E402
+from analysis.study.report import write_outputs  # noqa: E402
+from analysis.study.simulate import simulate_export  # noqa: E402
+from analysis.study.votes import read_votes_csv  # noqa: E402
 
 TARGET_S = 10.0
 

@@ -21,8 +21,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.jobs import Job, JobStore, derive_seed, run_jobs
-from analysis.kar import PIXEL_MEAN, KarSettings, kar_context, kar_job, predict, subset_data
+from analysis.benchmarks.jobs import Job, JobStore, derive_seed, run_jobs
+from analysis.benchmarks.kar import (
+    PIXEL_MEAN,
+    KarSettings,
+    kar_context,
+    kar_job,
+    predict,
+    subset_data,
+)
 from explainers.data import load_mnist
 from explainers.model import load
 

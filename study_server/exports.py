@@ -8,7 +8,9 @@ Votes CSV: one row per stored answer.  The first six columns are the contract re
 ``chosen_method`` is one of normlime, lime, smoothgrad, vargrad for real questions and
 empty for attention checks; ``passed`` is true/false for attention checks and empty for
 real questions.  Extra columns: ``position`` (1-4, the chosen option's screen position,
-left to right), ``response_ms``, ``shown_at``, ``answered_at`` (ISO 8601 UTC), ``study``,
+left to right), ``options`` (a real question's four methods in screen order, left to
+right, joined by ``|``, e.g. ``lime|normlime|vargrad|smoothgrad``; empty for attention
+checks), ``response_ms``, ``shown_at``, ``answered_at`` (ISO 8601 UTC), ``study``,
 ``mode``, ``adapter``, ``completed`` (true when the participant answered all 25 items),
 ``checks_passed`` (that participant's passed attention checks).
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import statistics
 from collections.abc import Iterator
 
@@ -47,6 +50,7 @@ VOTE_COLUMNS = [
     "chosen_method",
     "passed",
     "position",
+    "options",
     "response_ms",
     "shown_at",
     "answered_at",
@@ -121,6 +125,7 @@ def vote_rows(conn, *, include_debug: bool = False, study: str | None = None) ->
             R.c.answered_at,
             I.c.is_check,
             I.c.digit,
+            I.c.slots,
             R.c.shown_at,
         )
         .select_from(
@@ -152,6 +157,7 @@ def _vote_group(rows) -> Iterator[dict]:
             "chosen_method": "" if r.is_check else r.chosen_method,
             "passed": _bool(r.chosen_role == "correct") if r.is_check else "",
             "position": r.choice,
+            "options": "" if r.is_check else _screen_order(r.slots),
             "response_ms": "" if r.response_ms is None else r.response_ms,
             "shown_at": _iso(r.shown_at),
             "answered_at": _iso(r.answered_at),
@@ -161,6 +167,11 @@ def _vote_group(rows) -> Iterator[dict]:
             "completed": _bool(r.completed_at is not None),
             "checks_passed": passed,
         }
+
+
+def _screen_order(slots_json: str) -> str:
+    """The methods of a real question's slots, left to right, joined by ``|``."""
+    return "|".join(slot[0] for slot in json.loads(slots_json))
 
 
 def _answer_counts(conn, conds) -> dict[int, tuple[int, int, int]]:

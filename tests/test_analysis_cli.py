@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from PIL import Image
 from scipy import stats as sps
 
-from analysis.pipeline import run_analysis
-from analysis.report import summary_dict
-from analysis.simulate import PAPER_VOTES, simulate_export
-from analysis.votes import METHODS, read_votes_csv
+from analysis.study.pipeline import run_analysis
+from analysis.study.report import summary_dict
+from analysis.study.simulate import PAPER_VOTES, simulate_export
+from analysis.study.votes import METHODS, read_votes_csv
 from normlime_cli import cli
 
 SUMMARY_KEYS = {

@@ -1,7 +1,7 @@
 """The analysis' statistics against published reference values.
 
 * NIST StRD one-way ANOVA datasets (certified F, sums of squares) through the project's
-  own ANOVA (analysis.stats.one_way_anova);
+  own ANOVA (analysis.study.stats.one_way_anova);
 * R's TukeyHSD on PlantGrowth, friedman.test on RoundingTimes, wilcox.test on the
   Hollander & Wolfe depression data, p.adjust(method = "holm").
 
@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.stats import friedman_test, one_way_anova, tukey_hsd, wilcoxon_holm
+from analysis.study.stats import friedman_test, one_way_anova, tukey_hsd, wilcoxon_holm
 
 DATA = Path(__file__).parent / "data" / "analysis"
 NIST = json.loads((DATA / "nist_anova" / "certified.json").read_text())["datasets"]

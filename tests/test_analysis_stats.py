@@ -1,4 +1,4 @@
-"""analysis.stats against independent numpy computations on fixed, hand-written data."""
+"""analysis.study.stats against independent numpy computations on fixed, hand-written data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from analysis.stats import (
+from analysis.study.stats import (
     PAIRS,
     friedman_test,
     one_way_anova,
@@ -17,7 +17,7 @@ from analysis.stats import (
     vote_matrix,
     wilcoxon_holm,
 )
-from analysis.votes import METHODS
+from analysis.study.votes import METHODS
 
 #: 8 participants x 20 real votes (normlime, lime, smoothgrad, vargrad), written by hand
 COUNTS = np.array(

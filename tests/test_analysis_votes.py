@@ -1,4 +1,4 @@
-"""Loading, validating and filtering the votes export (analysis.votes, analysis.attention)."""
+"""Loading, validating and filtering the votes export (analysis.study: votes, attention)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.attention import select_participants
-from analysis.pipeline import run_analysis
-from analysis.stats import position_bias
-from analysis.votes import (
+from analysis.study.attention import select_participants
+from analysis.study.pipeline import run_analysis
+from analysis.study.stats import position_bias
+from analysis.study.votes import (
     METHODS,
     SurveyDesign,
     VotesError,
@@ -297,7 +297,7 @@ def test_no_within_method_variance_is_flagged_not_reported_as_a_number():
     assert np.isnan(analysis.anova.p)
     assert all(np.isnan(r["p_adj"]) and r["reject"] is None for r in analysis.tukey)
     assert any("undefined" in w for w in analysis.warnings)
-    from analysis.report import summary_dict
+    from analysis.study.report import summary_dict
 
     summary = summary_dict(analysis)
     assert summary["anova"]["F"] is None and summary["anova"]["p"] is None

@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from analysis.jobs import ConfigMismatch, Job, JobStore, derive_seed, run_jobs
-from analysis.kar import KarSettings, kar_job, kar_jobs
+from analysis.benchmarks.jobs import ConfigMismatch, Job, JobStore, derive_seed, run_jobs
+from analysis.benchmarks.kar import KarSettings, kar_job, kar_jobs
 from tests.test_kar import SIGNAL, make_synthetic, synthetic_context
 
 CONFIG = {"experiment": "tiny synthetic KAR"}

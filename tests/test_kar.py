@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from analysis.jobs import Job, execute
-from analysis.kar import (
+from analysis.benchmarks.jobs import Job, execute
+from analysis.benchmarks.kar import (
     PIXEL_MEAN,
     KarSettings,
     kar_context,
@@ -109,7 +109,7 @@ def test_per_image_ranking_ranks_each_image_by_magnitude():
 
 def test_baseline_job_reproduces_train_model_exactly(embedded_data):
     """The KAR loop is explainers.train's loop: same seed, same weights, same accuracy."""
-    from analysis.kar import subset_data
+    from analysis.benchmarks.kar import subset_data
     from explainers.train import TrainConfig, train_model
 
     data = subset_data(embedded_data, 400, 300, seed=0)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from analysis.jobs import Job
-from analysis.occlusion import (
+from analysis.benchmarks.jobs import Job
+from analysis.benchmarks.occlusion import (
     METRICS,
     auc,
     descending_order,

@@ -11,13 +11,10 @@ from pathlib import Path
 
 import click
 
+from ..errors import InputError
+
 __all__ = ["COMMANDS", "InputError", "kar_command", "occlusion_command"]
 
-
-class InputError(click.ClickException):
-    """Bad input from the user: one readable line on stderr and exit code 2."""
-
-    exit_code = 2
 
 
 def _echo(msg: str) -> None:

@@ -13,6 +13,9 @@ study server writes it, or 0-3; used by the position-bias check), ``completed`` 
 server's own completion flag), ``checks_passed`` (cross-checked against the rows) and
 ``study``/``mode`` (an export mixing several is refused).
 
+This module reads CSV files and DataFrames only; reading the study server's database
+belongs to the command layer (``analysis.study.cli``).
+
 Every check is vectorised over the whole table: the same code validates 80 or 250,000
 rows, and bad input raises :class:`VotesError` with one readable line, never a silently
 wrong number.
@@ -35,8 +38,7 @@ __all__ = [
     "Votes",
     "VotesError",
     "read_votes_csv",
-    "read_votes_db",
-    "redact_url",
+    "as_strings",
     "restrict_rows",
     "validate_votes",
 ]
@@ -106,60 +108,7 @@ def read_votes_csv(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def read_votes_db(url: str, study: str | None = None, mode: str | None = None) -> pd.DataFrame:
-    """Read the votes straight from the study server's database.
-
-    Uses the server's own export (``study_server.exports.vote_rows``, what
-    ``normlime export-votes`` writes), so ``--db`` and ``--votes`` see exactly the same
-    table.  Like ``export-votes``, only live participants are read unless ``mode`` names
-    a test mode (debug, sandbox).  A database file that does not exist is never created.
-    """
-    try:
-        from sqlalchemy.engine import make_url
-
-        from study_server.exports import VOTE_COLUMNS, vote_rows
-        from study_server.schema import SchemaError, make_engine, normalize_db_url, schema_present
-    except ImportError as exc:  # the server package is part of this project
-        raise VotesError(f"cannot read the database: study server unavailable ({exc})") from None
-    try:
-        normalized = normalize_db_url(url)
-        parsed = make_url(normalized)
-        if parsed.get_backend_name() == "sqlite" and not Path(parsed.database).is_file():
-            raise VotesError(f"database file not found: {parsed.database}")
-        engine = make_engine(normalized)
-        try:
-            if not schema_present(engine):
-                raise VotesError(f"{redact_url(url)} has no study tables (not a study database?)")
-            with engine.connect() as conn:
-                rows = list(vote_rows(conn, include_debug=mode not in (None, "live"), study=study))
-        finally:
-            engine.dispose()
-    except SchemaError as exc:
-        raise VotesError(str(exc)) from None
-    except VotesError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any driver failure becomes one readable line
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VotesError(f"cannot read votes from {redact_url(url)}: {message}") from None
-    if not rows:
-        scope = " and ".join(
-            f"{k} {v!r}" for k, v in (("study", study), ("mode", mode or "live")) if v
-        )
-        raise VotesError(f"{redact_url(url)} holds no answers for {scope}")
-    return _as_strings(pd.DataFrame(rows, columns=VOTE_COLUMNS))
-
-
-def redact_url(url: str) -> str:
-    """A database URL without its password (for messages and reports)."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a malformed URL is shown as given
-        return url
-
-
-def _as_strings(frame: pd.DataFrame) -> pd.DataFrame:
+def as_strings(frame: pd.DataFrame) -> pd.DataFrame:
     """Bring a typed DataFrame to the CSV reader's all-strings form (one code path)."""
     out = pd.DataFrame(index=frame.index)
     for column in frame.columns:

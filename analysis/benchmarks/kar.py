@@ -5,7 +5,7 @@ Protocol as implemented (docs/benchmarks.md states every choice and why):
 1. Train the explained ("baseline") CNN on the unmodified training set (or load one with
    ``--model``).  Its predictions key every class-specific choice; true labels never do.
 2. Rank the features of the chosen space (pixels 1x28x28, or the conv-2 output 64x14x14)
-   with each method (:mod:`analysis.rankings`): one global ranking by default.
+   with each method (:mod:`analysis.benchmarks.rankings`): one global ranking by default.
 3. For a removal fraction ``r``, remove the ``k = floor(r * F)`` *least* important features
    (ascending stable sort of the scores: ties go to the lower index first) by replacing
    them with one value, the same for every method, in training and test data:
