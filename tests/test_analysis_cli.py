@@ -60,7 +60,7 @@ def independent_summary(frame: pd.DataFrame, min_checks: int = 4):
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
     frame = simulate_export(
-        150, random_state=7, p_inattentive=0.12, p_incomplete=0.06, slot_bias=(3, 1, 1, 1)
+        150, random_state=7, p_inattentive=0.12, p_incomplete=0.06, position_logits=(1.1, 0, 0, 0)
     )
     path = tmp_path_factory.mktemp("export") / "votes.csv"
     write_server_csv(frame, path)
@@ -226,7 +226,8 @@ def test_replicates_the_papers_setting(tmp_path):
         (lambda f: f.assign(chosen_method=f["chosen_method"].replace("lime", "LIME-v2")),
          "unknown method name(s) 'LIME-v2'"),
         (lambda f: pd.concat([f, f.iloc[[10]]]), "duplicated answers"),
-        (lambda f: f.assign(is_attention_check=False, chosen_method="lime"),
+        (lambda f: f.drop(columns=["options"]).assign(is_attention_check=False,
+                                                      chosen_method="lime"),
          "more answers than the survey has"),
         (lambda f: f.assign(passed=np.where(f["is_attention_check"], False, pd.NA)),
          "nothing left after filtering"),
@@ -298,7 +299,8 @@ def fill_study_db(url: str, frame: pd.DataFrame, mode: str = "live") -> None:
             pid = ids[r.participant_id]
             items.append({"participant_id": pid, "position": int(r.question_index),
                           "is_check": bool(r.is_attention_check), "digit": int(r.digit),
-                          "slots": "[]"})
+                          "slots": json.dumps([[m, int(r.digit), "option"]
+                                               for m in str(r.options).split("|") if m])})
             role = ("correct" if r.passed else "distractor") if r.is_attention_check else "option"
             responses.append({"participant_id": pid, "position": int(r.question_index),
                               "choice": int(r.position),

@@ -181,8 +181,10 @@ def test_server_checks_passed_column_is_cross_checked():
 
 
 def test_extra_columns_are_ignored_and_position_is_optional():
-    raw = good_export().assign(response_ms="1234", browser="x")
+    raw = good_export().assign(browser="x")
     pd.testing.assert_frame_equal(validate_votes(raw).table, validate_votes(good_export()).table)
+    timed = validate_votes(good_export().assign(response_ms="1234"))
+    assert timed.has_response_ms and (timed.table["response_ms"] == 1234).all()
     no_position = slot_test(good_export().drop(columns=["position"]))
     assert no_position["available"] is False
     assert "no position column" in no_position["reason"]
@@ -301,3 +303,30 @@ def test_no_within_method_variance_is_flagged_not_reported_as_a_number():
 
     summary = summary_dict(analysis)
     assert summary["anova"]["F"] is None and summary["anova"]["p"] is None
+
+
+def test_options_column_is_checked_against_the_chosen_slot(tmp_path):
+    from analysis.study.simulate import simulate_export
+
+    simulate_export(6, random_state=3, p_incomplete=0).to_csv(tmp_path / "v.csv", index=False)
+    raw = read_votes_csv(tmp_path / "v.csv")
+    votes = validate_votes(raw)
+    assert votes.has_options
+    real = votes.table[~votes.table["is_attention_check"]]
+    shown = [o.split("|")[p - 1] for o, p in zip(real["options"], real["position"], strict=True)]
+    assert shown == list(real["chosen_method"])
+
+    row = int(np.flatnonzero(raw["options"] != "")[0])
+    broken = raw.copy()
+    broken.loc[row, "options"] = "lime|lime|smoothgrad|vargrad"
+    with pytest.raises(VotesError, match="must list the 4 methods"):
+        validate_votes(broken)
+    swapped = raw.copy()
+    order = swapped.loc[row, "options"].split("|")
+    slot = int(swapped.loc[row, "position"]) - 1
+    order[slot], order[(slot + 1) % 4] = order[(slot + 1) % 4], order[slot]
+    swapped.loc[row, "options"] = "|".join(order)
+    with pytest.raises(VotesError, match="shows another method"):
+        validate_votes(swapped)
+    with pytest.raises(VotesError, match="no position column"):
+        validate_votes(raw.drop(columns=["position"]))

@@ -112,10 +112,12 @@ def test_whole_mturk_survey_is_stored_exactly(server):
         assert row["completed"] == "true"
         if item["is_check"]:
             assert row["is_attention_check"] == "true" and row["chosen_method"] == ""
+            assert row["options"] == ""
             assert row["passed"] == ("true" if role == "correct" else "false")
         else:
             assert row["is_attention_check"] == "false" and row["passed"] == ""
             assert row["chosen_method"] == method
+            assert row["options"] == "|".join(slot[0] for slot in item["slots"])
 
 
 def test_stored_seed_reconstructs_the_survey(server):

@@ -9,7 +9,9 @@ distribution centred on ``preferences`` (``concentration`` sets how much partici
 differ; ``None`` = everyone identical) and passes each attention check with probability
 ``p_check_attentive``; an inattentive participant ("random clicker") picks uniformly and
 passes a check with probability 1/4.  Each question shows the four methods in a random
-screen order; ``slot_bias`` optionally makes some slots more attractive.  A fraction of
+screen order and the choice follows the conditional logit of :mod:`analysis.study.choice`:
+``position_logits`` (one log-odds per screen slot) optionally makes some slots more
+attractive.  A fraction of
 participants stop early (an incomplete survey).
 """
 
@@ -35,7 +37,7 @@ def simulate_export(
     p_inattentive: float = 0.1,
     p_check_attentive: float = 0.97,
     p_incomplete: float = 0.05,
-    slot_bias: tuple[float, ...] | None = None,
+    position_logits: tuple[float, ...] | None = None,
     real_questions: int = 20,
     attention_checks: int = 5,
     random_state: int = 0,
@@ -44,8 +46,9 @@ def simulate_export(
 
     Columns as the study server's ``export-votes`` writes them: participant_id,
     question_index (1-based), is_attention_check, digit, chosen_method, passed, position
-    (screen slot 1-4), response_ms, study, mode, completed, checks_passed.  Fully
-    vectorised (no per-participant loop): 10,000 participants take well under a second.
+    (screen slot 1-4), options (the screen order), response_ms, study, mode, completed,
+    checks_passed.  Fully vectorised (no per-participant loop): 10,000 participants take
+    well under a second.
     """
     rng = np.random.default_rng(random_state)
     n, q = n_participants, real_questions + attention_checks
@@ -64,22 +67,18 @@ def simulate_export(
     order = np.argsort(rng.random((n, q)), axis=1)
     is_check = order < attention_checks
 
-    # real answers: the method by inverse CDF of the participant's preferences
-    cdf = np.cumsum(probs, axis=1)
-    u = rng.random((n, q))
-    method = np.minimum((u[:, :, None] > cdf[:, None, :]).sum(axis=2), k - 1)
-
-    # screen order: slot s shows method perm[s]; slot_bias tilts which slot is picked by
-    # re-drawing a biased slot for a fraction of answers (the method then follows the slot)
+    # screen order: slot s shows method perm[s].  The choice follows the conditional
+    # logit the analysis fits: P(slot s) is proportional to the participant's preference
+    # for the method in s times exp(position_logits[s]).
     perm = np.argsort(rng.random((n, q, k)), axis=2)
-    position = np.argmax(perm == method[:, :, None], axis=2)
-    if slot_bias is not None:
-        bias = np.asarray(slot_bias, dtype=float)
-        bias = bias / bias.sum()
-        redraw = rng.random((n, q)) < 0.5
-        biased_slot = rng.choice(k, size=(n, q), p=bias)
-        position = np.where(redraw, biased_slot, position)
-        method = np.take_along_axis(perm, position[:, :, None], axis=2)[:, :, 0]
+    weight = np.take_along_axis(probs[:, None, :], perm, axis=2)
+    if position_logits is not None:
+        weight = weight * np.exp(np.asarray(position_logits, dtype=float))
+    cdf = np.cumsum(weight / weight.sum(axis=2, keepdims=True), axis=2)
+    u = rng.random((n, q))
+    position = np.minimum((u[:, :, None] > cdf).sum(axis=2), k - 1)
+    method = np.take_along_axis(perm, position[:, :, None], axis=2)[:, :, 0]
+    options = _screen_orders(perm.reshape(n * q, k))
 
     p_pass = np.where(inattentive, 1.0 / N_SLOTS, p_check_attentive)
     passed = rng.random((n, q)) < p_pass[:, None]
@@ -106,6 +105,7 @@ def simulate_export(
             "chosen_method": np.where(check_flat, "", np.array(METHODS)[method.ravel()[rows]]),
             "passed": pd.array(np.where(check_flat, passed.ravel()[rows], False), dtype="boolean"),
             "position": position.ravel()[rows] + 1,
+            "options": np.where(check_flat, "", options[rows]),
             "response_ms": rng.integers(800, 9000, size=n * q)[rows],
             "study": "simulated",
             "mode": "live",
@@ -115,3 +115,10 @@ def simulate_export(
     )
     frame.loc[~frame["is_attention_check"], "passed"] = pd.NA
     return frame
+
+
+def _screen_orders(perm: np.ndarray) -> np.ndarray:
+    """Rows of method indices as ``a|b|c|d`` strings (one join per distinct order)."""
+    orders, inverse = np.unique(perm, axis=0, return_inverse=True)
+    names = np.array(["|".join(METHODS[i] for i in order) for order in orders], dtype=object)
+    return names[inverse.ravel()]

@@ -8,7 +8,9 @@ One row is one answer of one participant::
 ``chosen_method`` names the chosen explanation for a real question and is empty for an
 attention check; ``passed`` is a boolean for an attention check and empty for a real
 question.  Booleans may be written true/false, True/False or 1/0.  Extra columns are
-ignored except ``position`` (screen slot of the chosen option, 1-4 from the left as the
+ignored except ``options`` (a real question's four methods in screen order, joined by
+``|``; read by the choice model), ``response_ms`` (read by the optional speeder rule),
+``position`` (screen slot of the chosen option, 1-4 from the left as the
 study server writes it, or 0-3; used by the position-bias check), ``completed`` (the
 server's own completion flag), ``checks_passed`` (cross-checked against the rows) and
 ``study``/``mode`` (an export mixing several is refused).
@@ -81,7 +83,9 @@ class Votes:
     ``table`` columns: participant_id (str), question_index (int64), is_attention_check
     (bool), digit (Int64, may be missing on checks), chosen_method (str, "" on checks),
     passed (bool, False on real questions), position (Int64, missing when unknown),
-    completed (boolean, missing when the export has no such column).
+    options (str: a real question's methods in screen order joined by ``|``, "" when
+    unknown), response_ms (Int64, missing when unknown), completed (boolean, missing when
+    the export has no such column).
     """
 
     table: pd.DataFrame
@@ -90,6 +94,8 @@ class Votes:
     design: SurveyDesign
     source: str
     warnings: list[str]
+    has_options: bool = False
+    has_response_ms: bool = False
 
 
 def read_votes_csv(path: str | Path) -> pd.DataFrame:
@@ -317,6 +323,23 @@ def validate_votes(
     else:
         position = pd.Series(pd.NA, index=raw.index, dtype="Int64")
 
+    has_options = "options" in raw.columns and _has_values(raw["options"])
+    if has_options:
+        if not has_position:
+            raise VotesError(
+                "the export has an options column but no position column: the chosen slot "
+                "is needed to read a choice among the options"
+            )
+        options = _parse_options(raw["options"], real, method, position)
+    else:
+        options = pd.Series("", index=raw.index, dtype=object)
+
+    has_response_ms = "response_ms" in raw.columns and _has_values(raw["response_ms"])
+    if has_response_ms:
+        response_ms = _parse_int(raw["response_ms"], "response_ms", np.zeros(n_rows, bool), lo=0)
+    else:
+        response_ms = pd.Series(pd.NA, index=raw.index, dtype="Int64")
+
     has_completed = "completed" in raw.columns and _has_values(raw["completed"])
     if has_completed:
         completed_values = _parse_bool(raw["completed"], "completed", everywhere)
@@ -333,13 +356,51 @@ def validate_votes(
             "chosen_method": method,
             "passed": passed,
             "position": position,
+            "options": options,
+            "response_ms": response_ms,
             "completed": completed,
         }
     )
     _check_duplicates(table)
     _check_structure(table, design, has_completed)
     warnings += _check_server_counts(raw, table)
-    return Votes(table, has_position, has_completed, design, source, warnings)
+    return Votes(
+        table, has_position, has_completed, design, source, warnings, has_options, has_response_ms
+    )
+
+
+def _parse_options(
+    values: pd.Series, real: np.ndarray, method: pd.Series, position: pd.Series
+) -> pd.Series:
+    """The screen order of each real question: every method once, and the chosen slot
+    showing the chosen method (anything else means the row was edited or mis-joined)."""
+    codes, uniques = _per_distinct(values)
+    lowered = uniques.str.lower()
+    parts = [text.split("|") if text else [] for text in lowered]
+    valid_u = np.array([sorted(p) == sorted(METHODS) for p in parts], dtype=bool)
+    bad = real & ~valid_u[codes]
+    if bad.any():
+        example = values.to_numpy()[np.flatnonzero(bad)[0]]
+        raise VotesError(
+            f"column 'options' must list the {len(METHODS)} methods in screen order joined by "
+            f"'|' (e.g. {'|'.join(METHODS)}): {bad.sum()} real-question row(s) do not, e.g. "
+            f"{example!r} on line {_row_numbers(bad)}"
+        )
+    table = np.array(
+        [p if ok else [""] * len(METHODS) for p, ok in zip(parts, valid_u, strict=True)]
+    )
+    slot = position.fillna(1).to_numpy(dtype=np.int64) - 1
+    shown = table[codes, np.clip(slot, 0, len(METHODS) - 1)]
+    mismatch = real & position.notna().to_numpy() & (shown != method.to_numpy())
+    if mismatch.any():
+        i = np.flatnonzero(mismatch)[0]
+        raise VotesError(
+            f"{mismatch.sum()} real-question row(s) chose a slot that shows another method "
+            f"than chosen_method, e.g. slot {slot[i] + 1} of {values.iloc[i]!r} is not "
+            f"{method.iloc[i]!r} on line {_row_numbers(mismatch)}"
+        )
+    cleaned = pd.Series(np.asarray(lowered, dtype=object)[codes], index=values.index)
+    return cleaned.where(real, "")
 
 
 def _parse_slots(values: pd.Series) -> pd.Series:
