@@ -22,7 +22,11 @@ from analysis.study.votes import METHODS, read_votes_csv
 from normlime_cli import cli
 
 SUMMARY_KEYS = {
-    "participants", "votes", "anova", "tukey", "friedman", "wilcoxon", "position_bias",
+    "participants", "votes", "choice_model", "choice_model_note", "anova", "tukey",
+    "rm_anova", "friedman", "wilcoxon", "position_bias", "robustness",
+}
+CHOICE_KEYS = {
+    "reference", "coef", "ci", "position_coef", "n_participants", "n_questions", "bootstrap",
 }
 TUKEY_KEYS = {"group1", "group2", "meandiff", "p_adj", "lower", "upper", "reject"}
 
@@ -89,9 +93,23 @@ def test_end_to_end_from_a_server_export(simulated, tmp_path):
     out = tmp_path / "report"
     stdout, torch_imported = run_console("analyze", "--votes", path, "--out", out)
     assert not torch_imported
-    assert "one-way ANOVA (the paper's test): F(3, " in stdout
+    assert "reproduction, one-way ANOVA (the paper's test): F(3, " in stdout
+    assert "primary choice model (log-odds vs lime): normlime " in stdout
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary) == SUMMARY_KEYS
+    model = summary["choice_model"]
+    assert set(model) >= CHOICE_KEYS
+    assert model["reference"] == "lime" and model["coef"]["lime"] == 0
+    assert set(model["coef"]) == set(model["ci"]) == set(METHODS)
+    assert set(model["position_coef"]) == {"1", "2", "3", "4"}
+    assert model["bootstrap"]["n"] == 1000 and model["bootstrap"]["seed"] == 0
+    # the simulation makes slot 1 attractive (position_logits 1.1, 0, 0, 0)
+    for slot in ("2", "3", "4"):
+        assert model["position_coef"][slot] < -0.6
+    report = (out / "report.md").read_text()
+    assert "## Primary analysis: a conditional logit" in report
+    assert "## Reproduction: the paper's analysis" in report
+    assert report.index("## Primary analysis") < report.index("## Reproduction")
 
     per, kept, counts, props = independent_summary(frame)
     n_incomplete = int(((per["answers"] < 25)).sum())
@@ -128,10 +146,10 @@ def test_end_to_end_from_a_server_export(simulated, tmp_path):
     assert pb["p"] < 1e-6
 
     report = (out / "report.md").read_text()
-    assert "one-way ANOVA" in report and "Ahern et al. (2020)" in report
+    assert "one-way ANOVA" in report and "Ahern et al. 2020" in report
     assert "Friedman" in report and "Holm" in report and "Position bias" in report
     assert "![Votes per method](votes.png)" in report
-    for name in ("votes.png", "proportions.png"):
+    for name in ("votes.png", "proportions.png", "choice_model.png", "digits.png"):
         with Image.open(out / name) as image:
             assert image.format == "PNG" and image.size[0] > 300
     exclusions = pd.read_csv(out / "exclusions.csv")
@@ -216,7 +234,9 @@ def test_replicates_the_papers_setting(tmp_path):
         assert higher("lime", gradient)
     assert summary["position_bias"]["available"] is False  # no position column here
     details = json.loads((tmp_path / "out" / "details.json").read_text())
-    assert details["excluded_by_reason"] == {"incomplete": 5, "attention": 12, "no_votes": 0}
+    assert details["excluded_by_reason"] == {
+        "incomplete": 5, "attention": 12, "no_votes": 0, "speeder": 0
+    }
 
 
 @pytest.mark.parametrize(

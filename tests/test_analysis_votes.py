@@ -234,7 +234,9 @@ def test_paper_rule_keeps_four_of_five_and_excludes_incomplete():
     assert p.loc["pass3", "reason"] == "attention"
     assert "passed 3 of 5 attention checks; at least 4 required" in p.loc["pass3", "detail"]
     assert (p.loc[["short_ok", "short_bad", "one_check"], "reason"] == "incomplete").all()
-    assert sel.excluded_by_reason() == {"incomplete": 3, "attention": 1, "no_votes": 0}
+    assert sel.excluded_by_reason() == {
+        "incomplete": 3, "attention": 1, "no_votes": 0, "speeder": 0
+    }
     assert (sel.total, sel.kept, sel.excluded) == (6, 2, 4)
     assert set(sel.votes["participant_id"]) == {"pass4", "pass5"}
     assert not sel.votes["is_attention_check"].any() and len(sel.votes) == 40

@@ -30,6 +30,7 @@ REASONS = {
     "incomplete": "incomplete survey",
     "attention": "failed attention checks",
     "no_votes": "no real question answered",
+    "speeder": "median response time below the pre-declared speeder threshold",
 }
 
 
@@ -46,6 +47,7 @@ class Selection:
     votes: pd.DataFrame
     min_checks: int
     include_incomplete: bool
+    speeder_ms: int | None = None
 
     @property
     def total(self) -> int:
@@ -66,9 +68,17 @@ class Selection:
 
 
 def select_participants(
-    votes: Votes, min_checks: int = 4, include_incomplete: bool = False
+    votes: Votes,
+    min_checks: int = 4,
+    include_incomplete: bool = False,
+    speeder_ms: int | None = None,
 ) -> Selection:
-    """Apply the exclusion rules (vectorised: one groupby over all answers)."""
+    """Apply the exclusion rules (vectorised: one groupby over all answers).
+
+    ``speeder_ms``: the optional, pre-declared speeder rule (off by default, as in the
+    paper): a participant whose median real-question response time is below it is
+    excluded ("speeder"), after the attention rule.
+    """
     design = votes.design
     if not 0 <= min_checks <= design.attention_checks:
         raise VotesError(
@@ -82,6 +92,7 @@ def select_participants(
         checks_passed=("passed", "sum"),
     )
     per["real"] = per["answers"] - per["checks"]
+    per["median_ms"] = _median_response_ms(table, per.index, votes, speeder_ms)
     per["checks_failed"] = per["checks"] - per["checks_passed"]
     by_count = (per["real"] == design.real_questions) & (per["checks"] == design.attention_checks)
     flagged = grouped["completed"].max().astype(bool) if votes.has_completed else by_count
@@ -96,8 +107,9 @@ def select_participants(
             ~per["complete"] & (not include_incomplete),
             failed,
             per["real"] == 0,
+            (per["median_ms"] < speeder_ms).to_numpy() if speeder_ms is not None else False,
         ],
-        ["incomplete", "attention", "no_votes"],
+        ["incomplete", "attention", "no_votes", "speeder"],
         default="",
     )
     per["reason"] = reason
@@ -110,6 +122,7 @@ def select_participants(
             "checks",
             "checks_passed",
             "checks_failed",
+            "median_ms",
             "complete",
             "kept",
             "reason",
@@ -118,7 +131,20 @@ def select_participants(
     ]
     kept_ids = per.index[per["kept"].to_numpy()]
     real_votes = table[~table["is_attention_check"] & table["participant_id"].isin(kept_ids)]
-    return Selection(per, real_votes.reset_index(drop=True), min_checks, include_incomplete)
+    return Selection(
+        per, real_votes.reset_index(drop=True), min_checks, include_incomplete, speeder_ms
+    )
+
+
+def _median_response_ms(table, index, votes: Votes, speeder_ms: int | None) -> pd.Series:
+    """Each participant's median real-question response time (NaN when unknown)."""
+    if speeder_ms is not None and not votes.has_response_ms:
+        raise VotesError("--exclude-speeders needs a response_ms column in the export")
+    if not votes.has_response_ms:
+        return pd.Series(np.nan, index=index)
+    real = table.loc[~table["is_attention_check"], ["participant_id", "response_ms"]]
+    times = real.assign(response_ms=real["response_ms"].astype("float64"))
+    return times.groupby("participant_id")["response_ms"].median().reindex(index)
 
 
 def _details(per: pd.DataFrame, design, min_checks: int, unflagged: pd.Series) -> pd.Series:
@@ -150,7 +176,13 @@ def _details(per: pd.DataFrame, design, min_checks: int, unflagged: pd.Series) -
     )
     checks = checks_complete.where(per["complete"], checks_partial)
     detail = pd.Series("", index=per.index, dtype=object)
-    for reason, text in (("incomplete", answered), ("attention", checks), ("no_votes", answered)):
+    speed = "median response time " + per["median_ms"].round().astype("Int64").astype(str) + " ms"
+    for reason, text in (
+        ("incomplete", answered),
+        ("attention", checks),
+        ("no_votes", answered),
+        ("speeder", speed),
+    ):
         mask = per["reason"] == reason
         detail[mask] = text[mask]
     return detail

@@ -1,9 +1,10 @@
 """From an export table to every number of the report (no files written here).
 
-``run_analysis`` = validate (votes.py) -> filter (attention.py) -> per-participant
-proportions -> the paper's ANOVA + Tukey and the repeated-measures alternatives
-(stats.py).  Everything is vectorised over participants; the only Python loops run over
-the four methods or six pairs.
+``run_analysis`` = validate (votes.py) -> filter (attention.py) -> the primary analysis,
+a conditional logit of the choices (choice.py) -> per-participant proportions -> the
+paper's ANOVA + Tukey (the reproduction) and the repeated-measures alternatives
+(stats.py) -> robustness (robustness.py).  Everything is vectorised over participants;
+the only Python loops run over methods, pairs or digits.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import choice, robustness, stats
 from .attention import REASONS, Selection, select_participants
 from .votes import METHODS, SurveyDesign, Votes, VotesError, restrict_rows, validate_votes
 
@@ -30,12 +31,16 @@ class Analysis:
     props: pd.DataFrame  # kept participants x methods, proportions
     descriptives: pd.DataFrame
     anova: stats.AnovaResult
+    rm_anova: dict
     tukey: list[dict]
     friedman: dict
     wilcoxon: list[dict]
     position_bias: dict
     by_digit: pd.DataFrame  # digit x methods, vote counts
     alpha: float
+    choice_model: choice.ChoiceModel | None = None
+    choice_note: str = ""
+    robustness: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -53,17 +58,27 @@ def run_analysis(
     source: str = "votes",
     study: str | None = None,
     mode: str | None = None,
+    speeder_ms: int | None = None,
+    reference: str = choice.DEFAULT_REFERENCE,
+    bootstrap: int = choice.BOOTSTRAP_DRAWS,
+    seed: int = 0,
 ) -> Analysis:
     """Validate, filter and analyse an export table; raise VotesError on unusable input.
 
     ``study`` / ``mode`` keep only the rows of one study / server mode (the export's
-    optional ``study`` and ``mode`` columns).
+    optional ``study`` and ``mode`` columns).  ``speeder_ms`` switches on the optional
+    speeder exclusion; ``reference``, ``bootstrap`` and ``seed`` set the primary model's
+    reference method and its cluster bootstrap.
     """
     if not 0 < alpha < 1:
         raise VotesError(f"alpha must be between 0 and 1, got {alpha}")
     raw, warnings = restrict_rows(raw, study, mode)
     votes = validate_votes(raw, design, source)
-    selection = select_participants(votes, min_checks, include_incomplete)
+    if reference not in METHODS:
+        raise VotesError(f"unknown reference method {reference!r}; one of {', '.join(METHODS)}")
+    if bootstrap < 0:
+        raise VotesError(f"the bootstrap needs a non-negative number of draws, got {bootstrap}")
+    selection = select_participants(votes, min_checks, include_incomplete, speeder_ms)
     warnings += votes.warnings
     _check_enough(selection)
 
@@ -98,6 +113,7 @@ def run_analysis(
         .reindex(columns=list(METHODS), fill_value=0)
         .rename_axis(index="digit", columns=None)
     )
+    model, note, robust = _primary(votes, selection, counts, reference, bootstrap, seed)
     return Analysis(
         votes=votes,
         selection=selection,
@@ -105,14 +121,41 @@ def run_analysis(
         props=props,
         descriptives=stats.descriptives(props),
         anova=anova,
+        rm_anova=stats.repeated_measures_anova(props),
         tukey=tukey,
         friedman=stats.friedman_test(props),
         wilcoxon=stats.wilcoxon_holm(props, alpha),
         position_bias=position,
         by_digit=by_digit,
         alpha=alpha,
+        choice_model=model,
+        choice_note=note,
+        robustness=robust,
         warnings=warnings,
     )
+
+
+def _primary(votes: Votes, selection: Selection, counts, reference, draws, seed):
+    """The conditional logit and the robustness figures (None + a reason when the export
+    lacks the screen order, as exports written before the options column do)."""
+    robust = {
+        "reversals": robustness.reversal_counts(counts),
+        "top_rank": robustness.top_rank_reversal(counts),
+    }
+    if not votes.has_options:
+        return None, "the export has no options column (screen order of each question)", robust
+    real = selection.votes
+    if (real["options"] == "").any():
+        return None, "some kept answers lack their screen order (options)", robust
+    data = choice.choice_data(real, METHODS)
+    try:
+        model = choice.fit_choice_model(data, reference=reference, draws=draws, seed=seed)
+    except ValueError as exc:
+        return None, str(exc), robust
+    model.cross_check = choice.gee_cross_check(real, METHODS, reference)
+    robust["by_digit"] = robustness.digit_effects(data, reference)
+    robust["digit_interaction"] = robustness.interaction_test(real, METHODS, reference, seed=seed)
+    return model, "", robust
 
 
 def _check_enough(selection: Selection) -> None:

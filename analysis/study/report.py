@@ -2,10 +2,14 @@
 
 Files in the output directory:
 
-* ``summary.json``   exactly the issue's keys: participants, votes, anova, tukey, friedman,
-  wilcoxon, position_bias (non-finite numbers are written as null);
+* ``summary.json``   participants, votes, choice_model (the primary analysis; null with
+  ``choice_model_note`` when the export has no screen order), anova and tukey (the
+  paper's analysis, reproduced), rm_anova, friedman, wilcoxon, position_bias, robustness
+  (non-finite numbers are written as null);
 * ``report.md``      a report that can be pasted into a paper, with the two figures;
 * ``votes.png``      bar chart of votes per method;
+* ``choice_model.png`` the primary estimates with their bootstrap intervals;
+* ``digits.png``     each digit's vote shares per method;
 * ``proportions.png`` per-participant vote proportions per method;
 * ``details.json``   everything else: settings, exclusions by reason, warnings,
   descriptives, votes per digit;
@@ -82,10 +86,13 @@ def format_tukey_p(p: float | None) -> str:
 def summary_dict(analysis: Analysis) -> dict:
     sel = analysis.selection
     anova = analysis.anova
+    model = analysis.choice_model
     return _clean(
         {
             "participants": {"total": sel.total, "kept": sel.kept, "excluded": sel.excluded},
             "votes": analysis.vote_totals,
+            "choice_model": model.as_summary() if model is not None else None,
+            "choice_model_note": analysis.choice_note or None,
             "anova": {
                 "F": anova.F,
                 "p": anova.p,
@@ -94,9 +101,11 @@ def summary_dict(analysis: Analysis) -> dict:
                 "eta_squared": anova.eta_squared,
             },
             "tukey": analysis.tukey,
+            "rm_anova": analysis.rm_anova,
             "friedman": analysis.friedman,
             "wilcoxon": analysis.wilcoxon,
             "position_bias": analysis.position_bias,
+            "robustness": analysis.robustness,
         }
     )
 
@@ -114,7 +123,11 @@ def details_dict(analysis: Analysis) -> dict:
                 "real_questions": design.real_questions,
                 "attention_checks": design.attention_checks,
                 "alpha": analysis.alpha,
+                "speeder_ms": sel.speeder_ms,
             },
+            "choice_model_cross_check": (
+                analysis.choice_model.cross_check if analysis.choice_model else None
+            ),
             "excluded_by_reason": sel.excluded_by_reason(),
             "kept_incomplete": int(
                 (sel.participants["kept"] & ~sel.participants["complete"]).sum()
@@ -146,6 +159,8 @@ def write_outputs(analysis: Analysis, out_dir: str | Path) -> dict[str, Path]:
             "report.md",
             "votes.png",
             "proportions.png",
+            "choice_model.png",
+            "digits.png",
             "exclusions.csv",
             "proportions.csv",
         )
@@ -164,6 +179,8 @@ def write_outputs(analysis: Analysis, out_dir: str | Path) -> dict[str, Path]:
     )
     plot_votes(analysis, paths["votes.png"])
     plot_proportions(analysis, paths["proportions.png"])
+    plot_choice_model(analysis, paths["choice_model.png"])
+    plot_digits(analysis, paths["digits.png"])
     paths["report.md"].write_text(render_markdown(analysis))
     return paths
 
@@ -252,6 +269,58 @@ def plot_proportions(analysis: Analysis, path: Path) -> None:
     fig.savefig(path, metadata={"Software": None})
 
 
+def plot_choice_model(analysis: Analysis, path: Path) -> None:
+    """Log-odds of each method against the reference, with the bootstrap intervals."""
+    fig = _figure(5.0, 3.0)
+    ax = fig.add_subplot()
+    model = analysis.choice_model
+    if model is None:
+        ax.text(
+            0.5,
+            0.5,
+            "no choice model:\n" + analysis.choice_note,
+            ha="center",
+            va="center",
+            wrap=True,
+            transform=ax.transAxes,
+        )
+        ax.set_axis_off()
+    else:
+        y = np.arange(len(METHODS))[::-1]
+        for yi, m in zip(y, METHODS, strict=True):
+            lo, hi = model.ci[m]
+            ax.plot([lo, hi], [yi, yi], color=COLOURS[m], lw=2)
+            ax.plot(model.coef[m], yi, "o", color=COLOURS[m])
+        ax.axvline(0, color="0.6", lw=0.8, ls="--")
+        ax.set_yticks(y, [DISPLAY[m] for m in METHODS])
+        ax.set_xlabel(f"log-odds of being chosen vs {DISPLAY[model.reference]}")
+        ax.set_title(
+            f"Primary analysis: conditional logit ({model.bootstrap['level']:.0%} cluster-"
+            f"bootstrap CI)",
+            fontsize=9,
+        )
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.savefig(path, metadata={"Software": None})
+
+
+def plot_digits(analysis: Analysis, path: Path) -> None:
+    """Each digit's share of the votes per method (the per-digit breakdown)."""
+    table = analysis.by_digit
+    shares = table.div(table.sum(axis=1).replace(0, np.nan), axis=0)
+    fig = _figure(6.0, 3.4)
+    ax = fig.add_subplot()
+    digits = [str(d) for d in shares.index]
+    for m in METHODS:
+        ax.plot(digits, shares[m].to_numpy(), "o-", color=COLOURS[m], label=DISPLAY[m])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("digit asked")
+    ax.set_ylabel("share of the votes")
+    ax.set_title("Votes by digit", fontsize=10)
+    ax.legend(fontsize=7, ncols=4, loc="upper center", frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.savefig(path, metadata={"Software": None})
+
+
 # ---------------------------------------------------------------------------- markdown
 
 
@@ -307,6 +376,12 @@ def render_markdown(analysis: Analysis) -> str:
             "incomplete surveys kept if they had not already failed that rule."
             if sel.include_incomplete
             else "incomplete surveys excluded."
+        )
+        + (
+            f" Pre-declared speeder rule: participants whose median response time is below "
+            f"{sel.speeder_ms} ms excluded."
+            if sel.speeder_ms is not None
+            else " No speeder exclusion (the paper used none)."
         ),
         "",
         "## Summary (pasteable)",
@@ -369,7 +444,11 @@ def render_markdown(analysis: Analysis) -> str:
         "",
         "![Per-participant vote proportions](proportions.png)",
         "",
-        "## The paper's analysis (Ahern et al. 2020): one-way ANOVA and Tukey HSD",
+        *_primary_section(analysis),
+        "## Reproduction: the paper's analysis (Ahern et al. 2020), one-way ANOVA and Tukey HSD",
+        "",
+        "This is the paper's test, reproduced as published so that the numbers can be set "
+        "beside its own. It is not our primary analysis (see above).",
         "",
         "Observations: one proportion per participant per method "
         f"({sel.kept} x {len(METHODS)} = {sel.kept * len(METHODS)}), methods as groups.",
@@ -413,8 +492,9 @@ def render_markdown(analysis: Analysis) -> str:
         "integration cannot resolve smaller tail probabilities (its raw value is kept in "
         "`summary.json`).",
         "",
-        "## Beyond the paper: repeated-measures tests",
+        "## Secondary analyses: repeated-measures tests",
         "",
+        *_rm_anova_section(analysis),
         "The one-way ANOVA treats the four proportions of one participant as four "
         "independent observations. They are not: they come from the same person and sum "
         "to 1, so a high NormLIME share forces low shares elsewhere. The tests below treat "
@@ -462,21 +542,13 @@ def render_markdown(analysis: Analysis) -> str:
         "",
         _position_text(analysis.position_bias),
         "",
-        "## Votes by digit",
-        "",
-        _table(
-            ["digit", *[DISPLAY[m] for m in METHODS]],
-            [
-                [str(d), *[str(int(analysis.by_digit.loc[d, m])) for m in METHODS]]
-                for d in analysis.by_digit.index
-            ],
-        ),
-        "",
+        *_robustness_section(analysis),
         "## Files",
         "",
         "`summary.json` (the numbers above), `details.json` (settings, exclusions, "
-        "warnings, descriptives), `exclusions.csv`, `proportions.csv` (the analysed "
-        "observations), `votes.png`, `proportions.png`.",
+        "warnings, descriptives, the GEE cross-check), `exclusions.csv`, `proportions.csv` "
+        "(the paper's observations), `votes.png`, `proportions.png`, `choice_model.png`, "
+        "`digits.png`.",
         "",
     ]
     return "\n".join(parts)
@@ -494,8 +566,11 @@ def _paragraph(analysis: Analysis, order: list[str]) -> str:
         + (f" ({excluded})" if excluded else "")
         + f", leaving {sel.kept}. Their votes were: "
         + ", ".join(f"{totals[m]} for {DISPLAY[m]}" for m in order)
-        + ". Following Ahern et al. (2020), we treated each participant's vote proportions as "
-        f"one sample per method and ran a one-way ANOVA: F({anova.df_between}, "
+        + ". "
+        + _primary_sentence(analysis)
+        + " As a reproduction of the paper's analysis (Ahern et al. 2020), we treated each "
+        f"participant's vote proportions as one sample per method and ran a one-way ANOVA: "
+        f"F({anova.df_between}, "
         f"{anova.df_within}) = {_stat(anova.F)}, p = {format_p(anova.p)}, "
         f"eta squared = {_num(anova.eta_squared, 3)}."
     )
@@ -513,14 +588,235 @@ def _paragraph(analysis: Analysis, order: list[str]) -> str:
     else:
         text += " Tukey HSD found no significant pairwise difference."
     holm = [r for r in analysis.wilcoxon if r["reject"]]
+    rm = analysis.rm_anova
     text += (
-        " Because one participant's proportions sum to one and are not independent, we "
+        " Because one participant's proportions sum to one and are not independent, the "
+        f"repeated-measures ANOVA is the correct form of that test: F({rm['df_effect']}, "
+        f"{rm['df_error']}) = {_stat(rm['F'])}, p = {format_p(rm['p'])}. We "
         f"also ran a Friedman test (chi2({fr['df']}) = {_stat(fr['statistic'])}, p = "
         f"{format_p(fr['p'])}, Kendall's W = {_num(fr['kendalls_w'], 3)}) and pairwise "
         f"Wilcoxon signed-rank tests with Holm correction, which rejected "
         f"{len(holm)} of {len(analysis.wilcoxon)} pairwise null hypotheses."
     )
     return text
+
+
+def _primary_sentence(analysis: Analysis) -> str:
+    model = analysis.choice_model
+    if model is None:
+        return f"(The primary choice model could not be fitted: {analysis.choice_note}.)"
+    level = f"{model.bootstrap['level']:.0%}"
+    others = [m for m in METHODS if m != model.reference]
+    return (
+        "In the primary analysis, a conditional logit of each choice with the method and "
+        "the screen slot as covariates, the log-odds of choosing each method rather than "
+        f"{DISPLAY[model.reference]} were "
+        + ", ".join(
+            f"{_num(model.coef[m], 2)} for {DISPLAY[m]} ({level} CI "
+            f"{_num(model.ci[m][0], 2)} to {_num(model.ci[m][1], 2)})"
+            for m in others
+        )
+        + f" (cluster bootstrap over participants, {model.bootstrap['n']} resamples, seed "
+        f"{model.bootstrap['seed']}); robust Wald test of no method effect: "
+        f"chi2({model.omnibus['df']}) = {_stat(model.omnibus['chi2'])}, "
+        f"p = {format_p(model.omnibus['p'])}."
+    )
+
+
+def _primary_section(analysis: Analysis) -> list[str]:
+    model = analysis.choice_model
+    head = ["## Primary analysis: a conditional logit of the choices", ""]
+    if model is None:
+        return head + [
+            f"Not fitted: {analysis.choice_note}. Exports written by the study server since "
+            "the options column exists carry the screen order; the secondary tests below "
+            "do not need it.",
+            "",
+        ]
+    ref = DISPLAY[model.reference]
+    level = f"{model.bootstrap['level']:.0%}"
+    rows = []
+    for m in METHODS:
+        if m == model.reference:
+            rows.append([DISPLAY[m], "0 (reference)", "1", "", "", "", ""])
+            continue
+        lo, hi = model.ci[m]
+        loo = model.leave_one_out[m]
+        rows.append(
+            [
+                DISPLAY[m],
+                _num(model.coef[m], 3),
+                _num(float(np.exp(model.coef[m])), 3),
+                f"[{_num(lo, 3)}, {_num(hi, 3)}]",
+                _num(model.se_robust[m], 3),
+                format_p(model.p_wald[m]),
+                f"[{_num(loo[0], 3)}, {_num(loo[1], 3)}]",
+            ]
+        )
+    slots = [
+        [
+            f"slot {s}",
+            _num(v, 3) if s != "1" else "0 (reference)",
+            ""
+            if s == "1"
+            else f"[{_num(model.position_ci[s][0], 3)}, {_num(model.position_ci[s][1], 3)}]",
+        ]
+        for s, v in model.position_coef.items()
+    ]
+    gee = model.cross_check
+    return head + [
+        "Each real question is one choice among the four maps on the screen. The model "
+        "gives the option showing method m in screen slot s the utility beta_m + gamma_s "
+        "and the chosen option the probability exp(utility) / sum over the four options "
+        "(McFadden's conditional logit, one stratum per question). beta is the log-odds of "
+        f"choosing a method over {ref} when both are on the screen, whatever the slots. "
+        f"Intervals: {level} percentile cluster bootstrap ({model.bootstrap['n']} "
+        f"resamples of the {model.n_participants} participants, seed "
+        f"{model.bootstrap['seed']}; {model.bootstrap['failed']} resamples without a finite "
+        "estimate were dropped). p: Wald test with cluster-robust (sandwich) errors, "
+        "participants as clusters. Leave-one-out: the range of the estimate when each "
+        "participant in turn is left out.",
+        "",
+        _table(
+            [
+                "method",
+                f"log-odds vs {ref}",
+                "odds ratio",
+                f"{level} CI",
+                "robust SE",
+                "p",
+                "leave-one-out range",
+            ],
+            rows,
+        ),
+        "",
+        f"No method effect at all: chi2({model.omnibus['df']}) = "
+        f"{_stat(model.omnibus['chi2'])}, p = {format_p(model.omnibus['p'])} "
+        f"({model.n_questions} choices).",
+        "",
+        "Screen slot (log-odds against the leftmost slot):",
+        "",
+        _table(["slot", "log-odds", f"{level} CI"], slots),
+        "",
+        "![Primary analysis](choice_model.png)",
+        "",
+        "Cross-check, a marginal model of the chosen method (statsmodels NominalGEE, "
+        "robust errors; it ignores the slots, so it matches the estimates above only when "
+        "the position effects are small): "
+        + ", ".join(
+            f"{DISPLAY[m]} {_num(gee['coef'][m], 3)} [{_num(gee['ci'][m][0], 3)}, "
+            f"{_num(gee['ci'][m][1], 3)}]"
+            for m in METHODS
+            if m != model.reference
+        )
+        + ".",
+        "",
+    ]
+
+
+def _rm_anova_section(analysis: Analysis) -> list[str]:
+    rm, anova = analysis.rm_anova, analysis.anova
+    k = len(METHODS)
+    return [
+        f"Repeated-measures ANOVA (statsmodels AnovaRM, participants as subjects): "
+        f"F({rm['df_effect']}, {rm['df_error']}) = {_stat(rm['F'])}, p = {format_p(rm['p'])}; "
+        f"Greenhouse-Geisser epsilon {_num(rm['greenhouse_geisser_epsilon'], 3)}, corrected "
+        f"p = {format_p(rm['p_greenhouse_geisser'])}.",
+        "",
+        "Why it is exactly "
+        f"{k - 1}/{k} of the paper's F: each participant's {k} proportions sum to 1, so "
+        f"every participant's mean is 1/{k} and the subject sum of squares is 0 (here "
+        f"{rm['ss_subjects']:.3g}). The one-way residual sum of squares is then the "
+        "repeated-measures residual, but its degrees of freedom fall from k(n - 1) = "
+        f"{anova.df_within} to (k - 1)(n - 1) = {rm['df_error']}, and F = (SS_methods / "
+        f"(k - 1)) / (SS_residual / df) shrinks by the same factor {k - 1}/{k} (ratio "
+        f"measured here: {_num(rm['ratio_to_one_way'], 6)}). The one-way test counts "
+        "dependent observations as independent; the repeated-measures test does not.",
+        "",
+    ]
+
+
+def _robustness_section(analysis: Analysis) -> list[str]:
+    rob = analysis.robustness
+    rows = [
+        [
+            f"{DISPLAY[r['ahead']]} above {DISPLAY[r['behind']]}",
+            str(r["gap"]),
+            str(r["votes"]),
+            "not reachable" if r["participants"] is None else str(r["participants"]),
+        ]
+        for r in rob["reversals"]
+    ]
+    top = rob["top_rank"]
+    parts = [
+        "## Robustness",
+        "",
+        "How many answers, and how many participants, would have to change to reverse each "
+        "ordering of the vote totals (B strictly above A). Votes: answers changed from A to "
+        "B. Participants: the fewest whose answers, all rewritten in the most damaging way, "
+        f"reverse it (out of {analysis.selection.kept} kept).",
+        "",
+        _table(["ordering", "vote gap", "votes to reverse", "participants to reverse"], rows),
+        "",
+        f"Top rank: {DISPLAY[top['leader']]} leads; {top['votes']} changed votes (towards "
+        f"{DISPLAY[top['votes_challenger']]}) or {top['participants']} participants would "
+        "dethrone it.",
+        "",
+        "### Per digit",
+        "",
+    ]
+    table = analysis.by_digit
+    share = table.div(table.sum(axis=1).replace(0, np.nan), axis=0)
+    parts += [
+        _table(
+            ["digit", *[f"{DISPLAY[m]} votes (share)" for m in METHODS]],
+            [
+                [str(d)] + [f"{int(table.loc[d, m])} ({_num(share.loc[d, m], 2)})" for m in METHODS]
+                for d in table.index
+            ],
+        ),
+        "",
+        "![Votes by digit](digits.png)",
+        "",
+    ]
+    by_digit = rob.get("by_digit")
+    if by_digit:
+        ref = by_digit["reference"]
+        others = [m for m in METHODS if m != ref]
+        parts += [
+            f"The choice model on each digit alone (log-odds vs {DISPLAY[ref]}, 95% "
+            "cluster-robust Wald interval):",
+            "",
+            _table(
+                ["digit", *[DISPLAY[m] for m in others]],
+                [
+                    [d]
+                    + [
+                        f"{_num(row[m]['coef'], 2)} [{_num(row[m]['ci'][0], 2)}, "
+                        f"{_num(row[m]['ci'][1], 2)}]"
+                        if m in row
+                        else "not estimable"
+                        for m in others
+                    ]
+                    for d, row in by_digit["digits"].items()
+                ],
+            ),
+            "",
+        ]
+    inter = rob.get("digit_interaction")
+    if inter:
+        parts += [
+            (
+                f"Do the method effects differ between digits? {inter['test']}: LR = "
+                f"{_stat(inter['lr'])} ({inter['df']} parameters), p = "
+                f"{_num(inter['p'], 3)} ({inter['permutations']} permutations, seed "
+                f"{inter['seed']})."
+                if inter["tested"]
+                else f"Digit-by-method model not tested: {inter['reason']}."
+            ),
+            "",
+        ]
+    return parts
 
 
 def _tukey_rel(p: float) -> str:

@@ -35,6 +35,7 @@ __all__ = [
     "one_way_anova",
     "position_bias",
     "proportions",
+    "repeated_measures_anova",
     "tukey_hsd",
     "vote_matrix",
     "wilcoxon_holm",
@@ -128,6 +129,57 @@ def one_way_anova(samples: Sequence[np.ndarray]) -> AnovaResult:
         eta = ss_between / total if total > 0 else float("nan")
     p = float(stats.f.sf(f_value, df_between, df_within)) if np.isfinite(f_value) else np.nan
     return AnovaResult(float(f_value), p, df_between, df_within, ss_between, ss_within, eta)
+
+
+def repeated_measures_anova(props: pd.DataFrame) -> dict:
+    """One-way repeated-measures ANOVA: participants as subjects, methods as the within
+    factor (statsmodels ``AnovaRM``), with the Greenhouse-Geisser correction.
+
+    A participant's proportions sum to 1, so every subject mean is 1/k and the subject
+    sum of squares is 0: the residual of the one-way ANOVA is the RM residual, with
+    (n - 1)(k - 1) instead of k(n - 1) degrees of freedom.  Hence F_RM = F_one-way *
+    (k - 1) / k exactly (3/4 for four methods), reported as ``ratio_to_one_way``.
+    """
+    from scipy import stats
+    from statsmodels.stats.anova import AnovaRM
+
+    n, k = props.shape
+    long = pd.DataFrame(
+        {
+            "participant": np.repeat(np.arange(n), k),
+            "method": np.tile([str(c) for c in props.columns], n),
+            "proportion": props.to_numpy(dtype=np.float64).ravel(),
+        }
+    )
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = AnovaRM(long, "proportion", "participant", within=["method"]).fit().anova_table
+    f_value = float(table["F Value"].iloc[0])
+    df1, df2 = int(table["Num DF"].iloc[0]), int(table["Den DF"].iloc[0])
+    values = props.to_numpy(dtype=np.float64)
+    ss_subjects = float(k * np.sum((values.mean(axis=1) - values.mean()) ** 2))
+    # Greenhouse-Geisser epsilon from the covariance of orthonormal within contrasts
+    contrasts = np.linalg.qr(np.eye(k) - 1.0 / k)[0][:, : k - 1]
+    cov = np.cov(values @ contrasts, rowvar=False)
+    trace = float(np.trace(cov))
+    epsilon = trace**2 / ((k - 1) * float(np.trace(cov @ cov))) if trace > 0 else float("nan")
+    p_gg = (
+        float(stats.f.sf(f_value, epsilon * df1, epsilon * df2))
+        if np.isfinite(f_value) and np.isfinite(epsilon)
+        else float("nan")
+    )
+    one_way = one_way_anova([values[:, j] for j in range(k)])
+    return {
+        "test": "one-way repeated-measures ANOVA (statsmodels AnovaRM)",
+        "F": f_value,
+        "df_effect": df1,
+        "df_error": df2,
+        "p": float(table["Pr > F"].iloc[0]),
+        "ss_subjects": ss_subjects,
+        "greenhouse_geisser_epsilon": epsilon,
+        "p_greenhouse_geisser": p_gg,
+        "ratio_to_one_way": f_value / one_way.F if one_way.F else float("nan"),
+    }
 
 
 def tukey_hsd(props: pd.DataFrame, alpha: float = 0.05) -> list[dict]:

@@ -1,0 +1,458 @@
+"""The primary analysis: a conditional logit of the choices themselves.
+
+Each real question is a choice among the options on the screen.  The option in screen
+slot ``s`` showing method ``m`` has utility ``beta[m] + gamma[s]`` and the participant
+picks it with probability ``exp(utility) / sum(exp(utilities of the options shown))``
+(McFadden's conditional logit; one stratum per question).  ``beta`` is fixed to 0 for the
+reference method and ``gamma`` to 0 for slot 1, so ``beta[m]`` is the log-odds of
+choosing ``m`` over the reference when both are on the screen, whatever the slots.
+
+Uncertainty comes from the participants, not the answers: one person's 20 choices are
+not independent.  Confidence intervals are percentiles of a seeded cluster bootstrap
+(participants resampled with replacement); Wald tests use the cluster-robust sandwich
+covariance.  A marginal model (statsmodels ``NominalGEE``, exchangeable over a
+participant's answers would add nothing here, so independence working correlation with
+robust errors) is fitted beside it as a cross-check.
+
+Speed: a question is summarised by its *type*, (methods in slot order, chosen slot[,
+digit]).  With four methods there are 96 types, so a study of any size is an
+``n_participants x n_types`` count matrix, a bootstrap replicate is a weighted sum of its
+rows, and all replicates are fitted at once by one vectorised Newton iteration.  The
+point estimate equals statsmodels' ``ConditionalLogit`` on the long table (a test checks
+it), without ever building that table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DEFAULT_REFERENCE",
+    "BOOTSTRAP_DRAWS",
+    "ChoiceData",
+    "Fit",
+    "choice_data",
+    "design_matrix",
+    "fit_types",
+    "robust_covariance",
+    "bootstrap_counts",
+    "fit_choice_model",
+    "gee_cross_check",
+]
+
+#: the method whose coefficient is 0: LIME, the method NormLIME builds on, so that the
+#: paper's central contrast (NormLIME vs LIME) is one coefficient
+DEFAULT_REFERENCE = "lime"
+#: cluster-bootstrap replicates of the primary analysis
+BOOTSTRAP_DRAWS = 1000
+#: Newton iterations (the log-likelihood is concave; 10-15 are needed in practice)
+MAX_ITER = 60
+#: a replicate whose estimate passes this size has no finite maximum (a method or a slot
+#: with no choices in the resample): it is counted as failed, never averaged in
+DIVERGED = 25.0
+
+
+@dataclass(frozen=True)
+class ChoiceData:
+    """A study's real questions as counts of question types per participant.
+
+    ``shown[t, s]`` is the method index in screen slot ``s`` of type ``t``, ``chosen[t]``
+    the slot picked, ``digit[t]`` the digit asked; ``counts[i, t]`` how often participant
+    ``i`` answered a question of type ``t``.
+    """
+
+    methods: tuple[str, ...]
+    participants: np.ndarray
+    shown: np.ndarray
+    chosen: np.ndarray
+    digit: np.ndarray
+    counts: np.ndarray
+
+    @property
+    def n_options(self) -> int:
+        return self.shown.shape[1]
+
+    @property
+    def n_questions(self) -> int:
+        return int(self.counts.sum())
+
+    def collapse_digits(self) -> ChoiceData:
+        """The same data with types that differ only by digit merged (main-effects model)."""
+        key = np.column_stack([self.shown, self.chosen])
+        unique, inverse = np.unique(key, axis=0, return_inverse=True)
+        counts = np.zeros((self.counts.shape[0], len(unique)), dtype=self.counts.dtype)
+        np.add.at(counts.T, inverse.ravel(), self.counts.T)
+        return ChoiceData(
+            self.methods,
+            self.participants,
+            unique[:, :-1],
+            unique[:, -1],
+            np.full(len(unique), -1),
+            counts,
+        )
+
+    def only_digit(self, digit: int) -> np.ndarray:
+        """Counts with every type of another digit zeroed (same type layout)."""
+        return self.counts * (self.digit == digit)[None, :]
+
+
+def choice_data(real: pd.DataFrame, methods: Sequence[str]) -> ChoiceData:
+    """Type counts from validated real answers (columns participant_id, options, position,
+    digit).  Raises ValueError if a row lacks its screen order."""
+    if (real["options"] == "").any():
+        raise ValueError("the choice model needs the screen order (options) of every answer")
+    methods = tuple(methods)
+    order_codes, orders = pd.factorize(real["options"])
+    lookup = {m: i for i, m in enumerate(methods)}
+    order_table = np.array([[lookup[m] for m in text.split("|")] for text in orders])
+    pid_codes, participants = pd.factorize(real["participant_id"], sort=True)
+    key = np.column_stack(
+        [
+            order_codes,
+            real["position"].to_numpy(dtype=np.int64) - 1,
+            real["digit"].to_numpy(dtype=np.int64),
+        ]
+    )
+    types, inverse = np.unique(key, axis=0, return_inverse=True)
+    counts = np.zeros((len(participants), len(types)), dtype=np.int64)
+    np.add.at(counts, (pid_codes, inverse.ravel()), 1)
+    return ChoiceData(
+        methods,
+        np.asarray(participants),
+        order_table[types[:, 0]],
+        types[:, 1],
+        types[:, 2],
+        counts,
+    )
+
+
+def design_matrix(
+    shown: np.ndarray,
+    reference: int,
+    *,
+    positions: bool = True,
+    digits: np.ndarray | None = None,
+    n_methods: int | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Covariates of every option of every type, (types, slots, parameters), and names.
+
+    Parameters: one per non-reference method ("method:m"), then one per slot after the
+    first ("slot:s") if ``positions``; with ``digits``, the method effects are replaced by
+    one set per digit ("method:m@digit:d") — the digit-by-method model.
+    """
+    n_types, k = shown.shape
+    n_methods = n_methods or k
+    others = [m for m in range(n_methods) if m != reference]
+    method_cols = (shown[:, :, None] == np.array(others)[None, None, :]).astype(np.float64)
+    names = [f"method:{m}" for m in others]
+    blocks = [method_cols]
+    if digits is not None:
+        levels = np.unique(digits)
+        by_digit = (digits[:, None] == levels[None, :]).astype(np.float64)
+        blocks = [np.einsum("tsm,td->tsdm", method_cols, by_digit).reshape(n_types, k, -1)]
+        names = [f"method:{m}@digit:{d}" for d in levels for m in others]
+    if positions:
+        blocks.append(np.broadcast_to(np.eye(k)[None, :, 1:], (n_types, k, k - 1)))
+        names += [f"slot:{s}" for s in range(2, k + 1)]
+    return np.concatenate(blocks, axis=2), names
+
+
+@dataclass
+class Fit:
+    """Estimates of R replicates at once: ``theta`` (R, p), ``loglik`` (R,), ``converged``
+    (R,) and the observed information ``information`` (R, p, p)."""
+
+    theta: np.ndarray
+    loglik: np.ndarray
+    converged: np.ndarray
+    information: np.ndarray
+
+
+def _pieces(x: np.ndarray, chosen: np.ndarray, theta: np.ndarray):
+    """Per replicate and type: log-probability of the chosen slot, the score of one choice
+    (x_chosen - E[x]) and the slot probabilities."""
+    utility = np.einsum("tsp,rp->rts", x, theta)
+    utility -= utility.max(axis=2, keepdims=True)
+    log_norm = np.log(np.exp(utility).sum(axis=2, keepdims=True))
+    logp = utility - log_norm
+    prob = np.exp(logp)
+    mean_x = np.einsum("rts,tsp->rtp", prob, x)
+    x_chosen = x[np.arange(len(chosen)), chosen]
+    chosen_logp = np.take_along_axis(logp, np.broadcast_to(chosen, logp.shape[:2])[..., None], 2)
+    return chosen_logp[..., 0], x_chosen[None] - mean_x, prob, mean_x
+
+
+def fit_types(
+    x: np.ndarray, chosen: np.ndarray, weights: np.ndarray, max_iter: int = MAX_ITER
+) -> Fit:
+    """Maximum likelihood for R weightings of the same types at once.
+
+    ``weights`` (R, types) are type counts (a bootstrap replicate, a leave-one-out sample,
+    a simulated study).  Damped Newton: a step that lowers a replicate's log-likelihood
+    is halved, so every replicate's likelihood rises monotonically.
+    """
+    weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    r, p = weights.shape[0], x.shape[2]
+    theta = np.zeros((r, p))
+    loglik = _loglik(x, chosen, weights, theta)
+    converged = np.zeros(r, dtype=bool)
+    for _ in range(max_iter):
+        active = ~converged
+        if not active.any():
+            break
+        grad, info = _score_information(x, chosen, weights[active], theta[active])
+        step = _solve(info, grad)
+        new_theta, new_ll = _line_search(
+            x, chosen, weights[active], theta[active], loglik[active], step
+        )
+        done = np.abs(new_ll - loglik[active]) < 1e-10 * (1 + np.abs(loglik[active]))
+        done |= np.abs(step).max(axis=1) < 1e-9
+        theta[active], loglik[active] = new_theta, new_ll
+        idx = np.flatnonzero(active)
+        converged[idx[done]] = True
+    finite = np.isfinite(theta).all(axis=1) & (np.abs(theta).max(axis=1) < DIVERGED)
+    _, info = _score_information(x, chosen, weights, theta)
+    return Fit(theta, loglik, converged & finite, info)
+
+
+def _loglik(x, chosen, weights, theta) -> np.ndarray:
+    chosen_logp, *_ = _pieces(x, chosen, theta)
+    return np.einsum("rt,rt->r", weights, chosen_logp)
+
+
+def _score_information(x, chosen, weights, theta):
+    _, score, prob, mean_x = _pieces(x, chosen, theta)
+    grad = np.einsum("rt,rtp->rp", weights, score)
+    second = np.einsum("rt,rts,tsp,tsq->rpq", weights, prob, x, x, optimize=True)
+    outer = np.einsum("rt,rtp,rtq->rpq", weights, mean_x, mean_x, optimize=True)
+    return grad, second - outer
+
+
+def _solve(info: np.ndarray, grad: np.ndarray) -> np.ndarray:
+    """Newton steps, with a tiny ridge where the information is singular (a resample that
+    lost a method entirely): that replicate then drifts to DIVERGED and is flagged."""
+    p = info.shape[1]
+    ridge = 1e-10 * np.maximum(np.trace(info, axis1=1, axis2=2), 1.0)[:, None, None]
+    return np.linalg.solve(info + ridge * np.eye(p), grad[..., None])[..., 0]
+
+
+def _line_search(x, chosen, weights, theta, loglik, step, halvings: int = 30):
+    new_theta, new_ll = theta.copy(), loglik.copy()
+    pending = np.ones(len(theta), dtype=bool)
+    scale = 1.0
+    for _ in range(halvings):
+        trial = theta[pending] + scale * step[pending]
+        ll = _loglik(x, chosen, weights[pending], trial)
+        better = ll >= loglik[pending] - 1e-12 * np.abs(loglik[pending])
+        idx = np.flatnonzero(pending)[better]
+        new_theta[idx], new_ll[idx] = trial[better], ll[better]
+        pending[idx] = False
+        if not pending.any():
+            break
+        scale /= 2
+    return new_theta, new_ll
+
+
+def robust_covariance(
+    x: np.ndarray, chosen: np.ndarray, counts: np.ndarray, theta: np.ndarray
+) -> np.ndarray:
+    """Cluster-robust (sandwich) covariance with participants as clusters.
+
+    ``counts`` (R, n, types) and ``theta`` (R, p) for R studies at once (or (n, types)
+    and (p,) for one).  Small-sample factor n / (n - 1), as statsmodels' cluster option.
+    """
+    single = counts.ndim == 2
+    counts = np.asarray(counts, dtype=np.float64)
+    if single:
+        counts, theta = counts[None], np.atleast_2d(theta)
+    _, score, _, _ = _pieces(x, chosen, theta)
+    per_participant = np.einsum("rnt,rtp->rnp", counts, score)
+    meat = np.einsum("rnp,rnq->rpq", per_participant, per_participant)
+    n = counts.shape[1]
+    _, info = _score_information(x, chosen, counts.sum(axis=1), theta)
+    bread = np.linalg.pinv(info)
+    cov = bread @ meat @ bread * (n / max(n - 1, 1))
+    return cov[0] if single else cov
+
+
+def bootstrap_counts(counts: np.ndarray, draws: int, seed: int, chunk: int = 100):
+    """Type counts of ``draws`` cluster-bootstrap resamples, in chunks (R, types).
+
+    Each resample draws n participants with replacement (a multinomial count per
+    participant); the generator is seeded once, so the replicates depend only on
+    ``seed`` and ``draws``, not on the chunk size.
+    """
+    rng = np.random.default_rng(seed)
+    n = counts.shape[0]
+    weights = rng.multinomial(n, np.full(n, 1.0 / n), size=draws).astype(np.float64)
+    dense = counts.astype(np.float64)
+    for start in range(0, draws, chunk):
+        yield weights[start : start + chunk] @ dense
+
+
+@dataclass
+class ChoiceModel:
+    """The primary analysis, ready for summary.json (see :meth:`as_summary`)."""
+
+    methods: tuple[str, ...]
+    reference: str
+    coef: dict[str, float]
+    ci: dict[str, list[float]]
+    se_robust: dict[str, float]
+    p_wald: dict[str, float]
+    omnibus: dict
+    position_coef: dict[str, float]
+    position_ci: dict[str, list[float]]
+    n_participants: int
+    n_questions: int
+    bootstrap: dict
+    leave_one_out: dict[str, list[float]]
+    by_digit: dict = field(default_factory=dict)
+    digit_interaction: dict = field(default_factory=dict)
+    cross_check: dict = field(default_factory=dict)
+
+    def as_summary(self) -> dict:
+        return {
+            "model": "conditional logit (one stratum per question): method + screen slot",
+            "reference": self.reference,
+            "coef": self.coef,
+            "ci": self.ci,
+            "se_robust": self.se_robust,
+            "p_wald": self.p_wald,
+            "omnibus": self.omnibus,
+            "position_coef": self.position_coef,
+            "position_ci": self.position_ci,
+            "n_participants": self.n_participants,
+            "n_questions": self.n_questions,
+            "bootstrap": self.bootstrap,
+            "leave_one_out": self.leave_one_out,
+        }
+
+
+def fit_choice_model(
+    data: ChoiceData,
+    *,
+    reference: str = DEFAULT_REFERENCE,
+    draws: int = BOOTSTRAP_DRAWS,
+    seed: int = 0,
+    level: float = 0.95,
+) -> ChoiceModel:
+    """Fit the primary model, its bootstrap CIs, robust Wald tests and leave-one-out range."""
+    from scipy import stats
+
+    if reference not in data.methods:
+        raise ValueError(f"unknown reference method {reference!r}")
+    main = data.collapse_digits()
+    ref = data.methods.index(reference)
+    x, names = design_matrix(main.shown, ref)
+    totals = main.counts.sum(axis=0)
+    point = fit_types(x, main.chosen, totals[None])
+    if not point.converged[0]:
+        raise ValueError(
+            "the choice model has no finite estimate: some method or screen slot was never chosen"
+        )
+    theta = point.theta[0]
+    cov = robust_covariance(x, main.chosen, main.counts, theta)
+    se = np.sqrt(np.diag(cov))
+
+    boot, failed = [], 0
+    for weights in bootstrap_counts(main.counts, draws, seed):
+        fit = fit_types(x, main.chosen, weights)
+        boot.append(fit.theta[fit.converged])
+        failed += int((~fit.converged).sum())
+    boot = np.concatenate(boot) if boot else np.empty((0, len(theta)))
+    alpha = 1 - level
+    lo, hi = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=0) if len(boot) else (theta, theta)
+
+    loo = _leave_one_out(x, main.chosen, main.counts, totals)
+
+    n_m = len(data.methods) - 1
+    method_names = [data.methods[int(n.split(":")[1])] for n in names[:n_m]]
+    coef = {reference: 0.0} | dict(zip(method_names, theta[:n_m].tolist(), strict=True))
+    ci = {reference: [0.0, 0.0]} | {
+        m: [float(lo[i]), float(hi[i])] for i, m in enumerate(method_names)
+    }
+    z = theta / np.where(se > 0, se, np.nan)
+    p_wald = {m: float(2 * stats.norm.sf(abs(z[i]))) for i, m in enumerate(method_names)}
+    block = cov[:n_m, :n_m]
+    chi2 = float(theta[:n_m] @ np.linalg.solve(block, theta[:n_m]))
+    slots = [n.split(":")[1] for n in names[n_m:]]
+    return ChoiceModel(
+        methods=data.methods,
+        reference=reference,
+        coef=coef,
+        ci=ci,
+        se_robust={reference: 0.0} | {m: float(se[i]) for i, m in enumerate(method_names)},
+        p_wald=p_wald,
+        omnibus={
+            "test": "cluster-robust Wald test that every method coefficient is 0",
+            "chi2": chi2,
+            "df": n_m,
+            "p": float(stats.chi2.sf(chi2, n_m)),
+        },
+        position_coef={"1": 0.0} | {s: float(theta[n_m + i]) for i, s in enumerate(slots)},
+        position_ci={"1": [0.0, 0.0]}
+        | {s: [float(lo[n_m + i]), float(hi[n_m + i])] for i, s in enumerate(slots)},
+        n_participants=int(data.counts.shape[0]),
+        n_questions=data.n_questions,
+        bootstrap={
+            "n": int(draws),
+            "seed": int(seed),
+            "level": level,
+            "method": "percentile, participants resampled with replacement",
+            "failed": failed,
+        },
+        leave_one_out={
+            reference: [0.0, 0.0],
+            **{
+                m: [float(loo[:, i].min()), float(loo[:, i].max())]
+                for i, m in enumerate(method_names)
+            },
+        },
+    )
+
+
+def _leave_one_out(x, chosen, counts, totals, chunk: int = 500) -> np.ndarray:
+    """Estimates with each participant left out in turn, (n, p)."""
+    out = []
+    for start in range(0, counts.shape[0], chunk):
+        fit = fit_types(x, chosen, totals[None] - counts[start : start + chunk])
+        out.append(np.where(fit.converged[:, None], fit.theta, np.nan))
+    return np.concatenate(out)
+
+
+def gee_cross_check(real: pd.DataFrame, methods: Sequence[str], reference: str) -> dict:
+    """A marginal model of the chosen method (statsmodels NominalGEE, robust errors).
+
+    It ignores the screen order, so its log-odds equal the conditional logit's method
+    effects only when there is no position effect; it is shown as a check, not a test.
+    """
+    import warnings
+
+    from statsmodels.genmod.cov_struct import Independence
+    from statsmodels.genmod.generalized_estimating_equations import NominalGEE
+
+    order = [m for m in methods if m != reference] + [reference]  # GEE: last = reference
+    codes = pd.Categorical(real["chosen_method"], categories=order).codes
+    groups = pd.factorize(real["participant_id"])[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = NominalGEE(
+            codes, np.ones((len(codes), 1)), groups=groups, cov_struct=Independence()
+        )
+        result = model.fit()
+    params, bse = np.asarray(result.params), np.asarray(result.bse)
+    return {
+        "model": "statsmodels NominalGEE, intercepts only, independence, robust errors",
+        "reference": reference,
+        "coef": {reference: 0.0} | {m: float(params[i]) for i, m in enumerate(order[:-1])},
+        "ci": {reference: [0.0, 0.0]}
+        | {
+            m: [float(params[i] - 1.959964 * bse[i]), float(params[i] + 1.959964 * bse[i])]
+            for i, m in enumerate(order[:-1])
+        },
+    }
