@@ -215,8 +215,21 @@ def fit_types(
         idx = np.flatnonzero(active)
         converged[idx[done]] = True
     finite = np.isfinite(theta).all(axis=1) & (np.abs(theta).max(axis=1) < DIVERGED)
+    finite &= ~_separated(x, chosen, weights)
     _, info = _score_information(x, chosen, weights, theta)
     return Fit(theta, loglik, converged & finite, info)
+
+
+def _separated(x, chosen, weights) -> np.ndarray:
+    """Replicates with no finite maximum along a covariate: its total over the chosen
+    options sits at the smallest or largest value the shown options allow (e.g. a method
+    or a slot never chosen).  The likelihood then keeps rising as that coefficient runs
+    off to infinity, which Newton cannot show in a bounded number of steps."""
+    x_chosen = x[np.arange(len(chosen)), chosen]
+    total = weights @ x_chosen
+    low, high = weights @ x.min(axis=1), weights @ x.max(axis=1)
+    scale = 1e-9 * np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
+    return ((total - low < scale) | (high - total < scale)).any(axis=1)
 
 
 def _loglik(x, chosen, weights, theta) -> np.ndarray:

@@ -264,7 +264,8 @@ def validate_votes(
         raise VotesError(f"{source} has duplicated column(s) {', '.join(dup)}")
     if len(raw) == 0:
         raise VotesError(f"{source} has a header but no answers")
-    raw = raw.reset_index(drop=True).astype(str)
+    raw = raw.reset_index(drop=True).astype(object)
+    raw = raw.where(raw.notna(), "").astype(str)  # a DataFrame's missing values read as empty
     n_rows = len(raw)
     everywhere = np.ones(n_rows, dtype=bool)
 
