@@ -42,6 +42,7 @@ __all__ = [
     "bootstrap_counts",
     "fit_choice_model",
     "gee_cross_check",
+    "hotelling_f",
 ]
 
 #: the method whose coefficient is 0: LIME, the method NormLIME builds on, so that the
@@ -307,6 +308,14 @@ def bootstrap_counts(counts: np.ndarray, draws: int, seed: int, chunk: int = 100
         yield weights[start : start + chunk] @ dense
 
 
+def hotelling_f(wald: np.ndarray | float, clusters: int, restrictions: int):
+    """The cluster-robust Wald statistic W of q restrictions as an F(q, G - q) statistic,
+    (G - q) / (q (G - 1)) W, as Hotelling's T^2 is: with few participants (clusters) the
+    chi-square reference rejects far too often, this one does not (see power.py)."""
+    g, q = clusters, restrictions
+    return (g - q) / (q * (g - 1)) * np.asarray(wald) if g > q else np.full_like(wald, np.nan)
+
+
 @dataclass
 class ChoiceModel:
     """The primary analysis, ready for summary.json (see :meth:`as_summary`)."""
@@ -389,10 +398,12 @@ def fit_choice_model(
     ci = {reference: [0.0, 0.0]} | {
         m: [float(lo[i]), float(hi[i])] for i, m in enumerate(method_names)
     }
+    g = int(data.counts.shape[0])
     z = theta / np.where(se > 0, se, np.nan)
-    p_wald = {m: float(2 * stats.norm.sf(abs(z[i]))) for i, m in enumerate(method_names)}
+    p_wald = {m: float(2 * stats.t.sf(abs(z[i]), g - 1)) for i, m in enumerate(method_names)}
     block = cov[:n_m, :n_m]
-    chi2 = float(theta[:n_m] @ np.linalg.solve(block, theta[:n_m]))
+    chi2 = float(theta[:n_m] @ np.linalg.pinv(block) @ theta[:n_m])
+    f_value = float(hotelling_f(chi2, g, n_m))
     slots = [n.split(":")[1] for n in names[n_m:]]
     return ChoiceModel(
         methods=data.methods,
@@ -402,10 +413,12 @@ def fit_choice_model(
         se_robust={reference: 0.0} | {m: float(se[i]) for i, m in enumerate(method_names)},
         p_wald=p_wald,
         omnibus={
-            "test": "cluster-robust Wald test that every method coefficient is 0",
-            "chi2": chi2,
-            "df": n_m,
-            "p": float(stats.chi2.sf(chi2, n_m)),
+            "test": "cluster-robust Wald test that every method coefficient is 0, as "
+            "F(q, G - q) = (G - q) / (q (G - 1)) W",
+            "wald": chi2,
+            "F": f_value,
+            "df": [n_m, g - n_m],
+            "p": float(stats.f.sf(f_value, n_m, g - n_m)) if g > n_m else float("nan"),
         },
         position_coef={"1": 0.0} | {s: float(theta[n_m + i]) for i, s in enumerate(slots)},
         position_ci={"1": [0.0, 0.0]}

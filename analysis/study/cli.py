@@ -246,3 +246,315 @@ def redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - a malformed URL is shown as given
         return url
+
+
+# ------------------------------------------------------------------ normlime power
+
+
+def _parse_shares(text: str) -> tuple[float, ...]:
+    """Shares as typed: rounding to 3 decimals is forgiven (sum within 0.001 of 1, then
+    normalised); anything further from 1 is refused."""
+    try:
+        shares = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--shares must be numbers separated by commas, got {text!r}") from None
+    total = sum(shares)
+    if all(s >= 0 for s in shares) and abs(total - 1) <= SHARE_ROUNDING:
+        shares = tuple(s / total for s in shares)
+    return shares
+
+
+#: how far typed shares may sum from 1 (rounding) before they are refused
+SHARE_ROUNDING = 1e-3
+
+
+@click.command("power")
+@click.option(
+    "--pilot",
+    "pilot_path",
+    type=click.Path(path_type=Path),
+    metavar="CSV",
+    help="a pilot's votes export: its fitted choice model, heterogeneity and keep rate",
+)
+@click.option(
+    "--shares",
+    metavar="P1,P2,P3,P4",
+    help="assumed choice shares of normlime, lime, smoothgrad, vargrad (in that order; sum 1)",
+)
+@click.option(
+    "--concentration",
+    type=float,
+    default=None,
+    metavar="A",
+    help="Dirichlet precision of participants' preferences (smaller = more different; "
+    "'inf' = identical). Default: estimated from --pilot, else 10",
+)
+@click.option(
+    "--contrast",
+    default="normlime:lime",
+    show_default=True,
+    metavar="A:B",
+    help="the pairwise contrast to power (the omnibus test is always powered too)",
+)
+@click.option("--power", "target", type=float, default=0.8, show_default=True)
+@click.option("--alpha", type=float, default=0.05, show_default=True)
+@click.option(
+    "--simulations",
+    type=click.IntRange(min=100),
+    default=1000,
+    show_default=True,
+    help="simulated studies per participant count",
+)
+@click.option(
+    "--questions",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="real questions per participant",
+)
+@click.option("--max-participants", type=click.IntRange(min=5), default=5000, show_default=True)
+@click.option(
+    "--keep-rate",
+    type=float,
+    default=None,
+    help="share of recruited participants kept by the attention rule (default: "
+    "the pilot's, else 1)",
+)
+@click.option(
+    "--min-checks",
+    type=int,
+    default=4,
+    show_default=True,
+    help="the pilot's inclusion rule (attention checks passed)",
+)
+@click.option("--pay-per-hour", type=float, default=None, metavar="X")
+@click.option("--minutes-per-survey", type=float, default=None, metavar="M")
+@click.option(
+    "--platform-fee",
+    type=float,
+    default=0.0,
+    show_default=True,
+    metavar="F",
+    help="the platform's fee as a fraction of the payments (e.g. 0.33)",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="directory for power.json and power.png",
+)
+def power_command(
+    pilot_path,
+    shares,
+    concentration,
+    contrast,
+    target,
+    alpha,
+    simulations,
+    questions,
+    max_participants,
+    keep_rate,
+    min_checks,
+    pay_per_hour,
+    minutes_per_survey,
+    platform_fee,
+    seed,
+    out_dir,
+):
+    """Participants (and cost) needed for a planned study, by simulation.
+
+    Simulates studies from a pilot's fitted choice model or from assumed shares, analyses
+    each with the primary analysis's tests, and counts rejections.
+    """
+    import json
+    import math
+
+    from .power import DEFAULT_CONCENTRATION, PowerModel, power_search, study_cost
+    from .report import plot_power
+    from .votes import METHODS
+
+    if (pilot_path is None) == (shares is None):
+        raise InputError("give exactly one of --pilot votes.csv or --shares P1,P2,P3,P4")
+    if not 0 < target < 1 or not 0 < alpha < 1:
+        raise InputError("--power and --alpha must be between 0 and 1")
+    if (pay_per_hour is None) != (minutes_per_survey is None):
+        raise InputError("--pay-per-hour and --minutes-per-survey go together")
+    for name, value in (
+        ("--pay-per-hour", pay_per_hour),
+        ("--minutes-per-survey", minutes_per_survey),
+        ("--platform-fee", platform_fee),
+    ):
+        if value is not None and (not math.isfinite(value) or value < 0):
+            raise InputError(f"{name} must be a non-negative number, got {value}")
+    if keep_rate is not None and not 0 < keep_rate <= 1:
+        raise InputError(f"--keep-rate must be in (0, 1], got {keep_rate}")
+    pair = tuple(m.strip().lower() for m in contrast.split(":"))
+    if len(pair) != 2 or pair[0] == pair[1] or any(m not in METHODS for m in pair):
+        raise InputError(
+            f"--contrast must name two different methods as A:B, from {', '.join(METHODS)}; "
+            f"got {contrast!r}"
+        )
+    if concentration is not None and not concentration > 0:
+        raise InputError(f"--concentration must be above 0, got {concentration}")
+    given = None if concentration is None or math.isinf(concentration) else concentration
+
+    try:
+        if shares is not None:
+            model = PowerModel(
+                METHODS,
+                _parse_shares(shares),
+                concentration=given if concentration is not None else DEFAULT_CONCENTRATION,
+                questions=questions,
+                source="assumed shares",
+            )
+            rate, pilot = keep_rate or 1.0, None
+        else:
+            model, rate, pilot = _pilot_model(pilot_path, min_checks, questions, concentration)
+            rate = keep_rate or rate
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+
+    def progress(point):
+        click.echo(
+            f"  n = {point.n}: contrast {point.contrast_power:.3f}, omnibus "
+            f"{point.omnibus_power:.3f}",
+            err=True,
+        )
+
+    search = power_search(
+        model,
+        contrast=pair,
+        target=target,
+        simulations=simulations,
+        alpha=alpha,
+        seed=seed,
+        max_participants=max_participants,
+        progress=progress,
+    )
+    curve = [{"n": p.n, "power": p.contrast_power} for p in search.points]
+    result = {
+        "participants_needed": search.needed_contrast,
+        "curve": curve,
+        "contrast": f"{pair[0]}:{pair[1]}",
+        "test": "two-sided cluster-robust Wald test of the contrast's log-odds difference "
+        "in the primary conditional logit, against t(n - 1)",
+        "simulations": simulations,
+        "seed": seed,
+        "power": target,
+        "alpha": alpha,
+        "omnibus": {
+            "participants_needed": search.needed_omnibus,
+            "curve": [{"n": p.n, "power": p.omnibus_power} for p in search.points],
+            "test": "cluster-robust Wald test of no method effect, as F(3, n - 3)",
+        },
+        "failed_fits": {str(p.n): p.failed_fits for p in search.points if p.failed_fits},
+        "model": model.as_dict(),
+        "pilot": pilot,
+        "max_participants": max_participants,
+    }
+    needed = [v for v in (search.needed_contrast, search.needed_omnibus) if v is not None]
+    if pay_per_hour is not None and needed:
+        result["cost"] = study_cost(
+            max(needed),
+            keep_rate=rate,
+            pay_per_hour=pay_per_hour,
+            minutes_per_survey=minutes_per_survey,
+            platform_fee=platform_fee,
+        )
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "power.json").write_text(json.dumps(result, indent=2) + "\n")
+        plot_power(result, out_dir / "power.png")
+    except OSError as exc:
+        raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+
+    def say(what, n):
+        return (
+            f"{n} kept participants"
+            if n is not None
+            else f"not reached with {max_participants} participants"
+        )
+
+    click.echo(
+        f"model: {model.source}; shares "
+        + ", ".join(f"{m} {s:.3f}" for m, s in zip(model.methods, model.shares, strict=True))
+        + f"; concentration {model.concentration}"
+    )
+    click.echo(
+        f"contrast {pair[0]}:{pair[1]} at power {target} (alpha {alpha}): "
+        f"{say('contrast', search.needed_contrast)}"
+    )
+    click.echo(f"omnibus test at power {target}: {say('omnibus', search.needed_omnibus)}")
+    if "cost" in result:
+        cost = result["cost"]
+        click.echo(
+            f"cost: recruit {cost['participants_to_recruit']} (keep rate {rate:.3g}) "
+            f"x {cost['pay_per_participant']:.2f} = {cost['payments']:.2f} + fee "
+            f"{cost['platform_fee']:.2f} = {cost['total']:.2f}"
+        )
+    click.echo(f"power.json: {out_dir / 'power.json'}")
+
+
+def _pilot_model(path, min_checks, questions, concentration):
+    """The power model a pilot implies: its choice model's shares and slot effects, its
+    heterogeneity (unless given) and its keep rate."""
+    import math
+
+    import numpy as np
+
+    from . import choice, stats
+    from .attention import select_participants
+    from .power import MIN_PARTICIPANTS, PowerModel, estimate_concentration
+    from .votes import METHODS, VotesError, read_votes_csv, validate_votes
+
+    try:
+        votes = validate_votes(read_votes_csv(path), source=str(path))
+        selection = select_participants(votes, min_checks)
+    except VotesError as exc:
+        raise ValueError(str(exc)) from None
+    if selection.kept < MIN_PARTICIPANTS:
+        raise ValueError(
+            f"the pilot has {selection.kept} kept participant(s); a power calculation needs at "
+            f"least {MIN_PARTICIPANTS}"
+        )
+    kept = selection.participants.index[selection.participants["kept"].to_numpy()]
+    counts = stats.vote_matrix(selection.votes, kept)
+    position = None
+    if votes.has_options:
+        data = choice.choice_data(selection.votes, METHODS)
+        fitted = choice.fit_choice_model(data, draws=0)
+        beta = np.array([fitted.coef[m] for m in METHODS])
+        shares = np.exp(beta) / np.exp(beta).sum()
+        position = tuple(fitted.position_coef[str(s)] for s in range(1, len(METHODS) + 1))
+        how = "the pilot's conditional logit (method + screen slot)"
+    else:
+        totals = counts.sum(axis=0).to_numpy(dtype=float)
+        if (totals == 0).any():
+            raise ValueError("some method has no votes in the pilot: no finite share to assume")
+        shares = totals / totals.sum()
+        how = "the pilot's vote shares (no options column: no slot effects)"
+    if concentration is None:
+        conc = estimate_concentration(counts.to_numpy())
+    else:
+        conc = None if math.isinf(concentration) else concentration
+    model = PowerModel(
+        METHODS,
+        tuple(float(s) for s in shares / shares.sum()),
+        concentration=conc,
+        position_logits=position,
+        questions=questions,
+        source=f"pilot {path}: {how}",
+    )
+    pilot = {
+        "path": str(path),
+        "participants": selection.total,
+        "kept": selection.kept,
+        "min_checks": min_checks,
+        "estimated_concentration": concentration is None,
+    }
+    return model, selection.kept / selection.total, pilot
+
+
+COMMANDS.append(power_command)

@@ -321,6 +321,33 @@ def plot_digits(analysis: Analysis, path: Path) -> None:
     fig.savefig(path, metadata={"Software": None})
 
 
+def plot_power(result: dict, path: Path) -> None:
+    """Power against kept participants for the contrast and the omnibus test."""
+    fig = _figure(5.4, 3.4)
+    ax = fig.add_subplot()
+    for label, curve, colour in (
+        (f"contrast {result['contrast']}", result["curve"], "#d62728"),
+        ("omnibus", result["omnibus"]["curve"], "#1f77b4"),
+    ):
+        points = [(c["n"], c["power"]) for c in curve if c["power"] is not None]
+        if points:
+            ax.plot(*zip(*points, strict=True), "o-", ms=3, color=colour, label=label)
+    ax.axhline(result["power"], color="0.5", ls="--", lw=0.8)
+    ax.axhline(result["alpha"], color="0.7", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("kept participants")
+    ax.set_ylabel("power")
+    ax.set_title(
+        f"Power by simulation ({result['simulations']} studies per point, seed "
+        f"{result['seed']})",
+        fontsize=9,
+    )
+    ax.legend(fontsize=8, frameon=False)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.savefig(path, metadata={"Software": None})
+
+
 # ---------------------------------------------------------------------------- markdown
 
 
@@ -618,8 +645,8 @@ def _primary_sentence(analysis: Analysis) -> str:
         )
         + f" (cluster bootstrap over participants, {model.bootstrap['n']} resamples, seed "
         f"{model.bootstrap['seed']}); robust Wald test of no method effect: "
-        f"chi2({model.omnibus['df']}) = {_stat(model.omnibus['chi2'])}, "
-        f"p = {format_p(model.omnibus['p'])}."
+        f"F({model.omnibus['df'][0]}, {model.omnibus['df'][1]}) = "
+        f"{_stat(model.omnibus['F'])}, p = {format_p(model.omnibus['p'])}."
     )
 
 
@@ -674,8 +701,10 @@ def _primary_section(analysis: Analysis) -> list[str]:
         f"resamples of the {model.n_participants} participants, seed "
         f"{model.bootstrap['seed']}; {model.bootstrap['failed']} resamples without a finite "
         "estimate were dropped). p: Wald test with cluster-robust (sandwich) errors, "
-        "participants as clusters. Leave-one-out: the range of the estimate when each "
-        "participant in turn is left out.",
+        "participants as clusters, against t(G - 1) (G participants); the joint test as "
+        "F(q, G - q), Hotelling's small-sample form (plain normal and chi-square references "
+        "reject true nulls far too often with few participants). Leave-one-out: the range "
+        "of the estimate when each participant in turn is left out.",
         "",
         _table(
             [
@@ -690,8 +719,9 @@ def _primary_section(analysis: Analysis) -> list[str]:
             rows,
         ),
         "",
-        f"No method effect at all: chi2({model.omnibus['df']}) = "
-        f"{_stat(model.omnibus['chi2'])}, p = {format_p(model.omnibus['p'])} "
+        f"No method effect at all: cluster-robust Wald W = {_stat(model.omnibus['wald'])}, "
+        f"as F({model.omnibus['df'][0]}, {model.omnibus['df'][1]}) = "
+        f"{_stat(model.omnibus['F'])}, p = {format_p(model.omnibus['p'])} "
         f"({model.n_questions} choices).",
         "",
         "Screen slot (log-odds against the leftmost slot):",
