@@ -147,12 +147,27 @@ def test_leave_one_out_range_matches_explicit_refits(fixed):
     assert lo - 1e-9 <= min(estimates) and max(estimates) <= hi + 1e-9
 
 
-def test_gee_cross_check_is_the_log_vote_ratio(fixed):
+def test_marginal_cross_check_equals_nominal_gee_and_a_cluster_bootstrap(fixed):
+    from statsmodels.genmod.cov_struct import Independence
+    from statsmodels.genmod.generalized_estimating_equations import NominalGEE
+
     real, _ = fixed
-    gee = choice.gee_cross_check(real, METHODS, "lime")
-    votes = real["chosen_method"].value_counts()
-    for m in ("normlime", "smoothgrad", "vargrad"):
-        assert gee["coef"][m] == pytest.approx(np.log(votes[m] / votes["lime"]), abs=1e-5)
+    marginal = choice.marginal_cross_check(real, METHODS, "lime")
+    order = ["normlime", "smoothgrad", "vargrad", "lime"]
+    codes = pd.Categorical(real["chosen_method"], categories=order).codes
+    pid = pd.factorize(real["participant_id"])[0]
+    gee = NominalGEE(codes, np.ones((len(codes), 1)), groups=pid, cov_struct=Independence()).fit()
+    np.testing.assert_allclose([marginal["coef"][m] for m in order[:3]], gee.params, atol=1e-5)
+    # the intervals: against a cluster bootstrap of the same estimator
+    counts = pd.crosstab(pid, real["chosen_method"])[order].to_numpy()
+    rng = np.random.default_rng(0)
+    draws = []
+    for _ in range(2000):
+        total = counts[rng.integers(0, len(counts), len(counts))].sum(axis=0)
+        draws.append(np.log(total[:3] / total[3]))
+    boot_se = np.std(draws, axis=0)
+    half = [(marginal["ci"][m][1] - marginal["ci"][m][0]) / 2 / 1.959964 for m in order[:3]]
+    np.testing.assert_allclose(half, boot_se, rtol=0.1)
 
 
 def test_separation_is_reported_not_hidden():
@@ -192,6 +207,14 @@ def test_rm_anova_is_three_quarters_of_the_one_way_f_and_matches_numpy():
     f = (ss_m / (k - 1)) / (ss_e / ((k - 1) * (n - 1)))
     free = stats.repeated_measures_anova(pd.DataFrame(y, columns=list(METHODS)))
     assert free["F"] == pytest.approx(f, rel=1e-10)
+    from statsmodels.stats.anova import AnovaRM
+
+    long = pd.DataFrame(
+        {"pid": np.repeat(np.arange(n), k), "method": np.tile(list(METHODS), n), "y": y.ravel()}
+    )
+    table = AnovaRM(long, "y", "pid", within=["method"]).fit().anova_table
+    assert free["F"] == pytest.approx(float(table["F Value"].iloc[0]), rel=1e-9)
+    assert free["p"] == pytest.approx(float(table["Pr > F"].iloc[0]), rel=1e-7)
     assert free["ss_subjects"] == pytest.approx(ss_s, rel=1e-10)
     assert 1 / (k - 1) <= free["greenhouse_geisser_epsilon"] <= 1
 

@@ -10,9 +10,8 @@ choosing ``m`` over the reference when both are on the screen, whatever the slot
 Uncertainty comes from the participants, not the answers: one person's 20 choices are
 not independent.  Confidence intervals are percentiles of a seeded cluster bootstrap
 (participants resampled with replacement); Wald tests use the cluster-robust sandwich
-covariance.  A marginal model (statsmodels ``NominalGEE``, exchangeable over a
-participant's answers would add nothing here, so independence working correlation with
-robust errors) is fitted beside it as a cross-check.
+covariance.  A marginal model of the chosen method (the estimates of statsmodels'
+``NominalGEE``) is fitted beside it as a cross-check.
 
 Speed: a question is summarised by its *type*, (methods in slot order, chosen slot[,
 digit]).  With four methods there are 96 types, so a study of any size is an
@@ -41,7 +40,7 @@ __all__ = [
     "robust_covariance",
     "bootstrap_counts",
     "fit_choice_model",
-    "gee_cross_check",
+    "marginal_cross_check",
     "hotelling_f",
 ]
 
@@ -176,7 +175,8 @@ class Fit:
 def _pieces(x: np.ndarray, chosen: np.ndarray, theta: np.ndarray):
     """Per replicate and type: log-probability of the chosen slot, the score of one choice
     (x_chosen - E[x]) and the slot probabilities."""
-    utility = np.einsum("tsp,rp->rts", x, theta)
+    t, k, p = x.shape
+    utility = (theta @ x.reshape(t * k, p).T).reshape(len(theta), t, k)
     utility -= utility.max(axis=2, keepdims=True)
     log_norm = np.log(np.exp(utility).sum(axis=2, keepdims=True))
     logp = utility - log_norm
@@ -201,11 +201,12 @@ def fit_types(
     theta = np.zeros((r, p))
     loglik = _loglik(x, chosen, weights, theta)
     converged = np.zeros(r, dtype=bool)
+    outer_x = _outer_products(x)
     for _ in range(max_iter):
         active = ~converged
         if not active.any():
             break
-        grad, info = _score_information(x, chosen, weights[active], theta[active])
+        grad, info = _score_information(x, chosen, weights[active], theta[active], outer_x)
         step = _solve(info, grad)
         new_theta, new_ll = _line_search(
             x, chosen, weights[active], theta[active], loglik[active], step
@@ -217,7 +218,7 @@ def fit_types(
         converged[idx[done]] = True
     finite = np.isfinite(theta).all(axis=1) & (np.abs(theta).max(axis=1) < DIVERGED)
     finite &= ~_separated(x, chosen, weights)
-    _, info = _score_information(x, chosen, weights, theta)
+    _, info = _score_information(x, chosen, weights, theta, outer_x)
     return Fit(theta, loglik, converged & finite, info)
 
 
@@ -238,12 +239,27 @@ def _loglik(x, chosen, weights, theta) -> np.ndarray:
     return np.einsum("rt,rt->r", weights, chosen_logp)
 
 
-def _score_information(x, chosen, weights, theta):
+def _score_information(x, chosen, weights, theta, outer_x=None):
+    """Gradient (R, p) and observed information (R, p, p), as matrix products: the
+    second moments are one (R, T*S) x (T*S, p*p) product over precomputed outer products
+    of the covariates (x is mostly 0/1, the products are cheap to hold)."""
     _, score, prob, mean_x = _pieces(x, chosen, theta)
+    t, k, p = x.shape
     grad = np.einsum("rt,rtp->rp", weights, score)
-    second = np.einsum("rt,rts,tsp,tsq->rpq", weights, prob, x, x, optimize=True)
-    outer = np.einsum("rt,rtp,rtq->rpq", weights, mean_x, mean_x, optimize=True)
+    outer_x = _outer_products(x) if outer_x is None else outer_x
+    second = ((weights[:, :, None] * prob).reshape(len(weights), t * k) @ outer_x).reshape(
+        len(weights), p, p
+    )
+    weighted = weights[:, :, None] * mean_x
+    outer = np.matmul(weighted.transpose(0, 2, 1), mean_x)
     return grad, second - outer
+
+
+def _outer_products(x: np.ndarray) -> np.ndarray:
+    """x_ts x_ts^T for every type and slot, (T*S, p*p): computed once per fit."""
+    t, k, p = x.shape
+    flat = x.reshape(t * k, p)
+    return (flat[:, :, None] * flat[:, None, :]).reshape(t * k, p * p)
 
 
 def _solve(info: np.ndarray, grad: np.ndarray) -> np.ndarray:
@@ -451,34 +467,42 @@ def _leave_one_out(x, chosen, counts, totals, chunk: int = 500) -> np.ndarray:
     return np.concatenate(out)
 
 
-def gee_cross_check(real: pd.DataFrame, methods: Sequence[str], reference: str) -> dict:
-    """A marginal model of the chosen method (statsmodels NominalGEE, robust errors).
+def marginal_cross_check(real: pd.DataFrame, methods: Sequence[str], reference: str) -> dict:
+    """A marginal model of the chosen method, ignoring the screen: multinomial log-odds
+    log(p_m / p_ref) with cluster-robust (sandwich) errors, participants as clusters.
 
-    It ignores the screen order, so its log-odds equal the conditional logit's method
-    effects only when there is no position effect; it is shown as a check, not a test.
+    Its estimates are those of statsmodels' ``NominalGEE`` with intercepts only (a test
+    checks it), computed in closed form because NominalGEE loops over participants in
+    Python (16 s at 3,000 participants) and its robust standard errors came out 14%
+    below both this sandwich and a cluster bootstrap on the same data.  It equals the
+    conditional logit's method effects only without position effects: a check, not a
+    test.
     """
-    import warnings
+    from scipy import stats
 
-    from statsmodels.genmod.cov_struct import Independence
-    from statsmodels.genmod.generalized_estimating_equations import NominalGEE
-
-    order = [m for m in methods if m != reference] + [reference]  # GEE: last = reference
+    others = [m for m in methods if m != reference]
+    order = [*others, reference]
     codes = pd.Categorical(real["chosen_method"], categories=order).codes
-    groups = pd.factorize(real["participant_id"])[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = NominalGEE(
-            codes, np.ones((len(codes), 1)), groups=groups, cov_struct=Independence()
-        )
-        result = model.fit()
-    params, bse = np.asarray(result.params), np.asarray(result.bse)
+    pid = pd.factorize(real["participant_id"])[0]
+    counts = np.zeros((pid.max() + 1, len(order)))
+    np.add.at(counts, (pid, codes), 1)
+    total = counts.sum()
+    p = counts.sum(axis=0) / total
+    k = len(others)
+    theta = np.log(p[:k] / p[k])
+    score = counts[:, :k] - counts.sum(axis=1, keepdims=True) * p[None, :k]
+    information = total * (np.diag(p[:k]) - np.outer(p[:k], p[:k]))
+    bread = np.linalg.inv(information)
+    se = np.sqrt(np.diag(bread @ score.T @ score @ bread))
+    z = stats.norm.ppf(0.975)
     return {
-        "model": "statsmodels NominalGEE, intercepts only, independence, robust errors",
+        "model": "marginal multinomial log-odds of the chosen method (NominalGEE's "
+        "estimates), cluster-robust errors",
         "reference": reference,
-        "coef": {reference: 0.0} | {m: float(params[i]) for i, m in enumerate(order[:-1])},
+        "coef": {reference: 0.0} | {m: float(theta[i]) for i, m in enumerate(others)},
         "ci": {reference: [0.0, 0.0]}
         | {
-            m: [float(params[i] - 1.959964 * bse[i]), float(params[i] + 1.959964 * bse[i])]
-            for i, m in enumerate(order[:-1])
+            m: [float(theta[i] - z * se[i]), float(theta[i] + z * se[i])]
+            for i, m in enumerate(others)
         },
     }

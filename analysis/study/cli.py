@@ -558,3 +558,121 @@ def _pilot_model(path, min_checks, questions, concentration):
 
 
 COMMANDS.append(power_command)
+
+
+# ------------------------------------------------------------------ normlime preregister
+
+
+@click.command("preregister")
+@click.option("--study", "study_name", required=True, help="the study's name (create-study)")
+@click.option(
+    "--db",
+    "db_url",
+    default=None,
+    metavar="URL",
+    help="the study database: the study's mode and adapters are read from it",
+)
+@click.option(
+    "--power-json",
+    "power_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="a power.json written by `normlime power` (the planned sample size)",
+)
+@click.option(
+    "--maps",
+    "maps_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="the maps bundle shown to participants (its manifest is cited)",
+)
+@click.option("--min-checks", type=click.IntRange(0, 5), default=4, show_default=True)
+@click.option(
+    "--exclude-speeders",
+    "speeder_ms",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="MS",
+    help="declare the speeder rule (off by default)",
+)
+@click.option("--alpha", type=float, default=0.05, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="the markdown file to write, e.g. prereg.md",
+)
+def preregister_command(
+    study_name, db_url, power_path, maps_dir, min_checks, speeder_ms, alpha, seed, out_path
+):
+    """Write the study's pre-registration (hypotheses, design, exclusions, analyses, N)."""
+    from .preregister import render_preregistration
+
+    if not 0 < alpha < 1:
+        raise InputError(f"--alpha must be between 0 and 1, got {alpha}")
+    power = _read_json(power_path, "--power-json") if power_path else None
+    if power is not None and "participants_needed" not in power:
+        raise InputError(f"{power_path} is not a power.json written by `normlime power`")
+    manifest = _read_json(maps_dir / "manifest.json", "--maps") if maps_dir else None
+    record = _study_record(db_url, study_name) if db_url else None
+    text = render_preregistration(
+        study_name,
+        power=power,
+        study_record=record,
+        maps_manifest=manifest,
+        min_checks=min_checks,
+        speeder_ms=speeder_ms,
+        alpha=alpha,
+        seed=seed,
+    )
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(text)
+    except OSError as exc:
+        raise InputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    click.echo(f"pre-registration: {out_path}")
+
+
+def _read_json(path: Path, flag: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"{flag}: {path} not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{flag}: {path} is not readable JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{flag}: {path} does not hold a JSON object")
+    return value
+
+
+def _study_record(url: str, name: str) -> dict:
+    """The study's mode and adapters, read from the server's database (command layer)."""
+    import json
+
+    try:
+        from sqlalchemy import select
+
+        from study_server.models import Study
+        from study_server.schema import make_engine, normalize_db_url
+
+        engine = make_engine(normalize_db_url(url))
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(
+                    select(Study.__table__).where(Study.__table__.c.name == name)
+                ).first()
+        finally:
+            engine.dispose()
+    except Exception as exc:  # noqa: BLE001 - any driver failure becomes one readable line
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read {redact_url(url)}: {message}") from None
+    if row is None:
+        raise InputError(f"no study named {name!r} in {redact_url(url)}")
+    return {"mode": row.mode, "adapters": sorted(json.loads(row.adapters or "{}"))}
+
+
+COMMANDS.append(preregister_command)

@@ -152,7 +152,7 @@ def _primary(votes: Votes, selection: Selection, counts, reference, draws, seed)
         model = choice.fit_choice_model(data, reference=reference, draws=draws, seed=seed)
     except ValueError as exc:
         return None, str(exc), robust
-    model.cross_check = choice.gee_cross_check(real, METHODS, reference)
+    model.cross_check = choice.marginal_cross_check(real, METHODS, reference)
     robust["by_digit"] = robustness.digit_effects(data, reference)
     robust["digit_interaction"] = robustness.interaction_test(real, METHODS, reference, seed=seed)
     return model, "", robust

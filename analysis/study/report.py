@@ -339,8 +339,7 @@ def plot_power(result: dict, path: Path) -> None:
     ax.set_xlabel("kept participants")
     ax.set_ylabel("power")
     ax.set_title(
-        f"Power by simulation ({result['simulations']} studies per point, seed "
-        f"{result['seed']})",
+        f"Power by simulation ({result['simulations']} studies per point, seed {result['seed']})",
         fontsize=9,
     )
     ax.legend(fontsize=8, frameon=False)
@@ -730,9 +729,10 @@ def _primary_section(analysis: Analysis) -> list[str]:
         "",
         "![Primary analysis](choice_model.png)",
         "",
-        "Cross-check, a marginal model of the chosen method (statsmodels NominalGEE, "
-        "robust errors; it ignores the slots, so it matches the estimates above only when "
-        "the position effects are small): "
+        "Cross-check, a marginal model of the chosen method (multinomial log-odds, the "
+        "estimates of statsmodels' NominalGEE, with cluster-robust 95% intervals; it "
+        "ignores the slots, so it matches the estimates above only when the position "
+        "effects are small): "
         + ", ".join(
             f"{DISPLAY[m]} {_num(gee['coef'][m], 3)} [{_num(gee['ci'][m][0], 3)}, "
             f"{_num(gee['ci'][m][1], 3)}]"
@@ -748,7 +748,7 @@ def _rm_anova_section(analysis: Analysis) -> list[str]:
     rm, anova = analysis.rm_anova, analysis.anova
     k = len(METHODS)
     return [
-        f"Repeated-measures ANOVA (statsmodels AnovaRM, participants as subjects): "
+        f"Repeated-measures ANOVA (participants as subjects; the F of statsmodels' AnovaRM): "
         f"F({rm['df_effect']}, {rm['df_error']}) = {_stat(rm['F'])}, p = {format_p(rm['p'])}; "
         f"Greenhouse-Geisser epsilon {_num(rm['greenhouse_geisser_epsilon'], 3)}, corrected "
         f"p = {format_p(rm['p_greenhouse_geisser'])}.",
