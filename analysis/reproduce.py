@@ -1,0 +1,712 @@
+"""``normlime reproduce``: the paper end to end, into one report and a list of claims.
+
+Steps, each written into its own folder of ``--out`` and skipped when its outputs exist
+(so an interrupted run resumes; KAR and occlusion also resume inside a step):
+
+1. ``model``      the CNN: the shipped one (or ``--model``), its recorded test accuracy;
+2. ``maps``       the stimuli: the shipped bundle (smoke, cpu) or ``precompute --preset
+                  paper`` (paper), with the inspect-maps report and montage;
+3. ``study``      the human-study analysis of ``--votes``, or of a SIMULATED study when no
+                  votes are given (labelled as such everywhere, and never compared);
+4. ``kar-pixels``, ``kar-conv``, ``occlusion``  the numerical benchmarks at the preset.
+
+Then ``report.md``, ``report.html`` (self-contained: figures inline) and ``claims.json``.
+
+Each claim of the paper gets a verdict by a rule stated before looking at our numbers
+(:data:`CLAIM_RULES`): *reproduced*, *not reproduced*, or *not comparable* (with the
+reason: simulated votes, a preset too small to mean anything, a fraction not run).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["CLAIM_RULES", "PAPER", "ReproducePreset", "PRESETS", "evaluate_claims", "to_html"]
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL = REPO / "assets" / "model" / "mnist-cnn.pt"
+SHIPPED_MAPS = REPO / "assets" / "maps" / "mnist"
+
+#: the paper's figures (Ahern et al. 2020)
+PAPER = {
+    "test_accuracy": 0.9904,
+    "votes": {"normlime": 939, "lime": 438, "vargrad": 151, "smoothgrad": 132},
+    "kept_surveys": 83,
+    "anova_F": 338.0,
+    "anova_p": 5.22e-100,
+    "pixels_normlime_gain_at_50": 0.0,
+    "conv_best_accuracy": 0.9931,
+    "conv_baseline_accuracy": 0.9906,
+}
+
+#: the verdict rules, fixed before any of our numbers are read
+CLAIM_RULES = {
+    "accuracy": "reproduced if our test accuracy is within 0.3 percentage points of 99.04% "
+    "(the spread of MNIST CNN retrainings); not comparable if the model saw a training subset",
+    "votes": "reproduced if the vote totals keep the paper's order: NormLIME > LIME > each "
+    "gradient method",
+    "anova": "reproduced if the one-way ANOVA rejects at p < 0.001 (the F itself grows with "
+    "the number of participants and is compared only for its conclusion)",
+    "tukey": "reproduced if Tukey HSD gives p < 0.001 for NormLIME against each other method "
+    "and for LIME against SmoothGrad and VarGrad",
+    "primary": "reproduced if the primary choice model's 95% interval for NormLIME vs LIME "
+    "lies above 0",
+    "kar_pixels": "reproduced if NormLIME's error gain at 50% of pixels removed is at most "
+    "0.1 percentage points and no gradient method (SmoothGrad, VarGrad) is lower",
+    "kar_conv_best": "reproduced if NormLIME at 30% of conv features removed is at least as "
+    "accurate as the unmodified model (the paper: 99.31% vs 99.06%)",
+    "kar_conv_order": "reproduced if NormLIME's error gain is at most LIME's at 80% and at "
+    "90% of conv features removed",
+}
+
+
+@dataclass(frozen=True)
+class ReproducePreset:
+    name: str
+    benchmark_preset: str
+    maps: str  # "shipped" or a precompute preset
+    comparable: bool  # whether the benchmark numbers may be compared with the paper
+    simulated_participants: int
+    bootstrap: int
+    why_not: str = ""
+
+
+PRESETS = {
+    "smoke": ReproducePreset(
+        "smoke",
+        "smoke",
+        "shipped",
+        False,
+        83,
+        200,
+        "The smoke preset trains on 1,500 images for 2 epochs: it exercises the code path, "
+        "its numbers mean nothing",
+    ),
+    "cpu": ReproducePreset("cpu", "cpu", "shipped", True, 83, 1000),
+    "paper": ReproducePreset("paper", "paper", "paper", True, 83, 1000),
+}
+
+
+# ---------------------------------------------------------------------------- claims
+
+
+def _claim(claim, paper, ours, verdict, why):
+    return {"claim": claim, "paper": paper, "ours": ours, "verdict": verdict, "why": why}
+
+
+def evaluate_claims(
+    model_meta: dict,
+    study: dict | None,
+    simulated: bool,
+    kar_pixels: list[dict] | None,
+    kar_conv: list[dict] | None,
+    preset: ReproducePreset,
+) -> list[dict]:
+    """Every claim with its verdict; ``study`` is a summary.json, the KAR arguments are the
+    rows of kar-summary.csv."""
+    claims = [_accuracy_claim(model_meta)]
+    claims += _study_claims(study, simulated)
+    claims += _kar_claims(kar_pixels, kar_conv, preset)
+    return claims
+
+
+def _accuracy_claim(meta: dict) -> dict:
+    acc = meta.get("test_accuracy")
+    n_train = (meta.get("data") or {}).get("n_train")
+    if acc is None:
+        return _claim(
+            "test accuracy 99.04%",
+            "99.04%",
+            None,
+            "not comparable",
+            "the model records no test accuracy",
+        )
+    if n_train is not None and n_train < 60000:
+        return _claim(
+            "test accuracy 99.04%",
+            "99.04%",
+            f"{acc:.2%}",
+            "not comparable",
+            f"trained on {n_train} images, not the full 60,000",
+        )
+    ok = abs(acc - PAPER["test_accuracy"]) <= 0.003
+    return _claim(
+        "test accuracy 99.04%",
+        "99.04%",
+        f"{acc:.2%}",
+        "reproduced" if ok else "not reproduced",
+        CLAIM_RULES["accuracy"],
+    )
+
+
+def _study_claims(study: dict | None, simulated: bool) -> list[dict]:
+    names = ("votes", "anova", "tukey", "primary")
+    texts = {
+        "votes": "votes 939 / 438 / 151 / 132 (NormLIME / LIME / VarGrad / SmoothGrad) from "
+        "83 kept surveys",
+        "anova": "one-way ANOVA F(3, 328) = 338, p = 5.22e-100",
+        "tukey": "Tukey HSD p < 0.001: NormLIME vs each method, LIME vs the gradient methods",
+        "primary": "NormLIME preferred to LIME (our primary model; the paper's own test is "
+        "the ANOVA)",
+    }
+    papers = {
+        "votes": "939 / 438 / 151 / 132 (83 surveys)",
+        "anova": "F = 338, p = 5.22e-100",
+        "tukey": "p < 0.001 for all five pairs",
+        "primary": "not reported (the paper ran no choice model)",
+    }
+    if study is None or simulated:
+        why = (
+            "no votes given: the study step analysed a SIMULATED study, which shows the "
+            "analysis works but says nothing about people"
+        )
+        return [_claim(texts[n], papers[n], None, "not comparable", why) for n in names]
+    v = study["votes"]
+    order_ok = v["normlime"] > v["lime"] > max(v["smoothgrad"], v["vargrad"])
+    anova = study["anova"]
+    tukey = {frozenset((r["group1"], r["group2"])): r["p_adj"] for r in study["tukey"]}
+    pairs = [("normlime", m) for m in ("lime", "smoothgrad", "vargrad")]
+    pairs += [("lime", "smoothgrad"), ("lime", "vargrad")]
+    tukey_ok = all((tukey.get(frozenset(p)) or 1.0) < 0.001 for p in pairs)
+    model = study.get("choice_model")
+    claims = [
+        _claim(
+            texts["votes"],
+            papers["votes"],
+            " / ".join(str(v[m]) for m in ("normlime", "lime", "vargrad", "smoothgrad"))
+            + f" ({study['participants']['kept']} surveys)",
+            "reproduced" if order_ok else "not reproduced",
+            CLAIM_RULES["votes"],
+        ),
+        _claim(
+            texts["anova"],
+            papers["anova"],
+            f"F({anova['df_between']}, {anova['df_within']}) = {anova['F']:.4g}, "
+            f"p = {anova['p']:.3g}",
+            "reproduced" if (anova["p"] is not None and anova["p"] < 0.001) else "not reproduced",
+            CLAIM_RULES["anova"],
+        ),
+        _claim(
+            texts["tukey"],
+            papers["tukey"],
+            ", ".join(f"{a}-{b} {tukey.get(frozenset((a, b))):.2g}" for a, b in pairs),
+            "reproduced" if tukey_ok else "not reproduced",
+            CLAIM_RULES["tukey"],
+        ),
+    ]
+    if model is None:
+        claims.append(
+            _claim(
+                texts["primary"],
+                papers["primary"],
+                None,
+                "not comparable",
+                study.get("choice_model_note") or "no choice model",
+            )
+        )
+    else:
+        lo, hi = model["ci"]["normlime"]
+        claims.append(
+            _claim(
+                texts["primary"],
+                papers["primary"],
+                f"log-odds {model['coef']['normlime']:.3f} [{lo:.3f}, {hi:.3f}]",
+                "reproduced" if lo > 0 else "not reproduced",
+                CLAIM_RULES["primary"],
+            )
+        )
+    return claims
+
+
+def _row(rows, method, fraction, kind="kar"):
+    for r in rows or []:
+        if (
+            r["kind"] == kind
+            and r["method"] == method
+            and abs(float(r["fraction"]) - fraction) < 1e-9
+        ):
+            return r
+    return None
+
+
+def _kar_claims(pixels, conv, preset: ReproducePreset) -> list[dict]:
+    claims = []
+    text = "KAR pixels (Figure 5): NormLIME 0% error gain at 50% removed, gradient methods worse"
+    paper = "NormLIME 0.00 pp at 50%; gradient methods outperformed by NormLIME and LIME"
+    nl = _row(pixels, "normlime", 0.5)
+    grads = [g for g in (_row(pixels, m, 0.5) for m in ("smoothgrad", "vargrad")) if g]
+    if not preset.comparable:
+        claims.append(_claim(text, paper, _gain(nl), "not comparable", preset.why_not))
+    elif nl is None or not grads:
+        claims.append(
+            _claim(
+                text,
+                paper,
+                None,
+                "not comparable",
+                "NormLIME or the gradient methods were not run at 50%",
+            )
+        )
+    else:
+        gain = float(nl["error_gain_mean"])
+        ok = gain <= 0.1 and all(gain <= float(g["error_gain_mean"]) for g in grads)
+        claims.append(
+            _claim(
+                text,
+                paper,
+                _gain(nl),
+                "reproduced" if ok else "not reproduced",
+                CLAIM_RULES["kar_pixels"],
+            )
+        )
+
+    text = "KAR conv features (Figure 6): NormLIME best, 99.31% at 30% removed (above 99.06%)"
+    nl = _row(conv, "normlime", 0.3)
+    base = _row(conv, "baseline", 0.0, kind="baseline") or next(
+        (r for r in conv or [] if r["kind"] == "baseline"), None
+    )
+    if not preset.comparable:
+        claims.append(_claim(text, "99.31% vs 99.06%", _acc(nl), "not comparable", preset.why_not))
+    elif nl is None or base is None:
+        claims.append(
+            _claim(
+                text, "99.31% vs 99.06%", None, "not comparable", "30% of conv features was not run"
+            )
+        )
+    else:
+        ok = float(nl["accuracy_mean"]) >= float(base["accuracy_mean"])
+        claims.append(
+            _claim(
+                text,
+                "99.31% vs 99.06%",
+                f"{_acc(nl)} vs {float(base['accuracy_mean']):.2%}",
+                "reproduced" if ok else "not reproduced",
+                CLAIM_RULES["kar_conv_best"],
+            )
+        )
+
+    text = "KAR conv features: NormLIME's error gain at most LIME's at 80% and 90% removed"
+    paper = "80%: 0 vs 0.3 pp; 90%: 0.45 vs 0.60 pp"
+    cells = [(_row(conv, "normlime", f), _row(conv, "lime", f)) for f in (0.8, 0.9)]
+    if not preset.comparable:
+        ours = "; ".join(f"{_gain(a)} vs {_gain(b)}" for a, b in cells)
+        claims.append(_claim(text, paper, ours, "not comparable", preset.why_not))
+    elif any(a is None or b is None for a, b in cells):
+        claims.append(
+            _claim(
+                text,
+                paper,
+                None,
+                "not comparable",
+                "80% and 90% of conv features were not both run",
+            )
+        )
+    else:
+        ok = all(float(a["error_gain_mean"]) <= float(b["error_gain_mean"]) for a, b in cells)
+        claims.append(
+            _claim(
+                text,
+                paper,
+                "; ".join(f"{_gain(a)} vs {_gain(b)}" for a, b in cells),
+                "reproduced" if ok else "not reproduced",
+                CLAIM_RULES["kar_conv_order"],
+            )
+        )
+    return claims
+
+
+def _gain(row) -> str:
+    return "not run" if row is None else f"{float(row['error_gain_mean']):+.2f} pp"
+
+
+def _acc(row) -> str:
+    return "not run" if row is None else f"{float(row['accuracy_mean']):.2%}"
+
+
+# ---------------------------------------------------------------------------- html
+
+
+_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
+_CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text, quote=False)
+    text = _CODE.sub(r"<code>\1</code>", text)
+    return _BOLD.sub(r"<strong>\1</strong>", text)
+
+
+def to_html(markdown: str, base: Path, title: str) -> str:
+    """Our own report markdown (headings, paragraphs, lists, tables, images) as one HTML
+    page with every image embedded as a data URI, so the file stands alone."""
+    out, table, items = [], [], []
+
+    def flush():
+        if table:
+            rows = [r for r in table if not re.fullmatch(r"\|(\s*-+\s*\|)+", r.replace(" ", ""))]
+            cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+            head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
+                for row in cells[1:]
+            )
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            table.clear()
+        if items:
+            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
+            items.clear()
+
+    for line in markdown.splitlines():
+        image = _IMAGE.fullmatch(line.strip())
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        if line.startswith("- "):
+            items.append(line[2:])
+            continue
+        flush()
+        if not line.strip():
+            continue
+        if image:
+            path = base / image.group(2)
+            if path.is_file():
+                data = base64.b64encode(path.read_bytes()).decode("ascii")
+                out.append(
+                    f'<figure><img alt="{html.escape(image.group(1))}" '
+                    f'src="data:image/png;base64,{data}"></figure>'
+                )
+            continue
+        heading = re.match(r"(#{1,4}) (.*)", line)
+        if heading:
+            level = len(heading.group(1))
+            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+        elif line.startswith("> "):
+            out.append(f"<blockquote>{_inline(line[2:])}</blockquote>")
+        else:
+            out.append(f"<p>{_inline(line)}</p>")
+    flush()
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;"
+        "line-height:1.45}table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}"
+        "td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}"
+        "img{max-width:100%}blockquote{border-left:4px solid #c33;margin:0;padding:.5rem 1rem;"
+        "background:#fdf0f0}code{background:#f4f4f4;padding:0 .2rem}"
+    )
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>'
+        f"{html.escape(title)}</title><style>{style}</style></head><body>"
+        + "\n".join(out)
+        + "</body></html>\n"
+    )
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def render_report(ctx: dict) -> str:
+    """report.md from the steps' outputs (``ctx`` is built by the command)."""
+    preset: ReproducePreset = ctx["preset"]
+    claims = ctx["claims"]
+    parts = [
+        "# NormLIME (Ahern et al. 2020), reproduced",
+        "",
+        f"`normlime reproduce --preset {preset.name}` (seed {ctx['seed']}), "
+        f"{ctx['finished']}. Every verdict follows a rule fixed before our numbers were "
+        "read (`claims.json`, and the rules below).",
+        "",
+    ]
+    if ctx["simulated"]:
+        parts += [
+            "> **SIMULATED STUDY.** No votes were given (`--votes`), so the human-study "
+            "section analyses a simulated study drawn from the paper's vote shares. It shows "
+            "the analysis end to end; it is not evidence about people, and its claims are "
+            "marked not comparable.",
+            "",
+        ]
+    if not preset.comparable:
+        parts += [f"> **{preset.name} preset.** {preset.why_not}.", ""]
+    counts = {
+        v: sum(c["verdict"] == v for c in claims)
+        for v in ("reproduced", "not reproduced", "not comparable")
+    }
+    parts += [
+        "## Claims",
+        "",
+        ", ".join(f"{n} {v}" for v, n in counts.items()) + ".",
+        "",
+        "| claim | paper | ours | verdict | why |",
+        "|---|---|---|---|---|",
+    ]
+    parts += [
+        "| " + " | ".join(_cell(c[k]) for k in ("claim", "paper", "ours", "verdict", "why")) + " |"
+        for c in claims
+    ]
+    meta = ctx["model_meta"]
+    parts += [
+        "",
+        "## Model",
+        "",
+        f"`{ctx['model_path']}` (sha256 `{meta.get('sha256', '?')[:16]}...`): "
+        f"{meta.get('epochs', '?')} epochs on {(meta.get('data') or {}).get('n_train', '?')} "
+        f"training images, test accuracy {_pct(meta.get('test_accuracy'))} (paper 99.04%).",
+        "",
+        "## Stimuli",
+        "",
+        f"Maps bundle `{ctx['maps_dir']}` ({ctx['maps_note']}). Stimulus report "
+        "(`maps/inspect.json`; mean over digits): "
+        + "; ".join(
+            f"{m} drawn black {_mean(v.get('black_share')):.2f}, border mass "
+            f"{_mean(v.get('border_mass_share')):.2f}"
+            for m, v in ctx["inspect"].get("methods", {}).items()
+        )
+        + f". Flags: {', '.join(map(str, ctx['inspect'].get('flags') or [])) or 'none'}.",
+        "",
+        "![The stimuli as participants see them](maps/montage.png)",
+        "",
+        "## Human study" + (" (SIMULATED)" if ctx["simulated"] else ""),
+        "",
+        _study_text(ctx["study"], ctx["simulated"]),
+        "",
+        "![Primary analysis](study/choice_model.png)",
+        "",
+        "![Votes per method](study/votes.png)",
+        "",
+        "Full analysis: `study/report.md`.",
+        "",
+    ]
+    for key, title in (
+        ("kar-pixels", "KAR on input pixels (the paper's Figure 5)"),
+        ("kar-conv", "KAR on conv features (the paper's Figure 6)"),
+    ):
+        parts += [
+            f"## {title}",
+            "",
+            ctx["texts"].get(key, "not run"),
+            "",
+            f"![{title}]({key}/kar.png)",
+            "",
+        ]
+    parts += [
+        "## Occlusion (Zhang & Gao)",
+        "",
+        ctx["texts"].get("occlusion", "not run"),
+        "",
+        "![Occlusion](occlusion/occlusion.png)",
+        "",
+    ]
+    parts += ["## Verdict rules", ""]
+    parts += [f"- **{k}**: {v}" for k, v in CLAIM_RULES.items()]
+    parts += ["", "## Steps", ""]
+    parts += [f"- {name}: {info}" for name, info in ctx["steps"].items()]
+    parts += [""]
+    return "\n".join(parts)
+
+
+def _study_text(summary: dict, simulated: bool) -> str:
+    v = summary["votes"]
+    anova = summary["anova"]
+    text = (
+        ("Simulated votes" if simulated else "Votes")
+        + f" of {summary['participants']['kept']} kept participants: "
+        + ", ".join(f"{m} {n}" for m, n in v.items())
+        + ". "
+    )
+    model = summary.get("choice_model")
+    if model:
+        text += (
+            "Primary analysis (conditional logit, log-odds vs "
+            f"{model['reference']}, 95% cluster-bootstrap CI): "
+            + ", ".join(
+                f"{m} {model['coef'][m]:.2f} [{model['ci'][m][0]:.2f}, {model['ci'][m][1]:.2f}]"
+                for m in model["coef"]
+                if m != model["reference"]
+            )
+            + ". "
+        )
+    text += (
+        f"Reproduction of the paper's test: one-way ANOVA F({anova['df_between']}, "
+        f"{anova['df_within']}) = {anova['F']:.4g}; the repeated-measures ANOVA gives "
+        f"F({summary['rm_anova']['df_effect']}, {summary['rm_anova']['df_error']}) = "
+        f"{summary['rm_anova']['F']:.4g} (3/4 of it, as it must)."
+    )
+    return text
+
+
+def _mean(values) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _cell(value) -> str:
+    return "" if value is None else str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _pct(value) -> str:
+    return "?" if value is None else f"{value:.2%}"
+
+
+def write_report(out: Path, ctx: dict) -> dict[str, Path]:
+    ctx["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    markdown = render_report(ctx)
+    paths = {name: out / name for name in ("report.md", "report.html", "claims.json")}
+    paths["report.md"].write_text(markdown)
+    paths["report.html"].write_text(to_html(markdown, out, "NormLIME reproduced"))
+    paths["claims.json"].write_text(json.dumps(ctx["claims"], indent=2) + "\n")
+    return paths
+
+
+# ---------------------------------------------------------------------------- command
+
+
+def run_reproduce(
+    out: Path,
+    *,
+    preset_name: str = "cpu",
+    votes_path: Path | None = None,
+    model_path: Path | None = None,
+    data_spec: str | None = None,
+    scheduler: str | None = None,
+    seed: int = 0,
+    log=print,
+) -> dict[str, Path]:
+    """Run (or resume) every step into ``out``; return the report's paths."""
+    import csv
+
+    preset = PRESETS[preset_name]
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = Path(model_path or SHIPPED_MODEL)
+    sidecar = model_path.with_suffix(".json")
+    model_meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    steps: dict[str, str] = {"model": f"{model_path} (sidecar {sidecar.name})"}
+
+    maps_dir, maps_note = _maps_step(out, preset, model_path, data_spec, seed, log)
+    steps["maps"] = f"{maps_dir} ({maps_note})"
+    inspect = _inspect_step(out / "maps", maps_dir)
+
+    summary, simulated = _study_step(out / "study", votes_path, preset, seed, log)
+    steps["study"] = ("SIMULATED study, " if simulated else f"votes {votes_path}, ") + (
+        f"{summary['participants']['kept']} kept participants"
+    )
+
+    texts, rows = {}, {}
+    common = [
+        "--preset",
+        preset.benchmark_preset,
+        "--seed",
+        str(seed),
+        "--model",
+        str(model_path),
+        "--no-progress",
+    ]
+    if data_spec:
+        common += ["--data", data_spec]
+    if scheduler:
+        common += ["--scheduler", scheduler]
+    from .benchmarks.cli import kar_command, occlusion_command
+
+    for key, command, extra in (
+        ("kar-pixels", kar_command, ["--features", "pixels"]),
+        ("kar-conv", kar_command, ["--features", "conv"]),
+        ("occlusion", occlusion_command, []),
+    ):
+        folder = out / key
+        started = time.perf_counter()
+        log(f"reproduce: {key} (preset {preset.benchmark_preset}) into {folder}")
+        command.main([*extra, *common, "--out", str(folder)], standalone_mode=False)
+        steps[key] = f"{folder} ({time.perf_counter() - started:.0f} s this run)"
+        md = folder / ("kar.md" if key.startswith("kar") else "occlusion.md")
+        texts[key] = _demote_headings(md.read_text()) if md.is_file() else "not run"
+        table = folder / "kar-summary.csv"
+        if table.is_file():
+            with table.open() as fh:
+                rows[key] = list(csv.DictReader(fh))
+
+    claims = evaluate_claims(
+        model_meta, summary, simulated, rows.get("kar-pixels"), rows.get("kar-conv"), preset
+    )
+    ctx = {
+        "preset": preset,
+        "seed": seed,
+        "simulated": simulated,
+        "claims": claims,
+        "model_meta": model_meta,
+        "model_path": model_path,
+        "maps_dir": maps_dir,
+        "maps_note": maps_note,
+        "inspect": inspect,
+        "study": summary,
+        "texts": texts,
+        "steps": steps,
+    }
+    return write_report(out, ctx)
+
+
+def _demote_headings(text: str) -> str:
+    """A step's markdown inside the report: its headings become level 3 and below."""
+    return re.sub(r"^(#{1,2}) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", text, flags=re.M)
+
+
+def _maps_step(out: Path, preset, model_path, data_spec, seed, log):
+    if preset.maps == "shipped":
+        return SHIPPED_MAPS, "the shipped bundle, precompute --preset stable, seed 0"
+    from explainers.cli import precompute_command
+
+    folder = out / "maps-bundle"
+    if not (folder / "manifest.json").is_file():
+        log(f"reproduce: precompute --preset {preset.maps} into {folder}")
+        args = [
+            "--model",
+            str(model_path),
+            "--preset",
+            preset.maps,
+            "--seed",
+            str(seed),
+            "--out",
+            str(folder),
+        ]
+        if data_spec:
+            args += ["--data", data_spec]
+        precompute_command.main(args, standalone_mode=False)
+    return folder, f"precompute --preset {preset.maps}, seed {seed}"
+
+
+def _inspect_step(folder: Path, maps_dir: Path) -> dict:
+    from explainers.bundle import read_bundle
+    from explainers.inspect import inspect_bundle, save_report, write_montage
+
+    folder.mkdir(parents=True, exist_ok=True)
+    report = inspect_bundle(maps_dir)
+    save_report(report, folder / "inspect.json")
+    if not (folder / "montage.png").is_file():
+        write_montage(read_bundle(maps_dir), folder / "montage.png")
+    return report
+
+
+def _study_step(folder: Path, votes_path, preset, seed, log):
+    from .study.pipeline import run_analysis
+    from .study.report import summary_dict, write_outputs
+    from .study.simulate import PAPER_PREFERENCES, simulate_export
+    from .study.votes import read_votes_csv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    simulated = votes_path is None
+    if simulated:
+        source = folder / "simulated-votes.csv"
+        if not source.is_file():
+            # the paper's shares, 100 surveys of which about 83 pass, like the paper's 83
+            frame = simulate_export(100, preferences=PAPER_PREFERENCES, random_state=seed)
+            frame.to_csv(source, index=False)
+        log(f"reproduce: no --votes, analysing a SIMULATED study ({source})")
+    else:
+        source = Path(votes_path)
+    analysis = run_analysis(
+        read_votes_csv(source), source=str(source), bootstrap=preset.bootstrap, seed=seed
+    )
+    write_outputs(analysis, folder)
+    return json.loads(json.dumps(summary_dict(analysis))), simulated
