@@ -103,6 +103,7 @@ def test_end_to_end_from_a_server_export(simulated, tmp_path):
     assert set(model["coef"]) == set(model["ci"]) == set(METHODS)
     assert set(model["position_coef"]) == {"1", "2", "3", "4"}
     assert model["bootstrap"]["n"] == 1000 and model["bootstrap"]["seed"] == 0
+    assert model["statsmodels_check"]["max_abs_difference"] < 1e-6
     # the simulation makes slot 1 attractive (position_logits 1.1, 0, 0, 0)
     for slot in ("2", "3", "4"):
         assert model["position_coef"][slot] < -0.6

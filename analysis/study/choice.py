@@ -41,6 +41,7 @@ __all__ = [
     "bootstrap_counts",
     "fit_choice_model",
     "marginal_cross_check",
+    "statsmodels_check",
     "hotelling_f",
 ]
 
@@ -352,6 +353,7 @@ class ChoiceModel:
     by_digit: dict = field(default_factory=dict)
     digit_interaction: dict = field(default_factory=dict)
     cross_check: dict = field(default_factory=dict)
+    statsmodels_check: dict = field(default_factory=dict)
 
     def as_summary(self) -> dict:
         return {
@@ -368,6 +370,7 @@ class ChoiceModel:
             "n_questions": self.n_questions,
             "bootstrap": self.bootstrap,
             "leave_one_out": self.leave_one_out,
+            "statsmodels_check": self.statsmodels_check,
         }
 
 
@@ -465,6 +468,50 @@ def _leave_one_out(x, chosen, counts, totals, chunk: int = 500) -> np.ndarray:
         fit = fit_types(x, chosen, totals[None] - counts[start : start + chunk])
         out.append(np.where(fit.converged[:, None], fit.theta, np.nan))
     return np.concatenate(out)
+
+
+#: above this many questions the per-run statsmodels check is skipped (ConditionalLogit
+#: loops over questions in Python: ~4 s per 4,000); the equality is a test either way
+STATSMODELS_CHECK_MAX_QUESTIONS = 5000
+
+
+def statsmodels_check(real: pd.DataFrame, model: ChoiceModel) -> dict:
+    """Refit the primary model with statsmodels' ``ConditionalLogit`` on the long table
+    (one row per shown option, outcome chosen, strata = question) and report the largest
+    coefficient difference, so each small study's report shows the two fits agree."""
+    import warnings
+
+    from statsmodels.discrete.conditional_models import ConditionalLogit
+
+    n = len(real)
+    if n > STATSMODELS_CHECK_MAX_QUESTIONS:
+        return {
+            "fitted": False,
+            "reason": f"{n} questions: above {STATSMODELS_CHECK_MAX_QUESTIONS} the per-run "
+            "refit is skipped (statsmodels loops over questions); the equality is tested",
+        }
+    methods = model.methods
+    others = [m for m in methods if m != model.reference]
+    options = np.array([text.split("|") for text in real["options"]])
+    k = options.shape[1]
+    slot = np.tile(np.arange(k), n)
+    shown = options.ravel()
+    chosen = (slot == np.repeat(real["position"].to_numpy(dtype=np.int64) - 1, k)).astype(float)
+    exog = np.column_stack(
+        [(shown == m).astype(float) for m in others]
+        + [(slot == s).astype(float) for s in range(1, k)]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = ConditionalLogit(chosen, exog, groups=np.repeat(np.arange(n), k)).fit(
+            method="newton", tol=1e-10, maxiter=100, disp=0
+        )
+    ours = [model.coef[m] for m in others] + [model.position_coef[str(s)] for s in range(2, k + 1)]
+    return {
+        "fitted": True,
+        "model": "statsmodels ConditionalLogit (Newton) on the long table",
+        "max_abs_difference": float(np.max(np.abs(np.asarray(fit.params) - ours))),
+    }
 
 
 def marginal_cross_check(real: pd.DataFrame, methods: Sequence[str], reference: str) -> dict:

@@ -153,6 +153,7 @@ def _primary(votes: Votes, selection: Selection, counts, reference, draws, seed)
     except ValueError as exc:
         return None, str(exc), robust
     model.cross_check = choice.marginal_cross_check(real, METHODS, reference)
+    model.statsmodels_check = choice.statsmodels_check(real, model)
     robust["by_digit"] = robustness.digit_effects(data, reference)
     robust["digit_interaction"] = robustness.interaction_test(real, METHODS, reference, seed=seed)
     return model, "", robust

@@ -718,6 +718,8 @@ def _primary_section(analysis: Analysis) -> list[str]:
             rows,
         ),
         "",
+        _statsmodels_sentence(model.statsmodels_check),
+        "",
         f"No method effect at all: cluster-robust Wald W = {_stat(model.omnibus['wald'])}, "
         f"as F({model.omnibus['df'][0]}, {model.omnibus['df'][1]}) = "
         f"{_stat(model.omnibus['F'])}, p = {format_p(model.omnibus['p'])} "
@@ -742,6 +744,18 @@ def _primary_section(analysis: Analysis) -> list[str]:
         + ".",
         "",
     ]
+
+
+def _statsmodels_sentence(check: dict) -> str:
+    if not check:
+        return ""
+    if not check.get("fitted"):
+        return f"statsmodels refit not run: {check['reason']}."
+    return (
+        "The same model refitted with statsmodels' ConditionalLogit on the long table (one "
+        "row per shown option): largest coefficient difference "
+        f"{check['max_abs_difference']:.1e}."
+    )
 
 
 def _rm_anova_section(analysis: Analysis) -> list[str]:
