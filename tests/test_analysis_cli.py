@@ -234,6 +234,9 @@ def test_replicates_the_papers_setting(tmp_path):
     for gradient in ("smoothgrad", "vargrad"):
         assert higher("lime", gradient)
     assert summary["position_bias"]["available"] is False  # no position column here
+    assert summary["choice_model"] is None  # nor a screen order: reported, not guessed
+    assert "no options column" in summary["choice_model_note"]
+    assert "## Primary analysis" in (tmp_path / "out" / "report.md").read_text()
     details = json.loads((tmp_path / "out" / "details.json").read_text())
     assert details["excluded_by_reason"] == {
         "incomplete": 5, "attention": 12, "no_votes": 0, "speeder": 0
@@ -274,6 +277,33 @@ def test_source_options_are_checked(tmp_path):
     nodb = analyze("--db", f"sqlite:///{tmp_path}/nope.sqlite3", "--out", tmp_path / "o")
     assert nodb.exit_code == 2 and "database file not found" in nodb.output
     assert not (tmp_path / "nope.sqlite3").exists()  # reading never creates a database
+
+
+@pytest.mark.parametrize(
+    ("args", "drop", "message"),
+    [
+        (["--reference", "gradcam"], None, "unknown reference method 'gradcam'"),
+        (["--exclude-speeders", "500"], "response_ms", "needs a response_ms column"),
+        (["--bootstrap", "-1"], None, "Invalid value for '--bootstrap'"),
+    ],
+)
+def test_bad_analysis_options_exit_2(simulated, tmp_path, args, drop, message):
+    frame, _ = simulated
+    path = tmp_path / "votes.csv"
+    write_server_csv(frame.drop(columns=[drop]) if drop else frame, path)
+    result = analyze("--votes", path, *args, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_declared_speeder_rule_excludes_and_reports(simulated, tmp_path):
+    frame, path = simulated
+    result = analyze("--votes", path, "--exclude-speeders", "4300", "--out", tmp_path / "s")
+    assert result.exit_code == 0, result.output
+    details = json.loads((tmp_path / "s" / "details.json").read_text())
+    assert details["settings"]["speeder_ms"] == 4300
+    assert details["excluded_by_reason"]["speeder"] > 10  # medians ~ 4,900 +- 900 ms
+    assert "Pre-declared speeder rule" in (tmp_path / "s" / "report.md").read_text()
 
 
 def test_unwritable_output_is_a_one_line_error(simulated, tmp_path):
