@@ -334,7 +334,13 @@ def plot_power(result: dict, path: Path) -> None:
             ax.plot(*zip(*points, strict=True), "o-", ms=3, color=colour, label=label)
     ax.axhline(result["power"], color="0.5", ls="--", lw=0.8)
     ax.axhline(result["alpha"], color="0.7", ls=":", lw=0.8)
-    ax.set_xscale("log")
+    ns = [c["n"] for c in result["curve"]]
+    if ns and max(ns) / min(ns) > 20:  # a wide search reads better on a log axis
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("kept participants")
     ax.set_ylabel("power")
