@@ -470,7 +470,7 @@ def power_command(
     except OSError as exc:
         raise InputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
 
-    def say(what, n):
+    def say(n):
         return (
             f"{n} kept participants"
             if n is not None
@@ -484,9 +484,9 @@ def power_command(
     )
     click.echo(
         f"contrast {pair[0]}:{pair[1]} at power {target} (alpha {alpha}): "
-        f"{say('contrast', search.needed_contrast)}"
+        f"{say(search.needed_contrast)}"
     )
-    click.echo(f"omnibus test at power {target}: {say('omnibus', search.needed_omnibus)}")
+    click.echo(f"omnibus test at power {target}: {say(search.needed_omnibus)}")
     if "cost" in result:
         cost = result["cost"]
         click.echo(
