@@ -590,9 +590,11 @@ def run_reproduce(
     inspect = _inspect_step(out / "maps", maps_dir)
 
     summary, simulated = _study_step(out / "study", votes_path, preset, seed, log)
-    steps["study"] = ("SIMULATED study, " if simulated else f"votes {votes_path}, ") + (
-        f"{summary['participants']['kept']} kept participants"
-    )
+    steps["study"] = (
+        f"SIMULATED study (100 surveys from the paper's shares, seed {seed}), "
+        if simulated
+        else f"votes {votes_path}, "
+    ) + (f"{summary['participants']['kept']} kept participants")
 
     texts, rows = {}, {}
     common = [
