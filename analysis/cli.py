@@ -22,7 +22,7 @@ __all__ = ["COMMANDS", "reproduce_command"]
     type=click.Choice(["smoke", "cpu", "paper"]),
     default="cpu",
     show_default=True,
-    help="smoke: under a minute, the code path only; cpu: ~40 min on 2 cores with full "
+    help="smoke: under a minute, the code path only; cpu: ~17 min on 2 cores with full "
     "MNIST; paper: the paper's protocol (a GPU or a cluster)",
 )
 @click.option(
