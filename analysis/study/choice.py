@@ -38,6 +38,7 @@ __all__ = [
     "design_matrix",
     "fit_types",
     "robust_covariance",
+    "screen_orders",
     "bootstrap_counts",
     "fit_choice_model",
     "marginal_cross_check",
@@ -101,15 +102,21 @@ class ChoiceData:
         return self.counts * (self.digit == digit)[None, :]
 
 
+def screen_orders(real: pd.DataFrame, methods: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Each answer's screen order as (code per answer, method indices per distinct order):
+    the options column is parsed once per distinct order (24 of them), not per answer."""
+    codes, orders = pd.factorize(real["options"])
+    lookup = {m: i for i, m in enumerate(methods)}
+    return codes, np.array([[lookup[m] for m in text.split("|")] for text in orders])
+
+
 def choice_data(real: pd.DataFrame, methods: Sequence[str]) -> ChoiceData:
     """Type counts from validated real answers (columns participant_id, options, position,
     digit).  Raises ValueError if a row lacks its screen order."""
     if (real["options"] == "").any():
         raise ValueError("the choice model needs the screen order (options) of every answer")
     methods = tuple(methods)
-    order_codes, orders = pd.factorize(real["options"])
-    lookup = {m: i for i, m in enumerate(methods)}
-    order_table = np.array([[lookup[m] for m in text.split("|")] for text in orders])
+    order_codes, order_table = screen_orders(real, methods)
     pid_codes, participants = pd.factorize(real["participant_id"], sort=True)
     key = np.column_stack(
         [
@@ -492,10 +499,10 @@ def statsmodels_check(real: pd.DataFrame, model: ChoiceModel) -> dict:
         }
     methods = model.methods
     others = [m for m in methods if m != model.reference]
-    options = np.array([text.split("|") for text in real["options"]])
-    k = options.shape[1]
+    codes, order_table = screen_orders(real, methods)
+    k = order_table.shape[1]
     slot = np.tile(np.arange(k), n)
-    shown = options.ravel()
+    shown = np.asarray(methods)[order_table[codes]].ravel()
     chosen = (slot == np.repeat(real["position"].to_numpy(dtype=np.int64) - 1, k)).astype(float)
     exog = np.column_stack(
         [(shown == m).astype(float) for m in others]

@@ -303,10 +303,14 @@ def plot_choice_model(analysis: Analysis, path: Path) -> None:
     fig.savefig(path, metadata={"Software": None})
 
 
+def _digit_shares(by_digit):
+    """Each digit's votes as shares of that digit's votes (NaN for a digit never asked)."""
+    return by_digit.div(by_digit.sum(axis=1).replace(0, np.nan), axis=0)
+
+
 def plot_digits(analysis: Analysis, path: Path) -> None:
     """Each digit's share of the votes per method (the per-digit breakdown)."""
-    table = analysis.by_digit
-    shares = table.div(table.sum(axis=1).replace(0, np.nan), axis=0)
+    shares = _digit_shares(analysis.by_digit)
     fig = _figure(6.0, 3.4)
     ax = fig.add_subplot()
     digits = [str(d) for d in shares.index]
@@ -816,7 +820,7 @@ def _robustness_section(analysis: Analysis) -> list[str]:
         "",
     ]
     table = analysis.by_digit
-    share = table.div(table.sum(axis=1).replace(0, np.nan), axis=0)
+    share = _digit_shares(table)
     parts += [
         _table(
             ["digit", *[f"{DISPLAY[m]} votes (share)" for m in METHODS]],

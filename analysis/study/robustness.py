@@ -125,12 +125,10 @@ def interaction_test(
     built by shuffling the digit labels among each participant's own questions, which is
     exact when choices do not depend on the digit.  p = (1 + #{LR* >= LR}) / (1 + B).
     """
-    from .choice import design_matrix, fit_types
+    from .choice import design_matrix, fit_types, screen_orders
 
     k = len(methods)
-    order_codes, orders = pd.factorize(real["options"])
-    lookup = {m: i for i, m in enumerate(methods)}
-    order_table = np.array([[lookup[m] for m in text.split("|")] for text in orders])
+    order_codes, order_table = screen_orders(real, methods)
     pid = pd.factorize(real["participant_id"])[0]
     slot = real["position"].to_numpy(dtype=np.int64) - 1
     digit = real["digit"].to_numpy(dtype=np.int64)
@@ -145,7 +143,7 @@ def interaction_test(
             "reason": "fewer than 5 votes for some digit and method: the data do not "
             "support a digit-by-method model",
         }
-    types = np.arange(len(orders) * k * n_d)
+    types = np.arange(len(order_table) * k * n_d)
     shown = order_table[types // (k * n_d)]
     chosen = (types // n_d) % k
     type_digit = levels[types % n_d]
