@@ -134,10 +134,7 @@ def create_app(config: dict | None = None) -> Flask:
     db.init_app(app)
     with app.app_context():
         engine = schema.configure_engine(db.engine)
-        if not schema.schema_present(engine):
-            raise schema.SchemaError(
-                "the database has no study schema; run `normlime init-db --db URL` first"
-            )
+        schema.check_current(engine)
         with Session(engine) as session:
             secret = schema.get_setting(session, "secret_key")
         if not app.config.get("SECRET_KEY"):

@@ -1,4 +1,4 @@
-"""Study-server commands: up, serve, init-db, create-study, set-admin-password,
+"""Study-server commands: up, serve, init-db, db upgrade, create-study, set-admin-password,
 study-links, export-votes, export-hits.
 
 Everything heavy (Flask, SQLAlchemy, numpy) is imported inside the commands; torch is
@@ -43,12 +43,12 @@ def db_option(func):
 
 
 def _engine(db_url: str, *, need_schema: bool = True):
-    from .schema import SchemaError, make_engine, schema_present
+    from .schema import SchemaError, check_current, make_engine
 
     try:
         engine = make_engine(db_url)
-        if need_schema and not schema_present(engine):
-            raise InputError(f"{db_url} has no study schema; run `normlime init-db --db {db_url}`")
+        if need_schema:
+            check_current(engine)
     except SchemaError as exc:
         raise InputError(str(exc)) from None
     return engine
@@ -103,11 +103,58 @@ def _base_url(host: str, port: int) -> str:
 @db_option
 def init_db_command(db_url):
     """Create the study database schema (tables, triggers, secret key) if absent."""
-    from .schema import init_db
+    from .schema import SchemaError, check_current, init_db
 
     engine = _engine(db_url, need_schema=False)
     created = init_db(engine)
+    try:
+        check_current(engine)
+    except SchemaError as exc:
+        raise InputError(str(exc)) from None
     click.echo(f"{'created' if created else 'already present'}: study schema in {db_url}")
+
+
+# ----------------------------------------------------------------------------- db
+
+
+@click.group("db")
+def db_group():
+    """Schema migrations of the study database (Alembic)."""
+
+
+@db_group.command("upgrade")
+@db_option
+def db_upgrade_command(db_url):
+    """Migrate the database to this release's schema; safe to run mid-study and twice.
+
+    Back the database up first (sqlite3 .backup, pg_dump).  Open surveys continue after the
+    upgrade with nothing lost.
+    """
+    from .schema import upgrade
+
+    engine = _engine(db_url, need_schema=False)
+    try:
+        before, after = upgrade(engine)
+    except Exception as exc:  # noqa: BLE001 - a failed migration is rolled back: one line
+        raise InputError(f"upgrade failed, nothing changed: {str(exc).splitlines()[0]}") from None
+    if before == after:
+        click.echo(f"already at revision {after}: {db_url}")
+    else:
+        click.echo(f"upgraded {db_url} from revision {before or '(empty)'} to {after}")
+
+
+@db_group.command("current")
+@db_option
+def db_current_command(db_url):
+    """Print the database's schema revision and the one this release needs."""
+    from .schema import head_revision, schema_revision
+
+    engine = _engine(db_url, need_schema=False)
+    try:
+        revision = schema_revision(engine)
+    except _user_errors() as exc:
+        raise InputError(str(exc)) from None
+    click.echo(f"database: {revision or '(empty)'}; this release: {head_revision()}")
 
 
 # ----------------------------------------------------------------------------- create-study
@@ -499,6 +546,7 @@ COMMANDS = [
     up_command,
     serve_command,
     init_db_command,
+    db_group,
     create_study_command,
     set_admin_password_command,
     study_links_command,

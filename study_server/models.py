@@ -25,7 +25,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["db", "Setting", "Study", "Participant", "Item", "Response", "Event", "utcnow", "as_utc"]
+__all__ = [
+    "db",
+    "Setting",
+    "Study",
+    "Participant",
+    "Item",
+    "Response",
+    "Event",
+    "AdminSession",
+    "utcnow",
+    "as_utc",
+]
 
 MODES = ("debug", "sandbox", "live")
 
@@ -83,7 +94,9 @@ class Participant(db.Model):
     public_id: Mapped[str] = mapped_column(String(16), unique=True)
     #: the unguessable capability carried in every participant URL
     token: Mapped[str] = mapped_column(String(64), unique=True)
-    #: HMAC(study secret, adapter|worker id); NULL for anonymous plain-link participants
+    #: HMAC(study secret, worker id), the same whichever adapter the worker came through
+    #: (rows made before schema revision 0002 hold HMAC(secret, adapter|worker id); see
+    #: study_server.flow.worker_keys); NULL for anonymous plain-link participants
     worker_key: Mapped[str | None] = mapped_column(String(64))
     raw_worker_id: Mapped[str | None] = mapped_column(String(128))
     adapter: Mapped[str] = mapped_column(String(32))
@@ -102,6 +115,8 @@ class Participant(db.Model):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completion_code: Mapped[str | None] = mapped_column(String(64))
+    #: set by ``normlime withdraw``: the answers and items are deleted, raw ids cleared
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Item(db.Model):
@@ -149,3 +164,14 @@ class Event(db.Model):
     participant_id: Mapped[int | None] = mapped_column(Integer)
     ip: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class AdminSession(db.Model):
+    """One admin login.  The cookie carries a random id; only its SHA-256 is stored, and
+    logging out (or expiry) ends the session for every copy of the cookie."""
+
+    __tablename__ = "admin_sessions"
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

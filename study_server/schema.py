@@ -1,4 +1,9 @@
-"""Database URLs, engine set-up and schema creation (never implicit on a request).
+"""Database URLs, engine set-up, schema creation and migrations (never implicit on a request).
+
+The schema is the Alembic history in ``study_server/migrations``: ``init_db`` and
+``upgrade`` both run it to the head revision, and the server refuses to start on a database
+at another revision.  A database made before migrations existed has the tables but no
+``alembic_version``; it is stamped 0001 (that schema) before upgrading.
 
 SQLite is the embedded default: WAL journal, a busy timeout and ``BEGIN IMMEDIATE``
 transactions, so concurrent writers wait for each other instead of failing with
@@ -12,12 +17,12 @@ import os
 import secrets
 from pathlib import Path
 
-from sqlalchemy import create_engine, event, inspect, select, text
+from sqlalchemy import create_engine, event, inspect, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
-from .models import Setting, db
+from .models import Setting
 
 __all__ = [
     "DEFAULT_DB",
@@ -28,33 +33,16 @@ __all__ = [
     "make_engine",
     "init_db",
     "schema_present",
+    "schema_revision",
+    "head_revision",
+    "upgrade",
+    "check_current",
     "get_setting",
     "set_setting",
 ]
 
 DEFAULT_DB = "sqlite:///artifacts/study.sqlite3"
 SQLITE_BUSY_TIMEOUT_MS = 15_000
-
-_SQLITE_TRIGGERS = [
-    "CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events "
-    "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events "
-    "BEGIN SELECT RAISE(ABORT, 'events are append-only'); END",
-    "CREATE TRIGGER IF NOT EXISTS responses_no_update BEFORE UPDATE ON responses "
-    "BEGIN SELECT RAISE(ABORT, 'responses are written once'); END",
-]
-_PG_TRIGGERS = [
-    """CREATE OR REPLACE FUNCTION normlime_refuse_change() RETURNS trigger AS $$
-       BEGIN RAISE EXCEPTION USING MESSAGE = TG_TABLE_NAME || ' rows are append-only'; END $$
-       LANGUAGE plpgsql""",
-    "DROP TRIGGER IF EXISTS events_append_only ON events",
-    "CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE ON events "
-    "FOR EACH ROW EXECUTE FUNCTION normlime_refuse_change()",
-    "DROP TRIGGER IF EXISTS responses_write_once ON responses",
-    "CREATE TRIGGER responses_write_once BEFORE UPDATE ON responses "
-    "FOR EACH ROW EXECUTE FUNCTION normlime_refuse_change()",
-]
-
 
 class SchemaError(RuntimeError):
     """The database is unreachable, has a bad URL, or lacks the schema (one line)."""
@@ -120,29 +108,81 @@ def make_engine(url: str, **kwargs) -> Engine:
 
 
 def schema_present(engine: Engine) -> bool:
+    """True when the database holds a study schema (of any revision)."""
+    return schema_revision(engine) is not None
+
+
+def _alembic_config(connection):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(Path(__file__).parent / "migrations"))
+    return script.get_current_head()
+
+
+def schema_revision(engine: Engine) -> str | None:
+    """The database's revision: None when empty, ``"0001"`` for a pre-migration schema."""
+    from alembic.runtime.migration import MigrationContext
+
     try:
-        names = set(inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            names = set(inspect(conn).get_table_names())
+            if "alembic_version" in names:
+                return MigrationContext.configure(conn).get_current_revision()
     except Exception as exc:  # noqa: BLE001 - any driver error means "cannot use it"
         raise SchemaError(f"cannot open database: {_first_line(exc)}") from None
-    return set(db.metadata.tables) <= names
+    return "0001" if {"studies", "participants", "responses"} <= names else None
 
 
-def init_db(engine: Engine) -> bool:
-    """Create the tables, triggers and the installation secret if absent.
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Migrate to the head revision; returns (revision before, revision after)."""
+    from alembic import command
 
-    Returns True when something was created.  Existing data is never touched.
-    """
-    existed = schema_present(engine)
-    db.metadata.create_all(engine, checkfirst=True)
+    before = schema_revision(engine)
+    head = head_revision()
+    if before == head:
+        return before, head
     with engine.begin() as conn:
-        triggers = _SQLITE_TRIGGERS if engine.dialect.name == "sqlite" else _PG_TRIGGERS
-        if engine.dialect.name in ("sqlite", "postgresql"):
-            for ddl in triggers:
-                conn.execute(text(ddl))
+        cfg = _alembic_config(conn)
+        if before == "0001" and "alembic_version" not in inspect(conn).get_table_names():
+            command.stamp(cfg, "0001")
+        command.upgrade(cfg, "head")
     with Session(engine) as session, session.begin():
         if session.get(Setting, "secret_key") is None:
             session.add(Setting(key="secret_key", value=secrets.token_hex(32)))
-    return not existed
+    return before, head
+
+
+def init_db(engine: Engine) -> bool:
+    """Create the schema (tables, triggers, the installation secret) if absent.
+
+    Returns True when the database was empty.  Existing data is never touched; a database
+    at an older revision is left alone (``normlime db upgrade`` migrates it).
+    """
+    before = schema_revision(engine)
+    if before is None:
+        upgrade(engine)
+    return before is None
+
+
+def check_current(engine: Engine) -> None:
+    """Raise SchemaError unless the database is at this release's revision."""
+    revision, head = schema_revision(engine), head_revision()
+    if revision is None:
+        raise SchemaError("the database has no study schema; run `normlime init-db --db URL` first")
+    if revision != head:
+        raise SchemaError(
+            f"the database schema is at revision {revision}, this release needs {head}; "
+            "back it up, then run `normlime db upgrade --db URL`"
+        )
 
 
 def get_setting(session: Session, key: str) -> str | None:

@@ -207,7 +207,13 @@ def _read_votes_db(url: str, study: str | None = None, mode: str | None = None):
         from sqlalchemy.engine import make_url
 
         from study_server.exports import VOTE_COLUMNS, vote_rows
-        from study_server.schema import SchemaError, make_engine, normalize_db_url, schema_present
+        from study_server.schema import (
+            SchemaError,
+            check_current,
+            make_engine,
+            normalize_db_url,
+            schema_present,
+        )
     except ImportError as exc:  # the server package is part of this project
         raise VotesError(f"cannot read the database: study server unavailable ({exc})") from None
     try:
@@ -219,6 +225,7 @@ def _read_votes_db(url: str, study: str | None = None, mode: str | None = None):
         try:
             if not schema_present(engine):
                 raise VotesError(f"{redact_url(url)} has no study tables (not a study database?)")
+            check_current(engine)
             with engine.connect() as conn:
                 rows = list(vote_rows(conn, include_debug=mode not in (None, "live"), study=study))
         finally:
