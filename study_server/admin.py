@@ -1,19 +1,21 @@
 """Admin pages: login, live progress, downloads, opening/closing a study.
 
-CSRF: a random token kept in the (signed, HttpOnly, SameSite=Lax) session cookie and
-echoed in every admin form; written here instead of pulling in Flask-WTF because there are
-three small forms and no WTForms validation to reuse.
+CSRF: Flask-WTF's CSRFProtect (installed in the app factory) checks every admin form.
 
-Login rate limit: failed logins are events in the append-only log; more than
-ADMIN_LOGIN_RATE failures from one address (or ten times that from all addresses) within
-the window answer 429 before the password is even checked.  Counting in the database keeps
-the limit correct across gunicorn workers and restarts without another service.
+Sessions are revocable: a login stores a random session id in the signed cookie and only
+its SHA-256 in ``admin_sessions``; every admin request checks that row, so logging out (or
+the 8-hour expiry) ends the session for every copy of the cookie.
+
+Login attempts are rate limited per client address by Flask-Limiter (``ADMIN_LOGIN_RATE``,
+see :mod:`study_server.limits`), counted before the password is checked.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
+import json
 import secrets
 
 from flask import (
@@ -27,44 +29,40 @@ from flask import (
     session,
     url_for,
 )
-from sqlalchemy import func, select, update
-from werkzeug.exceptions import TooManyRequests
+from sqlalchemy import insert, select, update
 from werkzeug.security import check_password_hash
 
-from . import exports
+from . import exports, fields
 from .flow import log_event
-from .models import Event, Study, db, utcnow
-from .ratelimit import parse_rate
-from .recruitment import load_adapters
+from .models import AdminSession, Study, db, utcnow
 from .schema import get_setting
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+A = AdminSession.__table__
 
 
-def _csrf_token() -> str:
-    if "csrf" not in session:
-        session["csrf"] = secrets.token_urlsafe(32)
-    return session["csrf"]
+def _sid_hash(sid: str) -> str:
+    return hashlib.sha256(sid.encode()).hexdigest()
 
 
-@bp.context_processor
-def _inject():
-    return {"csrf_token": _csrf_token}
-
-
-@bp.before_request
-def _check_csrf():
-    if request.method == "POST":
-        sent = request.form.get("csrf_token", "")
-        expected = session.get("csrf", "")
-        if not sent or not expected or not secrets.compare_digest(sent, expected):
-            abort(400, "The form has expired or did not come from this site; reload and retry.")
+def _session_valid() -> bool:
+    sid = session.get("sid")
+    if not isinstance(sid, str) or len(sid) > 64:
+        return False
+    row = db.session.execute(
+        select(A.c.expires_at, A.c.revoked_at).where(A.c.id_hash == _sid_hash(sid))
+    ).first()
+    if row is None or row.revoked_at is not None:
+        return False
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=dt.UTC)
+    return expires > utcnow()
 
 
 def login_required(view):
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        if not session.get("admin"):
+        if not _session_valid():
+            session.clear()
             return redirect(url_for("admin.login"), code=303)
         return view(*args, **kwargs)
 
@@ -75,22 +73,6 @@ def _ip() -> str:
     return request.remote_addr or "?"
 
 
-def _check_login_rate() -> None:
-    limit, window = parse_rate(current_app.config["ADMIN_LOGIN_RATE"])
-    since = utcnow() - dt.timedelta(seconds=window)
-    base = (
-        select(func.count())
-        .select_from(Event)
-        .where(Event.kind == "admin_login_failed", Event.at >= since)
-    )
-    mine = db.session.execute(base.where(Event.ip == _ip())).scalar_one()
-    total = db.session.execute(base).scalar_one()
-    if mine >= limit or total >= 10 * limit:
-        exc = TooManyRequests("Too many failed logins; wait a few minutes and try again.")
-        exc.retry_after = window
-        raise exc
-
-
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     stored = get_setting(db.session, "admin_password_hash")
@@ -98,23 +80,37 @@ def login():
         return render_template("admin/login.html", disabled=True), 503
     if request.method == "GET":
         return render_template("admin/login.html", disabled=False)
-    _check_login_rate()
-    password = request.form.get("password", "")
-    if not password or not check_password_hash(stored, password):
+    form = fields.parse(request.form, fields.ADMIN_LOGIN)
+    if not check_password_hash(stored, form["password"]):
         log_event("admin_login_failed", ip=_ip())
         db.session.commit()
         return render_template("admin/login.html", disabled=False, failed=True), 401
-    session.clear()
-    session.permanent = True
-    session["admin"] = True
-    session["csrf"] = secrets.token_urlsafe(32)  # a fresh token per login
+    sid = secrets.token_urlsafe(32)
+    now = utcnow()
+    lifetime = dt.timedelta(seconds=current_app.config["PERMANENT_SESSION_LIFETIME"])
+    db.session.execute(
+        insert(A).values(id_hash=_sid_hash(sid), created_at=now, expires_at=now + lifetime)
+    )
     log_event("admin_login", ip=_ip())
     db.session.commit()
+    session.clear()  # a fresh session (and CSRF token) per login
+    session.permanent = True
+    session["sid"] = sid
     return redirect(url_for("admin.dashboard"), code=303)
 
 
 @bp.post("/logout")
 def logout():
+    fields.parse(request.form, fields.ADMIN_LOGOUT)
+    sid = session.get("sid")
+    if isinstance(sid, str):
+        db.session.execute(
+            update(A)
+            .where(A.c.id_hash == _sid_hash(sid), A.c.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        log_event("admin_logout", ip=_ip())
+        db.session.commit()
     session.clear()
     return redirect(url_for("admin.login"), code=303)
 
@@ -125,9 +121,10 @@ def dashboard():
     studies = exports.study_progress(db.session)
     base = request.host_url.rstrip("/")
     for s in studies:
-        adapters = load_adapters(
+        adapters = json.loads(
             db.session.execute(select(Study.adapters).where(Study.id == s["id"])).scalar_one()
         )
+        s["adapters"] = {name: cfg["kind"] for name, cfg in adapters.items()}
         s["links"] = {
             name: f"{base}/s/{s['public_key']}" + ("" if name == "link" else f"/{name}")
             for name in adapters
@@ -139,8 +136,9 @@ def dashboard():
 @bp.get("/export/<kind>.csv")
 @login_required
 def export(kind: str):
-    include_debug = request.args.get("include_debug") == "1"
-    study = request.args.get("study") or None
+    args = fields.parse(request.args, fields.ADMIN_EXPORT)
+    include_debug = args.get("include_debug") == "1"
+    study = args.get("study") or None
     if kind == "votes":
         columns, rows = exports.VOTE_COLUMNS, exports.vote_rows
     elif kind == "participants":
@@ -161,9 +159,7 @@ def export(kind: str):
 @bp.post("/studies/<int:study_id>/active")
 @login_required
 def set_active(study_id: int):
-    value = request.form.get("active")
-    if value not in ("0", "1"):
-        abort(400, "The form field 'active' must be 0 or 1.")
+    value = fields.parse(request.form, fields.ADMIN_ACTIVE)["active"]
     result = db.session.execute(
         update(Study).where(Study.id == study_id).values(active=value == "1")
     )

@@ -10,34 +10,46 @@ MAPS_DIR                   NORMLIME_MAPS                   assets/maps/mnist, el
                                                            artifacts/maps
 FRAME_ANCESTORS            NORMLIME_FRAME_ANCESTORS        ``*`` (participant pages may be
                                                            framed by any recruiting site)
-PARTICIPANT_RATE           NORMLIME_PARTICIPANT_RATE       100/10 (requests per token)
-ENTRY_RATE                 NORMLIME_ENTRY_RATE             300/60 (entry+consent per address)
-ADMIN_LOGIN_RATE           NORMLIME_ADMIN_LOGIN_RATE       10/900 (failed logins per address)
+LIMITS_STORAGE             NORMLIME_LIMITS_STORAGE         memory:// (redis://HOST:PORT to share
+                                                           the limits across processes)
+LIMITS_KEY_PREFIX          NORMLIME_LIMITS_KEY_PREFIX      normlime
+PARTICIPANT_RATE           NORMLIME_PARTICIPANT_RATE       100 per 10 seconds (per token)
+MISS_RATE                  NORMLIME_MISS_RATE              60 per minute (404s per address)
+ENTRY_RATE                 NORMLIME_ENTRY_RATE             300 per minute (per address)
+ADMIN_LOGIN_RATE           NORMLIME_ADMIN_LOGIN_RATE       5 per minute; 10 per 15 minutes;
+                                                           20 per hour; 50 per day (per address)
 TRUSTED_PROXIES            NORMLIME_TRUSTED_PROXIES        0 (X-Forwarded-* hops to trust)
 SECURE_COOKIES             NORMLIME_SECURE_COOKIES         off (admin cookie over https only)
 DB_POOL_SIZE               NORMLIME_DB_POOL_SIZE           5
 FAKE_MTURK                 NORMLIME_FAKE_MTURK             off (debug turkSubmitTo endpoint)
 BENCHMARK_ENDPOINTS        NORMLIME_BENCHMARK_ENDPOINTS    off (benchmarks/load.py references)
-MAX_CONTENT_LENGTH         -                               64 KiB
+MAX_CONTENT_LENGTH         -                               64 KiB, with or without a
+                                                           Content-Length header
 =========================  ==============================  ==================================
 
-The Flask ``SECRET_KEY`` (admin sessions only; participants carry no cookie) is read from
-the database, where ``normlime init-db`` generated it, so every gunicorn worker shares it.
+Rates are explained in :mod:`study_server.limits`.  The Flask ``SECRET_KEY`` (it signs the
+admin session cookie and plain-link participants' resume cookie) is read from the database,
+where ``normlime init-db`` generated it, so every gunicorn worker shares it.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
-from flask import Flask, render_template, request
+from flask import Flask, abort, g, make_response, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from . import schema
+from .fields import FieldError
+from .limits import DEFAULT_RATES, install_limits, normalize_rate, retry_after
 from .maps import default_maps_dir, load_maps
 from .models import db
-from .ratelimit import SlidingWindow, parse_rate
 
 __all__ = ["create_app"]
 
@@ -47,7 +59,10 @@ _ENV = {
     "SQLALCHEMY_DATABASE_URI": "DATABASE_URL",
     "MAPS_DIR": "NORMLIME_MAPS",
     "FRAME_ANCESTORS": "NORMLIME_FRAME_ANCESTORS",
+    "LIMITS_STORAGE": "NORMLIME_LIMITS_STORAGE",
+    "LIMITS_KEY_PREFIX": "NORMLIME_LIMITS_KEY_PREFIX",
     "PARTICIPANT_RATE": "NORMLIME_PARTICIPANT_RATE",
+    "MISS_RATE": "NORMLIME_MISS_RATE",
     "ENTRY_RATE": "NORMLIME_ENTRY_RATE",
     "ADMIN_LOGIN_RATE": "NORMLIME_ADMIN_LOGIN_RATE",
     "TRUSTED_PROXIES": "NORMLIME_TRUSTED_PROXIES",
@@ -58,9 +73,9 @@ _ENV = {
 }
 _DEFAULTS = {
     "FRAME_ANCESTORS": "*",
-    "PARTICIPANT_RATE": "100/10",
-    "ENTRY_RATE": "300/60",
-    "ADMIN_LOGIN_RATE": "10/900",
+    "LIMITS_STORAGE": "memory://",
+    "LIMITS_KEY_PREFIX": "normlime",
+    **DEFAULT_RATES,
     "TRUSTED_PROXIES": 0,
     "SECURE_COOKIES": False,
     "DB_POOL_SIZE": 5,
@@ -93,8 +108,8 @@ def _resolve_config(config: dict | None) -> dict:
         cfg[key] = _flag(cfg[key])
     cfg["TRUSTED_PROXIES"] = int(cfg["TRUSTED_PROXIES"])
     cfg["DB_POOL_SIZE"] = int(cfg["DB_POOL_SIZE"])
-    for key in ("PARTICIPANT_RATE", "ENTRY_RATE", "ADMIN_LOGIN_RATE"):
-        parse_rate(cfg[key])  # fail at start-up, not on the first request
+    for key in DEFAULT_RATES:
+        cfg[key] = normalize_rate(cfg[key])  # fail at start-up, not on the first request
     if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     else:
@@ -121,9 +136,12 @@ def create_app(config: dict | None = None) -> Flask:
         SESSION_COOKIE_NAME="normlime_admin",
         PERMANENT_SESSION_LIFETIME=8 * 3600,
         TEMPLATES_AUTO_RELOAD=False,
+        # CSRF tokens live as long as the (server-side revocable) admin session
+        WTF_CSRF_TIME_LIMIT=None,
     )
     app.config.update(cfg)
     app.config["SESSION_COOKIE_SECURE"] = cfg["SECURE_COOKIES"]
+    app.wsgi_app = BoundedBody(app.wsgi_app, cfg["MAX_CONTENT_LENGTH"])
     if cfg["TRUSTED_PROXIES"]:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -141,24 +159,31 @@ def create_app(config: dict | None = None) -> Flask:
             app.config["SECRET_KEY"] = secret
         engine.dispose()  # forked gunicorn workers open their own connections
 
-    limits = {
-        key: SlidingWindow(*parse_rate(cfg[key])) for key in ("PARTICIPANT_RATE", "ENTRY_RATE")
-    }
-    app.extensions["normlime_limits"] = limits
-
     from .admin import bp as admin_bp
     from .participant import bp as participant_bp
 
+    csrf = CSRFProtect(app)
+    # Participant forms are bound to their participant and item by an HMAC signature and
+    # participants hold no session, so there is no ambient authority for CSRF to abuse.
+    csrf.exempt(participant_bp)
     app.register_blueprint(participant_bp)
     app.register_blueprint(admin_bp)
     if cfg["FAKE_MTURK"]:
         from .devtools import bp as dev_bp
 
+        csrf.exempt(dev_bp)
         app.register_blueprint(dev_bp)
     if cfg["BENCHMARK_ENDPOINTS"]:
         from .bench import bp as bench_bp
 
+        csrf.exempt(bench_bp)
         app.register_blueprint(bench_bp)
+    app.extensions["normlime_limiter"] = install_limits(app)
+
+    @app.before_request
+    def _bounded_body():
+        if request.environ.get("normlime.body_too_large"):
+            abort(413, "The request is too large.")
 
     @app.template_global("static")
     def _static(filename: str) -> str:
@@ -188,14 +213,17 @@ def _install_headers(app: Flask) -> None:
         h = resp.headers
         h.setdefault("X-Content-Type-Options", "nosniff")
         # Participant tokens live in URLs: never leak them to other sites.
-        h.setdefault("Referrer-Policy", "no-referrer")
         if request.blueprint == "admin":
+            # same-origin (not no-referrer): Flask-WTF checks the Referer over https
+            h["Referrer-Policy"] = "same-origin"
             h["X-Frame-Options"] = "DENY"
             h["Content-Security-Policy"] = (
                 "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
             )
             h["Cache-Control"] = "no-store"
-        elif "Content-Security-Policy" not in h:
+        else:
+            h.setdefault("Referrer-Policy", "no-referrer")
+        if request.blueprint != "admin" and "Content-Security-Policy" not in h:
             # Participant pages are framed by MTurk: allow framing, nothing else external.
             form_action = resp.headers.pop("X-Form-Action", "")
             h["Content-Security-Policy"] = (
@@ -210,20 +238,103 @@ def _install_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         db.session.rollback()
-        if request.path.startswith("/_bench/") or request.accept_mimetypes.best == (
-            "application/json"
-        ):
-            resp = {"error": exc.description, "status": exc.code}, exc.code
-        else:
-            resp = (
-                render_template(
-                    "message.html", title=exc.name, message=exc.description, status=exc.code
-                ),
-                exc.code,
-            )
-        from flask import make_response
+        retry = retry_after(app.extensions["normlime_limiter"]) if exc.code == 429 else None
+        retry = getattr(exc, "retry_after", None) or retry
+        return error_response(exc.code, exc.name, exc.description, retry_after=retry)
 
-        out = make_response(resp)
-        if exc.code == 429 and getattr(exc, "retry_after", None):
-            out.headers["Retry-After"] = str(int(exc.retry_after) + 1)
-        return out
+    @app.errorhandler(FieldError)
+    def _bad_field(exc: FieldError):
+        db.session.rollback()
+        on_survey = bool(request.view_args and "token" in request.view_args)
+        if on_survey or request.blueprint == "admin":
+            hint = "Please reload the page."
+        else:
+            hint = "Please reopen the link you were given."
+        return error_response(400, "Not accepted", f"{exc} {hint}")
+
+    @app.errorhandler(CSRFError)
+    def _csrf_error(exc: CSRFError):
+        db.session.rollback()
+        return error_response(
+            400,
+            "Form expired",
+            f"The form has expired or did not come from this site ({exc.description}); "
+            "reload the page and try again.",
+        )
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeout)
+    def _database_down(exc: Exception):
+        # Nothing was acknowledged: the request's transaction never committed.
+        db.session.rollback()
+        app.logger.warning("database error, answered 503: %s", str(exc).splitlines()[0])
+        return error_response(
+            503,
+            "Temporarily unavailable",
+            "The study's database is not answering right now. Nothing you sent was lost: "
+            "your answers so far are saved. Please try again in a moment.",
+            retry_after=5,
+        )
+
+
+def error_response(status: int, title: str, message: str, *, retry_after=None):
+    """A 4xx/5xx reply: JSON for API clients, else a page with the study's mode banner and,
+    when waiting helps, an automatic return to where the participant was."""
+    if request.path.startswith("/_bench/") or request.accept_mimetypes.best == (
+        "application/json"
+    ):
+        out = make_response({"error": message, "status": status}, status)
+    else:
+        back = _way_back() if retry_after else None
+        html = render_template(
+            "message.html",
+            title=title,
+            message=message,
+            status=status,
+            mode=g.get("study_mode"),
+            back=back,
+            retry_after=int(retry_after) if retry_after else None,
+        )
+        out = make_response(html, status)
+    if retry_after:
+        out.headers["Retry-After"] = str(int(retry_after))
+    out.headers["Cache-Control"] = "no-store"
+    return out
+
+
+def _way_back() -> str | None:
+    """Where a participant returns after waiting: their survey's current question (a GET,
+    never a re-posted form), or the entry link they opened."""
+    token = (request.view_args or {}).get("token")
+    if token:
+        return f"{request.script_root}/p/{token}"
+    if request.method == "GET" and request.blueprint == "participant":
+        return request.full_path.rstrip("?")
+    return None
+
+
+class BoundedBody:
+    """Refuse request bodies over ``limit`` bytes, also when no Content-Length is sent.
+
+    Werkzeug enforces MAX_CONTENT_LENGTH from the header; a chunked body has none, so it
+    is read here up to the limit (and handed on as a plain, measured body) or refused.
+    """
+
+    def __init__(self, wsgi_app, limit: int):
+        self.wsgi_app, self.limit = wsgi_app, int(limit)
+
+    def __call__(self, environ, start_response):
+        if environ.get("CONTENT_LENGTH") in (None, "") and (
+            environ.get("wsgi.input_terminated")
+            or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        ):
+            data = environ["wsgi.input"].read(self.limit + 1)
+            if len(data) > self.limit:
+                environ["normlime.body_too_large"] = True
+                data = b""
+            environ["wsgi.input"] = io.BytesIO(data)
+            environ["CONTENT_LENGTH"] = str(len(data))
+            environ["wsgi.input_terminated"] = False
+            environ.pop("HTTP_TRANSFER_ENCODING", None)
+        return self.wsgi_app(environ, start_response)

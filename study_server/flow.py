@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from flask import g
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -52,6 +53,8 @@ _PCOLS = (
     P.c.started_at,
     P.c.completed_at,
     P.c.completion_code,
+    P.c.worker_key,
+    P.c.withdrawn_at,
     S.c.secret,
     S.c.adapters,
 )
@@ -132,11 +135,12 @@ def _db():
 
 
 class Refused(Exception):
-    """A request that must change nothing; carries the HTTP status and a clear message."""
+    """A request that must change nothing; carries the HTTP status, a clear message that
+    says what to do next, and the page title."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, title: str = "Not accepted"):
         super().__init__(message)
-        self.status, self.message = status, message
+        self.status, self.message, self.title = status, message, title
 
 
 @dataclass
@@ -152,6 +156,8 @@ class ParticipantRow:
     started_at: object
     completed_at: object
     completion_code: str | None
+    worker_key: str | None
+    withdrawn_at: object
     secret: str
     adapters: str
 
@@ -187,22 +193,43 @@ def log_event(kind: str, *, study_id=None, participant_id=None, ip=None, **detai
     )
 
 
+_BAD_TOKEN = (
+    "This survey link is not valid. Open the study again from the site that sent you, "
+    "or use the link you were given on the first page."
+)
+_WITHDRAWN = (
+    "You withdrew from this study and your answers were deleted. "
+    "Nothing more is needed from you; thank you."
+)
+
+
+def _checked(row) -> ParticipantRow:
+    p = ParticipantRow.from_row(row)
+    g.study_mode = p.mode
+    if p.withdrawn_at is not None:
+        raise Refused(410, _WITHDRAWN, "Withdrawn")
+    return p
+
+
 def load_participant(token: str) -> ParticipantRow:
     if not tokens.TOKEN_RE.fullmatch(token or ""):
-        raise Refused(404, "This participant link is not valid.")
+        raise Refused(404, _BAD_TOKEN, "Link not valid")
     row = _db().execute(_BY_TOKEN, {"token": token}).first()
     if row is None:
-        raise Refused(404, "This participant link is not valid.")
-    return ParticipantRow.from_row(row)
+        raise Refused(404, _BAD_TOKEN, "Link not valid")
+    return _checked(row)
 
 
-def find_by_worker(study_id: int, key: str) -> ParticipantRow | None:
+def find_by_worker(study, worker_id: str) -> ParticipantRow | None:
+    """The person's participation in the study, whichever adapter they used."""
+    keys = tokens.worker_keys(study.secret, worker_id, json.loads(study.adapters))
     row = _db().execute(
         select(*_PCOLS)
         .join_from(P, S, P.c.study_id == S.c.id)
-        .where(P.c.study_id == study_id, P.c.worker_key == key)
+        .where(P.c.study_id == study.id, P.c.worker_key.in_(keys))
+        .order_by(P.c.id)
     ).first()
-    return ParticipantRow.from_row(row) if row else None
+    return _checked(row) if row else None
 
 
 def find_by_nonce(study_id: int, nonce: str) -> ParticipantRow | None:
@@ -211,7 +238,7 @@ def find_by_nonce(study_id: int, nonce: str) -> ParticipantRow | None:
         .join_from(P, S, P.c.study_id == S.c.id)
         .where(P.c.study_id == study_id, P.c.entry_nonce == nonce)
     ).first()
-    return ParticipantRow.from_row(row) if row else None
+    return _checked(row) if row else None
 
 
 def update_assignment(p: ParticipantRow, entry: Entry, ip: str | None) -> None:
@@ -246,9 +273,7 @@ def create_participant(
     now = utcnow()
     seed = new_seed()
     token = tokens.new_token()
-    worker_key = (
-        tokens.worker_key(study.secret, entry.adapter, entry.worker_id) if entry.worker_id else None
-    )
+    worker_key = tokens.worker_key(study.secret, entry.worker_id) if entry.worker_id else None
     result = _db().execute(
         insert(P).values(
             study_id=study.id,
@@ -353,7 +378,7 @@ def load_for_answer(token: str, position: int) -> AnswerContext:
     """One query: participant, study, the answered item (+ its response), the next item,
     and the time the previous item was answered (= when this one was first shown)."""
     if not tokens.TOKEN_RE.fullmatch(token or ""):
-        raise Refused(404, "This participant link is not valid.")
+        raise Refused(404, _BAD_TOKEN, "Link not valid")
     params = {
         "token": token,
         "pos": position,
@@ -362,8 +387,8 @@ def load_for_answer(token: str, position: int) -> AnswerContext:
     }
     rows = _db().execute(_FOR_ANSWER, params).all()
     if not rows:
-        raise Refused(404, "This participant link is not valid.")
-    p = ParticipantRow.from_row(rows[0])
+        raise Refused(404, _BAD_TOKEN, "Link not valid")
+    p = _checked(rows[0])
     items = {r.position: _item_row(r) for r in rows}
     if position not in items:
         raise Refused(404, f"Question {position} is not part of this survey.")

@@ -1,9 +1,16 @@
 """Participant routes: entry (preview/consent), instructions, items, images, completion.
 
-Participants carry no cookie.  Their identity is the unguessable token in the URL, so the
-pages work inside MTurk's cross-site iframe where third-party cookies are blocked.  Each
-request is one transaction: the view commits once at the end, after which the response
-(e.g. the next item or the completion page) is rendered.
+A participant's identity in the survey is the unguessable token in the URL, so the pages
+work inside MTurk's cross-site iframe where third-party cookies are blocked.  A person's
+identity in a study is (study, worker id), whatever adapter they enter through: a worker
+who comes back, by any route, is sent to their own participation, and a finished one sees
+the completion page again (code and, for MTurk, the submit form).  Anonymous plain-link
+participants get a first-party resume cookie on the entry link's path, and a resume link
+on their first page.
+
+Each request is one transaction: the view commits once at the end, after which the
+response (e.g. the next item or the completion page) is rendered.  Fields are parsed by
+:mod:`study_server.fields`; rate limits are attached by :mod:`study_server.limits`.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    g,
     make_response,
     redirect,
     render_template,
@@ -23,9 +31,8 @@ from flask import (
 )
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from werkzeug.exceptions import TooManyRequests
 
-from . import flow, tokens
+from . import fields, flow, tokens
 from .flow import Refused
 from .models import Study, db
 from .pages import render_item_page
@@ -45,24 +52,11 @@ def _client_ip() -> str:
     return request.remote_addr or "?"
 
 
-def _limit(name: str, key: str) -> None:
-    wait = current_app.extensions["normlime_limits"][name].hit(key)
-    if wait:
-        exc = TooManyRequests(
-            "Too many requests in a short time; please wait a moment and try again."
-        )
-        exc.retry_after = wait
-        raise exc
-
-
 def _refused(exc: Refused):
+    from .app import error_response
+
     db.session.rollback()
-    if request.accept_mimetypes.best == "application/json":
-        return {"error": exc.message, "status": exc.status}, exc.status
-    html = render_template(
-        "message.html", title="Not accepted", message=exc.message, status=exc.status
-    )
-    return html, exc.status
+    return error_response(exc.status, exc.title, exc.message)
 
 
 @bp.errorhandler(Refused)
@@ -79,33 +73,47 @@ def _page(html: str, status: int = 200, form_action: str = ""):
     return resp
 
 
+_BAD_LINK = (
+    "This study link is not valid. "
+    "Check that you copied the whole link from the site that sent you here."
+)
+
+
 def _study(key: str):
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", key or ""):
-        raise Refused(404, "This study link is not valid.")
+        raise Refused(404, _BAD_LINK)
     study = db.session.execute(select(Study).where(Study.public_key == key)).scalar_one_or_none()
     if study is None:
-        raise Refused(404, "This study link is not valid.")
+        raise Refused(404, _BAD_LINK)
+    g.study_mode = study.mode
     return study
 
 
 def _adapter(study, name: str) -> dict:
     adapters = json.loads(study.adapters)
     if name not in adapters:
-        raise Refused(404, "This study link is not valid.")
+        raise Refused(404, _BAD_LINK)
     return adapters[name]
 
 
-def _int_field(name: str, low: int, high: int) -> int:
-    raw = request.form.get(name, "")
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise Refused(400, f"The form field {name!r} is missing or out of range.")
-    return int(raw)
-
-
-def _resume_or_refuse(p: flow.ParticipantRow):
-    if p.completed_at is not None:
-        raise Refused(409, "You have already taken part in this study. Thank you!")
+def _home(p: flow.ParticipantRow):
+    """Wherever the participant's stored progress says they are (completion page included)."""
     return redirect(url_for("participant.home", token=p.token), code=303)
+
+
+def _resume_cookie(key: str) -> str:
+    return f"normlime_resume_{key}"
+
+
+def _resume_from_cookie(study) -> flow.ParticipantRow | None:
+    raw = request.cookies.get(_resume_cookie(study.public_key), "")
+    if not tokens.TOKEN_RE.fullmatch(raw):
+        return None
+    try:
+        p = flow.load_participant(raw)
+    except Refused:
+        return None
+    return p if p.study_id == study.id else None
 
 
 def _maps():
@@ -118,27 +126,27 @@ def _maps():
 @bp.get("/s/<key>", defaults={"adapter": "link"})
 @bp.get("/s/<key>/<adapter>")
 def entry(key: str, adapter: str):
-    """An entry link: preview, resume a returning worker, or the consent page."""
-    _limit("ENTRY_RATE", _client_ip())
+    """An entry link: preview, resume a returning person, or the consent page."""
+    fields.bounded_query(request.args)
     study = _study(key)
     cfg = _adapter(study, adapter)
     try:
         ent = parse_entry(adapter, cfg, study.mode, request.args)
     except AdapterError as exc:
-        raise Refused(400, str(exc)) from None
+        raise Refused(400, f"{exc}. Please reopen the link from the site that sent you.") from None
     if ent.preview:
         return _page(render_template("preview.html", mode=study.mode))
     if ent.worker_id:
-        existing = flow.find_by_worker(
-            study.id, tokens.worker_key(study.secret, adapter, ent.worker_id)
-        )
+        existing = flow.find_by_worker(study, ent.worker_id)
         if existing is not None:
             if existing.completed_at is None:
                 flow.update_assignment(existing, ent, _client_ip())
                 db.session.commit()
-            return _resume_or_refuse(existing)
+            return _home(existing)
+    elif (existing := _resume_from_cookie(study)) is not None:
+        return _home(existing)
     if not study.active:
-        raise Refused(403, "This study is closed and accepts no new participants.")
+        raise Refused(403, "This study is closed and accepts no new participants.", "Closed")
     nonce = tokens.new_nonce()
     params = ent.params()
     return _page(
@@ -156,28 +164,24 @@ def entry(key: str, adapter: str):
 
 @bp.post("/s/<key>/<adapter>/consent")
 def consent(key: str, adapter: str):
-    """Consent given: create the participation (idempotent per nonce and per worker)."""
-    _limit("ENTRY_RATE", _client_ip())
+    """Consent given: create the participation (idempotent per nonce and per person)."""
+    form = fields.parse(request.form, fields.CONSENT)
     study = _study(key)
     _adapter(study, adapter)
-    form = request.form
     if form.get("agree") != "yes":
-        raise Refused(400, "Please tick the consent box to take part.")
-    nonce = form.get("nonce", "")
+        raise Refused(400, "Please tick the consent box to take part, then press Continue.")
+    nonce = form["nonce"]
     params = {k[2:]: v for k, v in form.items() if k.startswith("p.")}
-    if not tokens.NONCE_RE.fullmatch(nonce) or not tokens.same(
-        form.get("sig"), tokens.entry_signature(study.secret, adapter, nonce, params)
-    ):
+    if not tokens.same(form["sig"], tokens.entry_signature(study.secret, adapter, nonce, params)):
         raise Refused(400, "The consent form was altered or is incomplete; please reopen the link.")
     existing = flow.find_by_nonce(study.id, nonce)
     if existing is not None:  # a double click or a retried request
-        return redirect(url_for("participant.home", token=existing.token), code=303)
+        return _home(existing)
     ent = Entry.from_params(adapter, params)
-    key_ = tokens.worker_key(study.secret, adapter, ent.worker_id) if ent.worker_id else None
-    if key_ and (existing := flow.find_by_worker(study.id, key_)) is not None:
-        return _resume_or_refuse(existing)
+    if ent.worker_id and (existing := flow.find_by_worker(study, ent.worker_id)) is not None:
+        return _home(existing)
     if not study.active:
-        raise Refused(403, "This study is closed and accepts no new participants.")
+        raise Refused(403, "This study is closed and accepts no new participants.", "Closed")
     try:
         token = flow.create_participant(
             study, ent, nonce, bundle_sha256=_maps().sha256, ip=_client_ip()
@@ -187,14 +191,25 @@ def consent(key: str, adapter: str):
         # Another request created this participation first: resolve to it.
         db.session.rollback()
         existing = flow.find_by_nonce(study.id, nonce) or (
-            flow.find_by_worker(study.id, key_) if key_ else None
+            flow.find_by_worker(study, ent.worker_id) if ent.worker_id else None
         )
         if existing is None:
             raise
-        if existing.completed_at is not None:
-            return _resume_or_refuse(existing)
-        return redirect(url_for("participant.home", token=existing.token), code=303)
-    return redirect(url_for("participant.home", token=token), code=303)
+        return _home(existing)
+    resp = redirect(url_for("participant.home", token=token), code=303)
+    if not ent.worker_id:
+        # An anonymous plain-link participant: the same link brings them back (first-party
+        # cookie, entry path only; the resume link on the next page works without it).
+        resp.set_cookie(
+            _resume_cookie(study.public_key),
+            token,
+            max_age=30 * 86400,
+            path=f"{request.script_root}/s/{study.public_key}",
+            secure=current_app.config["SECURE_COOKIES"],
+            httponly=True,
+            samesite="Lax",
+        )
+    return resp
 
 
 # ----------------------------------------------------------------------------- survey
@@ -203,7 +218,7 @@ def consent(key: str, adapter: str):
 @bp.get("/p/<token>")
 def home(token: str):
     """Whatever the stored progress says comes next: instructions, an item, or the end."""
-    _limit("PARTICIPANT_RATE", token)
+    fields.parse(request.args, fields.NO_FIELDS)
     p = flow.load_participant(token)
     if p.completed_at is not None:
         return _completion_page(p)
@@ -214,6 +229,9 @@ def home(token: str):
                 action=url_for("participant.start", token=token),
                 mode=p.mode,
                 n_items=N_ITEMS,
+                resume_url=url_for("participant.home", token=token, _external=True)
+                if p.worker_key is None
+                else None,
             )
         )
     item = flow.current_item(p)
@@ -223,24 +241,22 @@ def home(token: str):
 
 @bp.post("/p/<token>/start")
 def start(token: str):
-    _limit("PARTICIPANT_RATE", token)
+    fields.parse(request.form, fields.START)
     p = flow.load_participant(token)
-    if p.completed_at is not None:
-        raise Refused(409, "This survey is already complete.")
-    flow.start(p, _client_ip())
-    db.session.commit()
-    return redirect(url_for("participant.home", token=token), code=303)
+    if p.completed_at is None:
+        flow.start(p, _client_ip())
+        db.session.commit()
+    return _home(p)
 
 
 @bp.post("/p/<token>/answer")
 def answer(token: str):
     """Store one answer, then show the next item (or the completion page) in the reply."""
-    _limit("PARTICIPANT_RATE", token)
-    position = _int_field("q", 1, N_ITEMS)
-    choice = _int_field("c", 1, N_OPTIONS)
+    form = fields.parse(request.form, fields.ANSWER)
+    position, choice = form["q"], form["c"]
     ctx = flow.load_for_answer(token, position)
     p = ctx.participant
-    if not tokens.same(request.form.get("f"), tokens.form_signature(p.secret, token, position)):
+    if not tokens.same(form["f"], tokens.form_signature(p.secret, token, position)):
         raise Refused(400, "The answer form was altered; please reload the page.")
     stored = flow.record_answer(ctx, choice, _client_ip())
     if not stored:
@@ -300,7 +316,6 @@ def _completion_page(p: flow.ParticipantRow):
 @bp.get("/p/<token>/img/<int:position>/<image>")
 def image(token: str, position: int, image: str):
     """One option's map under an opaque URL; identical headers for every image."""
-    _limit("PARTICIPANT_RATE", token)
     if not _IMAGE_ID_RE.fullmatch(image) or not 1 <= position <= N_ITEMS:
         raise Refused(404, "No such image.")
     p = flow.load_participant(token)

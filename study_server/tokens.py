@@ -16,6 +16,8 @@ __all__ = [
     "NONCE_RE",
     "keyed",
     "worker_key",
+    "legacy_worker_key",
+    "worker_keys",
     "image_id",
     "form_signature",
     "entry_signature",
@@ -46,8 +48,21 @@ def keyed(secret: str, *parts: object, length: int = 32) -> str:
     return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()[:length]
 
 
-def worker_key(secret: str, adapter: str, worker_id: str) -> str:
+def worker_key(secret: str, worker_id: str) -> str:
+    """A person's key in a study: the same whichever adapter they enter through."""
+    return keyed(secret, "person", worker_id, length=64)
+
+
+def legacy_worker_key(secret: str, adapter: str, worker_id: str) -> str:
+    """The per-adapter key of participations made before schema revision 0002."""
     return keyed(secret, "worker", adapter, worker_id, length=64)
+
+
+def worker_keys(secret: str, worker_id: str, adapters) -> list[str]:
+    """Every key under which this person's participation may be stored."""
+    return [worker_key(secret, worker_id)] + [
+        legacy_worker_key(secret, a, worker_id) for a in sorted(adapters)
+    ]
 
 
 def image_id(secret: str, token: str, position: int, slot: int) -> str:

@@ -65,17 +65,52 @@ def test_login_needs_csrf_and_the_right_password(sqlite_server):
     assert kinds.count("admin_login_failed") == 1 and kinds.count("admin_login") == 1
 
 
-def test_failed_logins_are_rate_limited_across_clients(sqlite_url, bundle_dir):
+def _from(client, address: str):
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_login_attempts_are_limited_per_address_not_for_everyone(sqlite_url, bundle_dir):
     srv = with_password(make_server(sqlite_url, bundle_dir, config={"ADMIN_LOGIN_RATE": "3/600"}))
     for _ in range(3):
-        assert login(srv.client(), "nope nope nope").status_code == 401
-    # a fresh client (new session) from the same address is still limited, even with the
-    # right password; the count lives in the database, so it holds across workers
-    r = login(srv.client())
-    assert r.status_code == 429 and "Too many failed logins" in r.get_data(as_text=True)
-    assert int(r.headers["Retry-After"]) >= 600
-    fresh_app = make_server(sqlite_url, bundle_dir, config={"ADMIN_LOGIN_RATE": "3/600"})
-    assert login(fresh_app.client()).status_code == 429
+        assert login(_from(srv.client(), "203.0.113.9"), "nope nope nope").status_code == 401
+    # a fresh client (new session) from the same address is limited, even with the right
+    # password: attempts are counted before the password is checked
+    r = login(_from(srv.client(), "203.0.113.9"))
+    assert r.status_code == 429 and "Too many login attempts" in r.get_data(as_text=True)
+    assert 590 <= int(r.headers["Retry-After"]) <= 601
+    # ... while the operator, from another address, logs in at once
+    assert login(_from(srv.client(), "198.51.100.7")).status_code == 303
+    assert srv.scalar("SELECT count(*) FROM events WHERE kind = 'admin_login_failed'") == 3
+
+
+def test_login_backoff_grows_with_the_attempts(sqlite_server):
+    """The default rate stacks windows: 5 a minute, then 10 per 15 minutes, ..."""
+    srv = with_password(sqlite_server)
+    c = _from(srv.client(), "203.0.113.10")
+    statuses = [login(c, "wrong wrong wrong").status_code for _ in range(6)]
+    assert statuses == [401] * 5 + [429]
+    first_wait = int(login(c).headers["Retry-After"])
+    assert 1 <= first_wait <= 61
+
+
+def test_copied_session_cookie_stops_working_after_logout(sqlite_server):
+    srv = with_password(sqlite_server)
+    c = srv.client()
+    assert login(c).status_code == 303
+    cookie = c.get_cookie("normlime_admin")
+    thief = srv.client()
+    thief.set_cookie("normlime_admin", cookie.value)
+    assert thief.get("/admin/").status_code == 200  # a stolen cookie works until...
+    page = c.get("/admin/").get_data(as_text=True)
+    assert c.post("/admin/logout", data={"csrf_token": csrf(page)}).status_code == 303
+    assert thief.get("/admin/").status_code == 303  # ... the session is revoked
+    assert c.get("/admin/").status_code == 303
+    revoked = srv.scalar("SELECT count(*) FROM admin_sessions WHERE revoked_at IS NOT NULL")
+    assert revoked == 1
+    # only a hash of the session id is stored
+    stored = srv.scalar("SELECT id_hash FROM admin_sessions")
+    assert len(stored) == 64 and stored not in cookie.value
 
 
 def test_dashboard_shows_progress_and_downloads_votes(server):
@@ -103,6 +138,12 @@ def test_dashboard_shows_progress_and_downloads_votes(server):
     assert f'<td class="passing">{passing}</td>' in row
     assert re.search(r'<td class="median">\d+(\.\d)?</td>', row)
     assert "/mturk</code>" in page and "/prolific</code>" in page
+    adapters = re.search(r'<td class="adapters">(.*?)</td>', row, re.S).group(1)
+    assert re.findall(r'data-kind="(\w+)">(\w+)<', adapters) == [
+        ("redirect", "link"),
+        ("mturk", "mturk"),
+        ("redirect", "prolific"),
+    ]
 
     r = c.get("/admin/export/votes.csv")  # debug study: nothing by default
     assert r.status_code == 200 and r.get_data(as_text=True).count("\n") == 1

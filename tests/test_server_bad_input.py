@@ -42,7 +42,7 @@ def test_unknown_and_malformed_links(walked):
     refused(srv, c.get("/p/" + "A" * 32), 404, "not valid", before)
     refused(srv, c.get("/p/short"), 404, "not valid", before)
     refused(srv, c.get("/p/" + "%00" * 32), 404, None, before)
-    refused(srv, c.post("/p/" + "B" * 32 + "/answer", data={"q": 1, "c": 1, "f": "x"}), 404)
+    refused(srv, c.post("/p/" + "B" * 32 + "/answer", data={"q": 1, "c": 1, "f": "0" * 24}), 404)
     refused(srv, c.post("/p/" + "B" * 32 + "/start"), 404, None, before)
     refused(srv, c.get("/s/nosuchstudy/mturk", query_string=MTURK), 404, "not valid", before)
     refused(srv, c.get("/s/bad$key"), 404, None, before)
@@ -85,8 +85,10 @@ def test_tampered_or_incomplete_consent(sqlite_server):
         ({**fields, "agree": "yes", "p.worker_id": "SOMEONEELSE"}, 400, "altered"),
         ({**fields, "agree": "yes", "p.submit_to": "https://evil.example"}, 400, "altered"),
         ({**fields, "agree": "yes", "sig": "0" * 32}, 400, "altered"),
-        ({**fields, "agree": "yes", "nonce": "short"}, 400, "altered"),
-        ({"agree": "yes"}, 400, "altered"),
+        ({**fields, "agree": "yes", "nonce": "short"}, 400, "'nonce' is malformed"),
+        ({"agree": "yes"}, 400, "is missing"),
+        ({**fields, "agree": "yes", "extra": "1"}, 400, "not expected"),
+        ({**fields, "agree": "yes", "p.x.hitId": "H\r\nX"}, 400, "malformed"),
     ]
     for data, status, text in cases:
         refused(srv, w.client.post(action, data=data), status, text, before)
@@ -108,7 +110,15 @@ def test_bad_answers_change_nothing(walked):
         ({**fields, "c": "1", "q": "26"}, 400, "'q'"),
         ({**fields, "c": "1", "q": "4.0"}, 400, "'q'"),
         ({**fields, "c": "1", "f": "0" * 24}, 400, "altered"),
-        ({**fields, "c": "1", "f": ""}, 400, "altered"),
+        ({**fields, "c": "1", "f": ""}, 400, "'f' is malformed"),
+        # non-ASCII digits and absurd numbers are malformed, not server errors
+        ({**fields, "c": "²"}, 400, "'c' must be a number"),
+        ({**fields, "c": "٣"}, 400, "'c' must be a number"),
+        ({**fields, "c": "1" + "0" * 5000}, 400, "'c' must be a number"),
+        ({**fields, "c": "1", "q": "²"}, 400, "'q' must be a number"),
+        ({**fields, "c": "1", "q": "1" + "0" * 5000}, 400, "'q' must be a number"),
+        ({**fields, "c": ["1", "2"]}, 400, "'c' is repeated"),
+        ({**fields, "c": "1", "x": "1"}, 400, "'x' is not expected"),
         # a signature of another item does not fit this one
         ({**fields, "c": "1", "q": "9"}, 400, "altered"),
     ]
@@ -132,7 +142,7 @@ def test_bad_answers_change_nothing(walked):
     assert r.status_code == 400 and r.is_json
     assert r.get_json() == {
         "status": 400,
-        "error": "The form field 'c' is missing or out of range.",
+        "error": "The form field 'c' is out of range. Please reload the page.",
     }
 
 
@@ -144,7 +154,10 @@ def test_requests_after_completion(sqlite_server):
         last = w.page
         assert w.answer(1).status_code == 200
     before = srv.snapshot()
-    refused(srv, w.client.post(w.home + "/start"), 409, "already complete", before)
+    # a finished participant who presses Start again (an old tab) lands on the completion page
+    r = w.client.post(w.home + "/start")
+    assert r.status_code == 303 and r.headers["Location"].endswith(w.home)
+    assert srv.snapshot() == before
     refused(srv, w.answer(3, last), 409, "cannot be changed", before)
     # the identical last answer again (a retry) is acknowledged with the completion page
     r = w.answer(1, last)

@@ -199,7 +199,10 @@ def test_one_participation_per_worker(server):
         hitId="H2",
         turkSubmitTo="https://workersandbox.mturk.com",
     )
-    assert r.status_code == 409 and "already taken part" in r.get_data(as_text=True)
+    # a finished worker who comes back sees the completion page again, not a refusal
+    assert r.status_code == 303 and r.headers["Location"] == w.home
+    again.show()
+    assert "Thank you" in again.page and 'name="assignmentId" value="A1"' in again.page
     assert srv.scalar("SELECT count(*) FROM participants") == 1
     assert srv.scalar("SELECT assignment_id FROM participants") == "A1"
     # the completion page itself stays reachable (e.g. after a reload before submitting)
@@ -213,7 +216,7 @@ def test_worker_ids_are_keyed_hashes_unless_opted_in(db_url, bundle_dir):
     hashed = make_server(db_url, bundle_dir)
     Walker(hashed).begin(worker="SECRETWORKER")
     key, raw = hashed.rows("SELECT worker_key, raw_worker_id FROM participants")[0]
-    assert raw is None and key == worker_key(hashed.secret, "mturk", "SECRETWORKER")
+    assert raw is None and key == worker_key(hashed.secret, "SECRETWORKER")
     dump = json.dumps(hashed.snapshot(), default=str)
     assert "SECRETWORKER" not in dump
     hashed.engine.dispose()

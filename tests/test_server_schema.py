@@ -58,7 +58,7 @@ def test_create_app_fails_clearly(tmp_path, bundle_dir):
     with pytest.raises(schema.SchemaError, match="normlime init-db"):
         create_app({"SQLALCHEMY_DATABASE_URI": url, "MAPS_DIR": str(bundle_dir)})
     schema.init_db(schema.make_engine(url))
-    with pytest.raises(ValueError, match="COUNT/SECONDS"):
+    with pytest.raises(ValueError, match="a rate is like"):
         create_app(
             {
                 "SQLALCHEMY_DATABASE_URI": url,
