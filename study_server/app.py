@@ -292,7 +292,7 @@ def error_response(status: int, title: str, message: str, *, retry_after=None):
             title=title,
             message=message,
             status=status,
-            mode=g.get("study_mode"),
+            mode=_mode_for_banner(),
             back=back,
             retry_after=int(retry_after) if retry_after else None,
         )
@@ -301,6 +301,22 @@ def error_response(status: int, title: str, message: str, *, retry_after=None):
         out.headers["Retry-After"] = str(int(retry_after))
     out.headers["Cache-Control"] = "no-store"
     return out
+
+
+def _mode_for_banner() -> str | None:
+    mode = g.get("study_mode")
+    args = request.view_args or {}
+    ids = args.get("token") or args.get("key")
+    if mode is None and request.blueprint == "participant" and ids:
+        from .flow import mode_of
+
+        try:
+            mode = mode_of(token=args.get("token"), study_key=args.get("key"))
+        except (OperationalError, InterfaceError, PoolTimeout):
+            mode = None  # the database is down: the page says so, without a banner
+        finally:
+            db.session.rollback()
+    return mode
 
 
 def _way_back() -> str | None:

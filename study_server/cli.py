@@ -191,11 +191,13 @@ def db_current_command(db_url):
 )
 @click.option(
     "--adapter",
-    "extra_adapters",
+    "adapter_specs",
     multiple=True,
-    metavar="JSON",
-    help='Another panel, e.g. \'{"name": "cint", "kind": "redirect", "worker_param": "RID", '
-    '"completion_url": "https://panel.example/done?code={code}"}\' (repeatable).',
+    metavar="NAME|JSON",
+    help="A recruitment adapter the study accepts (repeatable): mturk, prolific, link, or "
+    'another panel as JSON, e.g. \'{"name": "cint", "kind": "redirect", "worker_param": '
+    '"RID", "completion_url": "https://panel.example/done?code={code}"}\'. '
+    "Default: mturk, prolific and link.",
 )
 @click.option("--base-url", default="http://127.0.0.1:5000", show_default=True)
 def create_study_command(
@@ -206,7 +208,7 @@ def create_study_command(
     completion_code,
     prolific_completion_url,
     link_completion_url,
-    extra_adapters,
+    adapter_specs,
     base_url,
 ):
     """Create a study with its recruitment adapters (MTurk, Prolific, plain link, ...)."""
@@ -215,20 +217,35 @@ def create_study_command(
     from .recruitment import PROLIFIC_COMPLETION_URL, default_adapters
     from .studies import create_study
 
-    adapters = default_adapters(
+    known = default_adapters(
         completion_code=completion_code,
         prolific_url=prolific_completion_url or PROLIFIC_COMPLETION_URL,
     )
     if link_completion_url:
-        adapters["link"]["completion_url"] = link_completion_url
-    for raw in extra_adapters:
-        try:
-            cfg = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"--adapter is not valid JSON ({exc.msg})") from None
-        if not isinstance(cfg, dict) or not isinstance(cfg.get("name"), str):
-            raise InputError('--adapter needs a JSON object with a "name"')
-        adapters[cfg["name"]] = {k: v for k, v in cfg.items() if k != "name"}
+        known["link"]["completion_url"] = link_completion_url
+    adapters = {} if adapter_specs else dict(known)
+    for raw in adapter_specs:
+        if raw.lstrip().startswith("{"):
+            try:
+                cfg = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"--adapter is not valid JSON ({exc.msg})") from None
+            if not isinstance(cfg, dict) or not isinstance(cfg.get("name"), str):
+                raise InputError('--adapter needs a JSON object with a "name"')
+            adapters[cfg["name"]] = {k: v for k, v in cfg.items() if k != "name"}
+        elif raw in known:
+            adapters[raw] = known[raw]
+        else:
+            raise InputError(
+                f"--adapter {raw!r}: give one of {', '.join(known)} or a JSON object"
+            )
+    for flag, value, needs in (
+        ("--completion-code", completion_code, "prolific"),
+        ("--prolific-completion-url", prolific_completion_url, "prolific"),
+        ("--link-completion-url", link_completion_url, "link"),
+    ):
+        if value and needs not in adapters:
+            raise InputError(f"{flag} is for the {needs} adapter, which this study does not use")
     engine = _engine(db_url)
     try:
         with _session(engine) as session, session.begin():
@@ -237,6 +254,7 @@ def create_study_command(
             )
             session.flush()
             _print_links(study, base_url, admin=False)
+            click.echo(f"  adapters: {', '.join(sorted(adapters))}")
     except _user_errors() as exc:
         raise InputError(str(exc)) from None
 

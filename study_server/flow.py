@@ -203,6 +203,34 @@ _WITHDRAWN = (
 )
 
 
+_MODES: dict[str, str] = {}
+_MODES_MAX = 50_000
+
+
+def _remember_mode(key: str, mode: str) -> None:
+    if len(_MODES) >= _MODES_MAX:
+        _MODES.clear()
+    _MODES[key] = mode
+
+
+def mode_of(*, token: str | None = None, study_key: str | None = None) -> str | None:
+    """The study mode behind a participant token or study key, for the banner of an error
+    page answered before the view ran (a rate limit).  Cached per process, so a flood
+    costs at most one lookup per token."""
+    key = f"t:{token}" if token else f"s:{study_key}"
+    if key in _MODES:
+        return _MODES[key]
+    if token and tokens.TOKEN_RE.fullmatch(token):
+        mode = _db().execute(select(P.c.mode).where(P.c.token == token)).scalar_one_or_none()
+    elif study_key and len(study_key) <= 32:
+        mode = _db().execute(select(S.c.mode).where(S.c.public_key == study_key)).scalar()
+    else:
+        return None
+    if mode is not None:
+        _remember_mode(key, mode)
+    return mode
+
+
 def _checked(row) -> ParticipantRow:
     p = ParticipantRow.from_row(row)
     g.study_mode = p.mode

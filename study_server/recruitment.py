@@ -26,6 +26,8 @@ __all__ = [
     "PREVIEW_ASSIGNMENT",
     "MTURK_SUBMIT_ORIGINS",
     "PROLIFIC_COMPLETION_URL",
+    "KNOWN_ADAPTERS",
+    "check_url",
     "default_adapters",
     "validate_adapters",
     "load_adapters",
@@ -127,7 +129,25 @@ def default_adapters(
     }
 
 
-def validate_adapters(adapters: dict) -> dict[str, dict]:
+_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+#: the adapters every study can have by name (``create-study --adapter NAME``)
+KNOWN_ADAPTERS = ("mturk", "prolific", "link")
+
+
+def check_url(value: str, *, what: str, mode: str, max_len: int = 200) -> str:
+    """A URL a platform or operator gave us: http(s), no control characters or spaces, at
+    most ``max_len`` characters, and https for live studies."""
+    if not isinstance(value, str) or len(value) > max_len or _CONTROL.search(value):
+        raise AdapterError(f"{what} is not a valid URL")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise AdapterError(f"{what} is not a valid URL")
+    if mode == "live" and parts.scheme != "https":
+        raise AdapterError(f"{what} must be an https:// URL for a live study")
+    return value
+
+
+def validate_adapters(adapters: dict, *, mode: str = "debug") -> dict[str, dict]:
     """Check adapter settings; returns them normalised or raises AdapterError."""
     if not isinstance(adapters, dict) or not adapters:
         raise AdapterError("a study needs at least one recruitment adapter")
@@ -162,9 +182,10 @@ def validate_adapters(adapters: dict) -> dict[str, dict]:
         else:
             url = cfg.get("completion_url")
             if url is not None:
-                parts = urlsplit(url) if isinstance(url, str) else None
-                if not parts or parts.scheme not in ("http", "https") or not parts.netloc:
-                    raise AdapterError(f"adapter {name!r}: completion_url must be an http(s) URL")
+                try:
+                    check_url(url, what=f"adapter {name!r}: completion_url", mode=mode, max_len=500)
+                except AdapterError as exc:
+                    raise AdapterError(f"{exc} (http(s), no spaces)") from None
                 try:
                     url.format(code="X")
                 except (KeyError, IndexError, ValueError):
@@ -187,9 +208,10 @@ def load_adapters(raw: str) -> dict[str, dict]:
 
 
 def _submit_origin(value: str, mode: str) -> str:
+    check_url(value, what="turkSubmitTo", mode=mode)
     value = value.rstrip("/")
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+    if parts.query or parts.fragment:
         raise AdapterError("turkSubmitTo is not a valid URL")
     allowed = MTURK_SUBMIT_ORIGINS.get(mode)
     if allowed is not None and value not in allowed:

@@ -46,7 +46,7 @@ def create_study(
         )
     if mode not in MODES:
         raise StudyError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    adapters = validate_adapters(adapters)
+    adapters = validate_adapters(adapters, mode=mode)
     if session.execute(select(Study.id).where(Study.name == name)).first():
         raise StudyError(f"a study named {name!r} already exists")
     study = Study(

@@ -57,12 +57,14 @@ def test_create_study_and_its_validation(tmp_path):
     r = run(
         "create-study", "--db", url, "--name", "pilot", "--mode", "sandbox",
         "--completion-code", "C0DE1", "--base-url", "https://study.example",
+        "--adapter", "mturk", "--adapter", "prolific",
         "--adapter", json.dumps({"name": "cint", "worker_param": "RID",
                                  "completion_url": "https://panel.example/done?c={code}"}),
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert re.search(r"https://study\.example/s/[\w-]+/cint\?RID=DEBUG_\w+", r.output)
     assert "/mturk?workerId=" in r.output and "PROLIFIC_PID=" in r.output
+    assert "adapters: cint, mturk, prolific" in r.output  # no plain link: it was not asked for
     bad = [
         (["--name", "pilot", "--mode", "live"], "already exists"),
         (["--name", "x", "--mode", "production"], "Invalid value for '--mode'"),
@@ -81,8 +83,21 @@ def test_create_study_and_its_validation(tmp_path):
         (
             ["--name", "y", "--mode", "live", "--adapter",
              '{"name": "p", "worker_param": "pid", "completion_url": "ftp://x/{code}"}'],
-            "http(s) URL",
+            "not a valid URL",
         ),
+        (
+            ["--name", "y", "--mode", "live", "--adapter", "link",
+             "--link-completion-url", "http://plain.example/done"],
+            "must be an https:// URL for a live study",
+        ),
+        (
+            ["--name", "y", "--mode", "live", "--adapter", "link",
+             "--link-completion-url", "https://x.example/\r\nSet-Cookie: a"],
+            "not a valid URL",
+        ),
+        (["--name", "y", "--mode", "live", "--adapter", "facebook"], "give one of"),
+        (["--name", "y", "--mode", "live", "--adapter", "mturk", "--completion-code", "C1"],
+         "which this study does not use"),
         (
             ["--name", "y", "--mode", "live", "--adapter",
              '{"name": "p", "worker_param": "pid", "completion_url": "https://x/{oops}"}'],
