@@ -174,16 +174,21 @@ def test_platform_urls_are_validated(sqlite_url, bundle_dir):
         "https://a.example/" + "x" * 300,
         "https://a.example/?x=1",
     ]:
-        r = c.get(f"/s/{debug.study_key}/mturk", query_string={**mturk("W1"), "turkSubmitTo": submit})
+        r = c.get(
+            f"/s/{debug.study_key}/mturk", query_string={**mturk("W1"), "turkSubmitTo": submit}
+        )
         assert r.status_code == 400, submit
     assert debug.snapshot() == before
 
     live = make_server(sqlite_url, bundle_dir, mode="live")
     c = live.client()
     for submit in ["http://www.mturk.com", "https://www.mturk.com.evil.example"]:
-        r = c.get(f"/s/{live.study_key}/mturk", query_string={**mturk("W1"), "turkSubmitTo": submit})
+        r = c.get(
+            f"/s/{live.study_key}/mturk", query_string={**mturk("W1"), "turkSubmitTo": submit}
+        )
         assert r.status_code == 400, submit
     ok = c.get(
-        f"/s/{live.study_key}/mturk", query_string={**mturk("W1"), "turkSubmitTo": "https://www.mturk.com"}
+        f"/s/{live.study_key}/mturk",
+        query_string={**mturk("W1"), "turkSubmitTo": "https://www.mturk.com"},
     )
     assert ok.status_code == 200

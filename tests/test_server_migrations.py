@@ -113,4 +113,3 @@ def test_upgrade_of_a_database_that_is_not_ours_changes_nothing(tmp_path):
     with sqlite3.connect(path) as con:
         names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert names == {"studies"}
-
