@@ -48,6 +48,7 @@ from werkzeug.exceptions import HTTPException
 from . import schema
 from .fields import FieldError
 from .limits import DEFAULT_RATES, install_limits, normalize_rate, retry_after
+from .logs import install as install_redaction
 from .maps import default_maps_dir, load_maps
 from .models import db
 
@@ -148,6 +149,7 @@ def create_app(config: dict | None = None) -> Flask:
         n = cfg["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)
 
+    install_redaction(app.logger)
     app.extensions["normlime_maps"] = load_maps(cfg["MAPS_DIR"])
     db.init_app(app)
     with app.app_context():

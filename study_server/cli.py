@@ -320,8 +320,20 @@ def _load_app(maps_dir, db_url, *, fake_mturk: bool):
 
 
 def _serve(app, host: str, port: int) -> None:
+    import logging
+
+    from .logs import RequestHandler, install
+
     click.echo(f"serving on {_base_url(host, port)} (Ctrl-C to stop)")
-    app.run(host=host, port=port, threaded=True, debug=False, use_reloader=False)
+    install(logging.getLogger("werkzeug"))
+    app.run(
+        host=host,
+        port=port,
+        threaded=True,
+        debug=False,
+        use_reloader=False,
+        request_handler=RequestHandler,
+    )
 
 
 maps_option = click.option(

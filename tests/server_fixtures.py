@@ -322,3 +322,111 @@ def participant_items(srv: Server, token: str) -> list[dict]:
         {"position": r[0], "is_check": bool(r[1]), "digit": r[2], "slots": json.loads(r[3])}
         for r in rows
     ]
+
+
+# ----------------------------------------------------------------------------- real HTTP
+
+
+class Http:
+    """One HTTP/1.1 request per connection (as browsers behind a panel mostly do)."""
+
+    def __init__(self, base: str, timeout: float = 60):
+        parts = urlsplit(base)
+        self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
+
+    def request(self, method: str, path: str, data: dict | None = None, headers=None):
+        import http.client
+        from urllib.parse import urlencode
+
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            body = urlencode(data) if data is not None else None
+            hdrs = {"Content-Type": "application/x-www-form-urlencoded"} if data else {}
+            hdrs.update(headers or {})
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            return resp.status, dict(resp.getheaders()), resp.read().decode()
+        finally:
+            conn.close()
+
+    def path_of(self, location: str) -> str:
+        return location.replace(f"http://{self.host}:{self.port}", "")
+
+
+def http_enter(http: Http, key: str, worker: str, assignment: str | None = None) -> str:
+    """Enter through the MTurk link, consent and start; returns the participant's home path."""
+    from urllib.parse import urlencode
+
+    entry = f"/s/{key}/mturk?" + urlencode(
+        {
+            "workerId": worker,
+            "assignmentId": assignment or f"{worker}_A",
+            "hitId": "H",
+            "turkSubmitTo": "https://workersandbox.mturk.com",
+        }
+    )
+    status, headers, page = http.request("GET", entry)
+    if status == 303:
+        return http.path_of(headers["Location"])
+    assert status == 200, (status, page[:300])
+    status, headers, page = http.request(
+        "POST", form_action(page, "consent"), {**hidden_fields(page), "agree": "yes"}
+    )
+    assert status == 303, (status, page[:300])
+    home = http.path_of(headers["Location"])
+    assert http.request("POST", home + "/start")[0] == 303
+    return home
+
+
+@contextlib.contextmanager
+def gunicorn(
+    db_url: str,
+    maps_dir: Path,
+    *,
+    workers: int = 4,
+    env: dict | None = None,
+    log_path: Path | None = None,
+):
+    """``gunicorn -w N`` on a free port with the project's config; yields its base URL."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "NORMLIME_MAPS": str(maps_dir),
+        "NORMLIME_PARTICIPANT_RATE": "100000 per second",
+        "NORMLIME_ENTRY_RATE": "100000 per second",
+        **(env or {}),
+    }
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
+    cmd = [
+        sys.executable, "-m", "gunicorn", "-c", "python:study_server.gunicorn_conf",
+        "-w", str(workers), "-b", f"127.0.0.1:{port}", "--access-logfile", "-",
+        "--graceful-timeout", "5", "study_server:create_app()",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn did not start (exit {proc.poll()})") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if log_path:
+            log.close()

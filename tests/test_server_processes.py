@@ -1,0 +1,136 @@
+"""The server as it runs in production: several gunicorn workers sharing Redis-backed
+limits, and logs without worker ids (``normlime serve`` and gunicorn's access log)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.server_fixtures import (
+    Http,
+    free_port,
+    gunicorn,
+    hidden_fields,
+    http_enter,
+    make_server,
+)
+
+REDIS = "redis://127.0.0.1:6379"
+
+
+def _answer_all(http: Http, home: str) -> str:
+    status, _, page = http.request("GET", home)
+    assert status == 200
+    while "Thank you" not in page:
+        status, _, page = http.request("POST", home + "/answer", {**hidden_fields(page), "c": 1})
+        assert status == 200, page[:300]
+    return page
+
+
+def test_serve_logs_no_worker_ids_or_tokens(sqlite_url, bundle_dir, tmp_path):
+    srv = make_server(sqlite_url, bundle_dir)
+    srv.engine.dispose()
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "normlime_cli", "serve", "--db", sqlite_url,
+             "--maps", str(bundle_dir), "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            http = Http(f"http://127.0.0.1:{port}")
+            for _ in range(100):
+                try:
+                    if http.request("GET", "/healthz")[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.1)
+            home = http_enter(http, srv.study_key, "PRIVATEWORKER123", "PRIVATEASSIGN9")
+            _answer_all(http, home)
+            http.request("GET", f"/s/{srv.study_key}/prolific?PROLIFIC_PID=PRIVATEWORKER123")
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=20)
+    text = log.read_text()
+    token = home.rsplit("/", 1)[-1]
+    # the log is there (the test can fail), and it names no person and no token
+    assert len(re.findall(r'"POST /p/<token>/answer HTTP/1.1" 200', text)) == 25, text[-2000:]
+    assert "/mturk?<redacted>" in text
+    assert "PRIVATEWORKER123" not in text and "PRIVATEASSIGN9" not in text
+    assert token not in text
+
+
+@pytest.mark.timeout(180)
+def test_one_participants_limit_holds_across_four_gunicorn_workers(
+    sqlite_url, bundle_dir, tmp_path
+):
+    srv = make_server(sqlite_url, bundle_dir)
+    srv.engine.dispose()
+    env = {
+        "NORMLIME_LIMITS_STORAGE": REDIS,
+        "NORMLIME_LIMITS_KEY_PREFIX": f"test-{secrets.token_hex(4)}",
+        "NORMLIME_PARTICIPANT_RATE": "20 per minute",
+    }
+    log = tmp_path / "gunicorn.log"
+    with gunicorn(sqlite_url, bundle_dir, workers=4, env=env, log_path=log) as base:
+        http = Http(base)
+        home = http_enter(http, srv.study_key, "LIMITEDWORKER", "LIMITEDASSIGN")  # 1 hit: start
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda _: http.request("GET", home)[0], range(60)))
+    assert statuses.count(200) == 19, statuses  # 20 per minute, minus the start
+    assert statuses.count(429) == 41
+    text = log.read_text()
+    assert text.count("GET /p/<token> HTTP/1.1") == 60
+    assert "LIMITEDWORKER" not in text and "LIMITEDASSIGN" not in text
+    # the control: per-process memory storage lets each worker count on its own
+    with gunicorn(
+        sqlite_url, bundle_dir, workers=4, env={**env, "NORMLIME_LIMITS_STORAGE": ""}
+    ) as base:
+        http = Http(base)
+        home = http_enter(http, srv.study_key, "OTHERWORKER", "OTHERASSIGN")
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda _: http.request("GET", home)[0], range(60)))
+    assert statuses.count(200) > 19, statuses
+
+
+@pytest.mark.timeout(180)
+def test_parallel_wrong_logins_check_exactly_the_limit(sqlite_url, bundle_dir):
+    from sqlalchemy.orm import Session
+
+    from study_server.studies import set_admin_password
+
+    srv = make_server(sqlite_url, bundle_dir)
+    with Session(srv.engine) as session, session.begin():
+        set_admin_password(session, "the right password")
+    env = {
+        "NORMLIME_LIMITS_STORAGE": REDIS,
+        "NORMLIME_LIMITS_KEY_PREFIX": f"test-{secrets.token_hex(4)}",
+        "NORMLIME_ADMIN_LOGIN_RATE": "10 per 15 minutes",
+    }
+    with gunicorn(sqlite_url, bundle_dir, workers=4, env=env) as base:
+        http = Http(base)
+
+        def attempt(_):
+            status, headers, page = http.request("GET", "/admin/login")
+            cookie = headers["Set-Cookie"].split(";", 1)[0]
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+            return http.request(
+                "POST",
+                "/admin/login",
+                {"password": "a wrong password", "csrf_token": token},
+                headers={"Cookie": cookie},
+            )[0]
+
+        with ThreadPoolExecutor(40) as pool:
+            statuses = list(pool.map(attempt, range(40)))
+    assert statuses.count(401) == 10 and statuses.count(429) == 30, statuses
+    assert srv.scalar("SELECT count(*) FROM events WHERE kind = 'admin_login_failed'") == 10
+    srv.engine.dispose()
