@@ -572,6 +572,82 @@ def export_hits_command(
     )
 
 
+# ----------------------------------------------------------------------------- withdraw
+
+
+@click.command("withdraw")
+@db_option
+@click.option("--study", "study_name", required=True, help="The study's name.")
+@click.option("--worker", "worker_id", default=None, help="The platform's worker id.")
+@click.option(
+    "--participant", "public_id", default=None, help="Or the participant id of the exports."
+)
+def withdraw_command(db_url, study_name, worker_id, public_id):
+    """Delete one participant's answers on request (their consent allows withdrawal).
+
+    Leaves a tombstone (so the person is not enrolled again and can still be paid) and an
+    event-log record without the raw worker id.  Cannot be undone.
+    """
+    from .studies import find_study
+    from .withdrawal import withdraw
+
+    engine = _engine(db_url)
+    try:
+        with _session(engine) as session, session.begin():
+            study = find_study(session, study_name)
+            done = withdraw(session, study, worker_id=worker_id, public_id=public_id)
+    except _user_errors() as exc:
+        raise InputError(str(exc)) from None
+    click.echo(
+        f"withdrew participant {done['public_id']} from study {study_name!r}: "
+        f"{done['answers_removed']} answers deleted"
+    )
+
+
+# ----------------------------------------------------------------------------- reconcile
+
+
+@click.command("reconcile")
+@db_option
+@click.option("--study", "study_name", required=True, help="The study's name.")
+@click.option(
+    "--platform-export",
+    "export_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Prolific's submissions export or an MTurk batch-results CSV.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("artifacts/reconcile"),
+    show_default=True,
+    help="Where approve.csv and investigate.csv are written.",
+)
+def reconcile_command(db_url, study_name, export_path, out_dir):
+    """Compare the platform's submissions with the database before paying anyone."""
+    from .reconcile import CATEGORIES, ReconcileError, read_platform_export, reconcile, write_lists
+    from .studies import find_study
+
+    try:
+        export = read_platform_export(export_path)
+    except ReconcileError as exc:
+        raise InputError(str(exc)) from None
+    engine = _engine(db_url)
+    try:
+        with _session(engine) as session:
+            study = find_study(session, study_name)
+            result = reconcile(session, study, export)
+    except _user_errors() as exc:
+        raise InputError(str(exc)) from None
+    paths = write_lists(result, out_dir)
+    click.echo(f"{export.platform} export: {len(export.rows)} submissions, study {study_name!r}")
+    for cat in CATEGORIES:
+        click.echo(f"  {cat:<22} {len(result[cat])}")
+    click.echo(f"wrote {paths['approve']} and {paths['investigate']}")
+
+
 COMMANDS = [
     up_command,
     serve_command,
@@ -582,4 +658,6 @@ COMMANDS = [
     study_links_command,
     export_votes_command,
     export_hits_command,
+    withdraw_command,
+    reconcile_command,
 ]

@@ -99,7 +99,7 @@ def _bool(value: bool) -> str:
 
 
 def _filters(include_debug: bool, study: str | None):
-    conds = []
+    conds = [P.c.withdrawn_at.is_(None)]  # withdrawn participants are in no export
     if not include_debug:
         conds.append(P.c.mode.in_(LIVE_MODES))
     if study is not None:
@@ -267,7 +267,9 @@ def study_progress(conn) -> list[dict]:
             P.c.created_at,
             P.c.completed_at,
         )
-        .select_from(S.outerjoin(P, P.c.study_id == S.c.id))
+        .select_from(
+            S.outerjoin(P, and_(P.c.study_id == S.c.id, P.c.withdrawn_at.is_(None)))
+        )
         .order_by(S.c.id)
     )
     studies: dict[int, dict] = {}
