@@ -21,6 +21,11 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
+def read_csv(path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
 def study_name(srv) -> str:
     return srv.scalar("SELECT name FROM studies")
 
@@ -51,7 +56,7 @@ def test_withdraw_deletes_the_answers_and_keeps_no_raw_id(db_url, bundle_dir, tm
     # in no export, and the person gets a clear page, whichever way they come back
     out = tmp_path / "votes.csv"
     assert run("export-votes", "--db", srv.db_url, "--out", out, "--include-debug").exit_code == 0
-    assert len(list(csv.DictReader(open(out)))) == 4
+    assert len(read_csv(out)) == 4
     for resp in (
         leaving.client.get(leaving.home),
         Walker(srv).enter("prolific", PROLIFIC_PID="LEAVINGW1"),
@@ -119,9 +124,9 @@ def test_reconcile_an_mturk_batch(reconciled):
     r = run("reconcile", "--db", srv.db_url, "--study", study_name(srv),
             "--platform-export", batch, "--out", out)  # fmt: skip
     assert r.exit_code == 0, r.output
-    approve = list(csv.DictReader(open(out / "approve.csv")))
+    approve = read_csv(out / "approve.csv")
     assert [(a["submission_id"], a["worker_id"]) for a in approve] == [("DONE1_A", "DONE1")]
-    rows = list(csv.DictReader(open(out / "investigate.csv")))
+    rows = read_csv(out / "investigate.csv")
     got = sorted((x["category"], x["submission_id"]) for x in rows)
     assert got == [
         ("code_mismatch", "WRONGCODE_A"),
@@ -148,9 +153,9 @@ def test_reconcile_a_prolific_export(reconciled):
     r = run("reconcile", "--db", srv.db_url, "--study", study_name(srv),
             "--platform-export", export, "--out", out)  # fmt: skip
     assert r.exit_code == 0, r.output
-    approve = list(csv.DictReader(open(out / "approve.csv")))
+    approve = read_csv(out / "approve.csv")
     assert [a["submission_id"] for a in approve] == ["SESS1"]
-    rows = list(csv.DictReader(open(out / "investigate.csv")))
+    rows = read_csv(out / "investigate.csv")
     assert sorted((x["category"], x["submission_id"]) for x in rows) == [
         ("returned_or_timed_out", "SESS2"),
         ("returned_or_timed_out", "SESS3"),
