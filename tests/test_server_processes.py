@@ -134,3 +134,46 @@ def test_parallel_wrong_logins_check_exactly_the_limit(sqlite_url, bundle_dir):
     assert statuses.count(401) == 10 and statuses.count(429) == 30, statuses
     assert srv.scalar("SELECT count(*) FROM events WHERE kind = 'admin_login_failed'") == 10
     srv.engine.dispose()
+
+
+def _chunked_post(base: str, path: str, body: bytes) -> int:
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head)
+        try:
+            for i in range(0, len(body), 16384):
+                chunk = body[i : i + 16384]
+                sock.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server may answer and close before reading everything
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return int(data[9:12])
+
+
+def test_chunked_bodies_are_bounded_too(sqlite_url, bundle_dir):
+    from urllib.parse import urlencode
+
+    srv = make_server(sqlite_url, bundle_dir)
+    with gunicorn(sqlite_url, bundle_dir, workers=1) as base:
+        http = Http(base)
+        home = http_enter(http, srv.study_key, "CHUNKY", "CHUNKYA")
+        _, _, page = http.request("GET", home)
+        fields = {**hidden_fields(page), "c": "1"}
+        before = srv.snapshot()
+        big = urlencode({**fields, "pad": "x" * (1 << 20)}).encode()
+        assert _chunked_post(base, home + "/answer", big) == 413
+        assert srv.snapshot() == before
+        # a small chunked answer is an ordinary answer
+        assert _chunked_post(base, home + "/answer", urlencode(fields).encode()) == 200
+    assert srv.scalar("SELECT count(*) FROM responses") == 1
+    srv.engine.dispose()
