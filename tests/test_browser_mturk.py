@@ -97,7 +97,10 @@ def test_mturk_worker_previews_accepts_answers_resumes_and_submits(sqlite_url, b
                     assert context.cookies() == []  # participants never get a cookie
                 finally:
                     browser.close()
-            assert len(mturk_app.submissions) == 1
+            # the tab was closed before Submit; reopening the HIT showed the completion
+            # page, and its form was submitted twice (the second is harmless)
+            assert len(mturk_app.submissions) == 2
+            assert mturk_app.submissions[0] == mturk_app.submissions[1]
             submitted = mturk_app.submissions[0]
     code = srv.scalar("SELECT completion_code FROM participants")
     assert submitted == {"assignmentId": "ASSIGN-BROWSER", "completion_code": code}
@@ -147,5 +150,17 @@ def run_worker(page, mturk_url: str, rng: random.Random, srv) -> None:
         frame.locator(".option").nth(rng.randrange(4)).click()
 
     frame.get_by_role("heading", name="Thank you!").wait_for()
-    frame.get_by_role("button", name="Submit the task").click()
-    frame.locator("#submitted").wait_for()
+    # the worker closes the tab before submitting, then reopens the HIT from their queue
+    context = page.context
+    page.close()
+    for _ in range(2):
+        page = context.new_page()
+        page.goto(f"{mturk_url}/hit")
+        frame = page.frame_locator("#task")
+        frame.get_by_role("heading", name="Thank you!").wait_for()
+        code = srv.scalar("SELECT completion_code FROM participants")
+        assert code in frame.locator("code.code").inner_text()
+        frame.get_by_role("button", name="Submit the task").click()
+        frame.locator("#submitted").wait_for()
+        page.close()
+    assert srv.scalar("SELECT count(*) FROM participants") == 1
