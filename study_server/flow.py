@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from flask import g
+from flask import current_app, g
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -33,6 +33,8 @@ __all__ = [
     "start",
     "record_answer",
     "log_event",
+    "mode_of",
+    "remember_study_mode",
 ]
 
 P = Participant.__table__
@@ -213,19 +215,21 @@ def _remember_mode(key: str, mode: str) -> None:
     _MODES[key] = mode
 
 
+def remember_study_mode(public_key: str, mode: str) -> None:
+    _remember_mode(f"s:{public_key}", mode)
+
+
 def mode_of(*, token: str | None = None, study_key: str | None = None) -> str | None:
     """The study mode behind a participant token or study key, for the banner of an error
-    page answered before the view ran (a rate limit).  Cached per process, so a flood
-    costs at most one lookup per token."""
+    page answered before the view ran (a rate limit).  Known keys are remembered per
+    process; the database is asked only for a token this installation signed, at most
+    once per token and process, so a flood of made-up links costs no query."""
     key = f"t:{token}" if token else f"s:{study_key}"
-    if key in _MODES:
-        return _MODES[key]
-    if token and tokens.TOKEN_RE.fullmatch(token):
-        mode = _db().execute(select(P.c.mode).where(P.c.token == token)).scalar_one_or_none()
-    elif study_key and len(study_key) <= 32:
-        mode = _db().execute(select(S.c.mode).where(S.c.public_key == study_key)).scalar()
-    else:
+    if key in _MODES or not token:
+        return _MODES.get(key)
+    if not tokens.token_is_signed(current_app.config["SECRET_KEY"], token):
         return None
+    mode = _db().execute(select(P.c.mode).where(P.c.token == token)).scalar_one_or_none()
     if mode is not None:
         _remember_mode(key, mode)
     return mode
@@ -234,6 +238,8 @@ def mode_of(*, token: str | None = None, study_key: str | None = None) -> str | 
 def _checked(row) -> ParticipantRow:
     p = ParticipantRow.from_row(row)
     g.study_mode = p.mode
+    if f"t:{p.token}" not in _MODES:
+        _remember_mode(f"t:{p.token}", p.mode)
     if p.withdrawn_at is not None:
         raise Refused(410, _WITHDRAWN, "Withdrawn")
     return p
@@ -300,7 +306,7 @@ def create_participant(
     """
     now = utcnow()
     seed = new_seed()
-    token = tokens.new_token()
+    token = tokens.new_token(current_app.config["SECRET_KEY"])
     worker_key = tokens.worker_key(study.secret, entry.worker_id) if entry.worker_id else None
     result = _db().execute(
         insert(P).values(

@@ -15,14 +15,23 @@ several with ``;``):
 ``MISS_RATE``         per client address: requests that end in 404 (unknown tokens, study
                       keys, images).  Checked before the view, so a flood of made-up
                       tokens stops costing database lookups once the limit is reached.
+                      Tokens carry an HMAC (:func:`study_server.tokens.new_token`): a
+                      request with a genuine token skips this check, so the vote path
+                      asks the shared storage once, not twice.
 ``ENTRY_RATE``        per client address: entry links and consent forms.
 ``ADMIN_LOGIN_RATE``  per client address: every login attempt counts before the password
                       is checked.  Stacked windows make a backoff (a few tries a minute,
                       then fewer per quarter hour, hour, day), and only the address that
                       sends them is slowed: the operator logs in from another.
 
-If the shared storage is unreachable, Flask-Limiter falls back to per-process memory
-storage rather than refusing votes.
+The participant routes (the vote path) ask the limiter's strategy directly
+(:class:`ParticipantLimits`, on Flask-Limiter's own storage and moving-window strategy):
+one storage call per request instead of Flask-Limiter's per-request resolution of
+decorated limits, which cost more CPU than the vote's database work (benchmarks/load.py).
+Entry links, consent and the admin login use Flask-Limiter's decorators.
+
+If the shared storage is unreachable, both fall back to per-process memory storage
+rather than refusing votes.
 """
 
 from __future__ import annotations
@@ -33,8 +42,11 @@ import time
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from limits import parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from werkzeug.exceptions import TooManyRequests
 
-from .tokens import TOKEN_RE
+from .tokens import TOKEN_RE, token_is_signed
 
 __all__ = ["DEFAULT_RATES", "normalize_rate", "install_limits", "retry_after"]
 
@@ -72,19 +84,8 @@ def _address() -> str:
     return request.remote_addr or "?"
 
 
-def _token_key() -> str:
-    token = (request.view_args or {}).get("token", "")
-    # A malformed token is a miss (404) counted per address: it must not become a key,
-    # or a flood of long random tokens would grow the storage without bound.
-    return f"t:{token}" if TOKEN_RE.fullmatch(token) else f"bad:{_address()}"
-
-
 def _is_miss(response) -> bool:
     return response.status_code == 404
-
-
-def _rate(name: str):
-    return lambda: current_app.config[name]
 
 
 def install_limits(app: Flask) -> Limiter:
@@ -99,9 +100,11 @@ def install_limits(app: Flask) -> Limiter:
         swallow_errors=True,
     )
     views = app.view_functions
-    per_token = limiter.shared_limit(
-        _rate("PARTICIPANT_RATE"), scope="p", key_func=_token_key, error_message=SLOW_DOWN
-    )
+    cfg = app.config
+
+    def _rate(name: str) -> str:
+        return cfg[name]  # fixed per app: parsed once, not on every request
+
     misses = limiter.shared_limit(
         _rate("MISS_RATE"),
         scope="miss",
@@ -119,14 +122,86 @@ def install_limits(app: Flask) -> Limiter:
         scope="admin-login",
         error_message="Too many login attempts from your address; wait and try again.",
     )
-    for name in ("participant.home", "participant.start", "participant.answer"):
-        views[name] = misses(per_token(views[name]))
-    views["participant.image"] = misses(per_token(views["participant.image"]))
-    for name in ("participant.entry", "participant.entry_adapter", "participant.consent"):
-        if name in views:
-            views[name] = misses(entry(views[name]))
-    views["admin.login"] = login(views["admin.login"])
+    plan = {
+        "participant.entry": (entry, misses),
+        "participant.consent": (entry, misses),
+        "admin.login": (login,),
+    }
+    for name, limits in plan.items():
+        view = views[name]
+        # Each decorator registers its limit under the view's name; one wrapper then
+        # checks them all (stacked wrappers would check every limit twice).
+        for limit in limits[:-1]:
+            limit(view)
+        views[name] = limits[-1](view)
+    # Flask-Limiter's before_request hook applies default and application-wide limits; we
+    # declare none (every limit is on a view), so the hook would only cost time per request.
+    hooks = app.before_request_funcs.get(None, [])
+    if limiter._check_request_limit in hooks:
+        hooks.remove(limiter._check_request_limit)
+    app.extensions["normlime_participant_limits"] = ParticipantLimits(limiter, cfg)
     return limiter
+
+
+class ParticipantLimits:
+    """The per-token and unknown-link limits of the participant routes."""
+
+    def __init__(self, limiter: Limiter, cfg):
+        self.limiter = limiter
+        self.prefix = cfg["LIMITS_KEY_PREFIX"]
+        self.secret = cfg["SECRET_KEY"]
+        self.per_token = parse_many(cfg["PARTICIPANT_RATE"])
+        self.misses = parse_many(cfg["MISS_RATE"])
+        self._fallback = MovingWindowRateLimiter(MemoryStorage())
+        self._down_since = 0.0
+
+    def _strategy(self):
+        # after a storage failure, stay on the in-memory fallback for 10 s before retrying
+        if self._down_since and time.monotonic() - self._down_since < 10:
+            return self._fallback
+        return self.limiter.limiter
+
+    def _call(self, method: str, item, *ids: str) -> bool:
+        try:
+            return getattr(self._strategy(), method)(item, self.prefix, *ids)
+        except Exception:  # noqa: BLE001 - a storage outage must not refuse votes
+            if not self._down_since or time.monotonic() - self._down_since >= 10:
+                current_app.logger.warning("rate-limit storage unreachable; using memory")
+            self._down_since = time.monotonic()
+            return getattr(self._fallback, method)(item, self.prefix, *ids)
+
+    def check(self, token: str) -> None:
+        """Before any database work: refuse with 429 when a limit is reached."""
+        if not self.limiter.enabled:
+            return
+        signed = token_is_signed(self.secret, token)
+        if not signed:
+            for item in self.misses:
+                if not self._call("test", item, "miss", _address()):
+                    self._refuse(item, ("miss", _address()), TOO_MANY_MISSES)
+        # A malformed token must not become a key (a flood of long random tokens would
+        # grow the storage without bound): it is counted per address instead.
+        key = token if TOKEN_RE.fullmatch(token) else f"bad:{_address()}"
+        for item in self.per_token:
+            if not self._call("hit", item, "p", key):
+                self._refuse(item, ("p", key), SLOW_DOWN)
+
+    def missed(self) -> None:
+        """The request ended in 404: count it against the client's address."""
+        if not self.limiter.enabled:
+            return
+        for item in self.misses:
+            self._call("hit", item, "miss", _address())
+
+    def _refuse(self, item, ids, message: str):
+        try:
+            reset = self._strategy().get_window_stats(item, self.prefix, *ids).reset_time
+            wait = max(int(reset - time.time()) + 1, 1)
+        except Exception:  # noqa: BLE001
+            wait = 1
+        exc = TooManyRequests(message)
+        exc.retry_after = wait
+        raise exc
 
 
 def retry_after(limiter: Limiter) -> int:

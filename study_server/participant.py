@@ -52,6 +52,17 @@ def _client_ip() -> str:
     return request.remote_addr or "?"
 
 
+def _limit(token: str) -> None:
+    current_app.extensions["normlime_participant_limits"].check(token)
+
+
+@bp.after_request
+def _count_misses(resp):
+    if resp.status_code == 404 and request.view_args and "token" in request.view_args:
+        current_app.extensions["normlime_participant_limits"].missed()
+    return resp
+
+
 def _refused(exc: Refused):
     from .app import error_response
 
@@ -86,6 +97,7 @@ def _study(key: str):
     if study is None:
         raise Refused(404, _BAD_LINK)
     g.study_mode = study.mode
+    flow.remember_study_mode(key, study.mode)
     return study
 
 
@@ -218,6 +230,7 @@ def consent(key: str, adapter: str):
 @bp.get("/p/<token>")
 def home(token: str):
     """Whatever the stored progress says comes next: instructions, an item, or the end."""
+    _limit(token)
     fields.parse(request.args, fields.NO_FIELDS)
     p = flow.load_participant(token)
     if p.completed_at is not None:
@@ -241,6 +254,7 @@ def home(token: str):
 
 @bp.post("/p/<token>/start")
 def start(token: str):
+    _limit(token)
     fields.parse(request.form, fields.START)
     p = flow.load_participant(token)
     if p.completed_at is None:
@@ -252,6 +266,7 @@ def start(token: str):
 @bp.post("/p/<token>/answer")
 def answer(token: str):
     """Store one answer, then show the next item (or the completion page) in the reply."""
+    _limit(token)
     form = fields.parse(request.form, fields.ANSWER)
     position, choice = form["q"], form["c"]
     ctx = flow.load_for_answer(token, position)
@@ -316,6 +331,7 @@ def _completion_page(p: flow.ParticipantRow):
 @bp.get("/p/<token>/img/<int:position>/<image>")
 def image(token: str, position: int, image: str):
     """One option's map under an opaque URL; identical headers for every image."""
+    _limit(token)
     if not _IMAGE_ID_RE.fullmatch(image) or not 1 <= position <= N_ITEMS:
         raise Refused(404, "No such image.")
     p = flow.load_participant(token)

@@ -10,6 +10,7 @@ import secrets
 
 __all__ = [
     "new_token",
+    "token_is_signed",
     "new_public_id",
     "new_nonce",
     "TOKEN_RE",
@@ -30,8 +31,30 @@ TOKEN_RE = re.compile(r"[A-Za-z0-9_-]{32}")
 NONCE_RE = re.compile(r"[A-Za-z0-9_-]{22}")
 
 
-def new_token() -> str:
-    return secrets.token_urlsafe(24)
+_TOKEN_RANDOM = 20  # characters: 120 random bits
+_TOKEN_MAC = 12  # characters: 72 bits of HMAC
+
+
+def _token_mac(key: str, random_part: str) -> str:
+    digest = hmac.new(key.encode(), f"token\x1f{random_part}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:9]).decode()
+
+
+def new_token(key: str) -> str:
+    """A participant token: 20 random characters and 12 of their HMAC under ``key`` (the
+    installation secret), so a made-up token is recognised without a database lookup."""
+    random_part = secrets.token_urlsafe(15)
+    return random_part + _token_mac(key, random_part)
+
+
+def token_is_signed(key: str, token: str) -> bool:
+    """True for a token made by :func:`new_token` with this key.  Tokens made before
+    signing existed (32 random characters) are valid too but not signed: they are looked
+    up like any other, under the per-address limit for unknown links."""
+    if len(token) != _TOKEN_RANDOM + _TOKEN_MAC:
+        return False
+    random_part, mac = token[:_TOKEN_RANDOM], token[_TOKEN_RANDOM:]
+    return hmac.compare_digest(mac, _token_mac(key, random_part))
 
 
 def new_nonce() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import secrets
 
 import pytest
 
@@ -228,3 +229,36 @@ def test_images_of_real_questions_match_their_slots(sqlite_server):
             method, digit, _ = items[k]["slots"][slot - 1]
             assert w.client.get(url).get_data() == pngs[(method, digit)]
         w.answer(1)
+
+
+def test_unknown_token_floods_are_limited_per_address_before_any_query(sqlite_url, bundle_dir):
+    from sqlalchemy import event
+
+    srv = make_server(sqlite_url, bundle_dir, config={"MISS_RATE": "5 per minute"})
+    w = Walker(srv).begin()  # a real participant from the same address
+    queries = []
+    with srv.app.app_context():
+        from study_server.models import db
+
+        event.listen(db.engine, "before_cursor_execute", lambda *a: queries.append(a[2]))
+    c = srv.client()
+    made_up = ["".join(secrets.choice("ABCDEFGHabcdefgh0123_-") for _ in range(32))
+               for _ in range(12)]  # fmt: skip
+    statuses = []
+    for token in made_up:
+        before = len(queries)
+        statuses.append((c.get(f"/p/{token}").status_code, len(queries) - before))
+    assert [s for s, _ in statuses] == [404] * 5 + [429] * 7
+    assert all(n == 0 for s, n in statuses if s == 429)  # refused before any database work
+    # long junk tokens do not grow the limiter's storage: they share one per-address key
+    storage = srv.app.extensions["normlime_limiter"].storage
+    keys_before = len(storage.events)
+    for i in range(200):
+        c.get("/p/" + "x" * (100 + i))
+    assert len(storage.events) <= keys_before + 1
+    # the genuine participant (their token carries its MAC) is not held up by the flood
+    assert w.client.get(w.home).status_code == 200
+    # ... while another address is unaffected
+    other = srv.client()
+    other.environ_base["REMOTE_ADDR"] = "198.51.100.20"
+    assert other.get(f"/p/{made_up[0]}").status_code == 404
