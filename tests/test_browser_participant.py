@@ -77,7 +77,8 @@ def test_four_equal_options_fit_the_screen(sqlite_url, bundle_dir, browser, widt
             " return [r.left, r.top, r.width, r.height]; })"
         )
         imgs = page.locator(".option img").evaluate_all(
-            "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })"
+            "els => els.map(e => { const r = e.getBoundingClientRect();"
+            " return [r.width, r.height]; })"
         )
         page.screenshot(
             path=str(

@@ -9,6 +9,7 @@ loopback port), so stopping it disturbs nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import random
@@ -81,10 +82,8 @@ def own_postgres():
     try:
         yield pg
     finally:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             pg.stop("immediate")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(pg.root, ignore_errors=True)
 
 
