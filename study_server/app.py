@@ -47,7 +47,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import schema
 from .fields import FieldError
-from .limits import DEFAULT_RATES, install_limits, normalize_rate, retry_after
+from .limits import DEFAULT_RATES, check_storage_url, install_limits, normalize_rate, retry_after
 from .logs import install as install_redaction
 from .maps import default_maps_dir, load_maps
 from .models import db
@@ -111,6 +111,7 @@ def _resolve_config(config: dict | None) -> dict:
     cfg["DB_POOL_SIZE"] = int(cfg["DB_POOL_SIZE"])
     for key in DEFAULT_RATES:
         cfg[key] = normalize_rate(cfg[key])  # fail at start-up, not on the first request
+    cfg["LIMITS_STORAGE"] = check_storage_url(cfg["LIMITS_STORAGE"])
     if cfg["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         cfg.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
     else:

@@ -308,15 +308,18 @@ def study_links_command(db_url, base_url, study_name):
 # ----------------------------------------------------------------------------- serve / up
 
 
-def _load_app(maps_dir, db_url, *, fake_mturk: bool):
+def _load_app(maps_dir, db_url, *, fake_mturk: bool, limits_storage: str | None = None):
     from . import create_app
 
+    cfg = {"SQLALCHEMY_DATABASE_URI": db_url, "MAPS_DIR": str(maps_dir), "FAKE_MTURK": fake_mturk}
+    if limits_storage:
+        cfg["LIMITS_STORAGE"] = limits_storage
     try:
-        return create_app(
-            {"SQLALCHEMY_DATABASE_URI": db_url, "MAPS_DIR": str(maps_dir), "FAKE_MTURK": fake_mturk}
-        )
+        return create_app(cfg)
     except _user_errors() as exc:
         raise InputError(str(exc)) from None
+    except ValueError as exc:  # a bad rate or limits storage URL
+        raise InputError(str(exc).splitlines()[0]) from None
 
 
 def _serve(app, host: str, port: int) -> None:
@@ -346,6 +349,13 @@ maps_option = click.option(
 )
 host_option = click.option("--host", default="127.0.0.1", show_default=True)
 port_option = click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+limits_option = click.option(
+    "--limits-storage",
+    default=None,
+    metavar="URL",
+    help="Flask-Limiter storage shared by all processes, e.g. redis://127.0.0.1:6379 "
+    "[default: $NORMLIME_LIMITS_STORAGE, else memory://].",
+)
 fake_option = click.option(
     "--fake-mturk/--no-fake-mturk",
     default=True,
@@ -360,12 +370,15 @@ fake_option = click.option(
 @host_option
 @port_option
 @fake_option
-def serve_command(maps_dir, db_url, host, port, fake_mturk):
+@limits_option
+def serve_command(maps_dir, db_url, host, port, fake_mturk, limits_storage):
     """Development server (use gunicorn in production; see docs/study-server.md)."""
     from .maps import default_maps_dir
     from .studies import list_studies
 
-    app = _load_app(maps_dir or default_maps_dir(), db_url, fake_mturk=fake_mturk)
+    app = _load_app(
+        maps_dir or default_maps_dir(), db_url, fake_mturk=fake_mturk, limits_storage=limits_storage
+    )
     with _session(_engine(db_url)) as session:
         for study in list_studies(session):
             _print_links(study, _base_url(host, port))
@@ -419,7 +432,8 @@ def ensure_bundle(maps_dir: Path, *, model_path: Path = DEFAULT_MODEL):
 @host_option
 @port_option
 @click.option("--no-serve", is_flag=True, help="Set everything up and print the links, then exit.")
-def up_command(maps_dir, db_url, host, port, no_serve):
+@limits_option
+def up_command(maps_dir, db_url, host, port, no_serve, limits_storage):
     """Bring the study up: maps (built if missing), database, default study, admin, server."""
     from .maps import default_maps_dir
     from .recruitment import default_adapters
@@ -447,7 +461,7 @@ def up_command(maps_dir, db_url, host, port, no_serve):
     elif not has_password:
         generated = secrets.token_urlsafe(12)
         _store_password(engine, generated)
-    app = _load_app(maps_dir, db_url, fake_mturk=True)
+    app = _load_app(maps_dir, db_url, fake_mturk=True, limits_storage=limits_storage)
     base = _base_url(host, port)
     with _session(engine) as session:
         for study in list_studies(session):

@@ -48,7 +48,7 @@ from werkzeug.exceptions import TooManyRequests
 
 from .tokens import TOKEN_RE, token_is_signed
 
-__all__ = ["DEFAULT_RATES", "normalize_rate", "install_limits", "retry_after"]
+__all__ = ["DEFAULT_RATES", "normalize_rate", "check_storage_url", "install_limits", "retry_after"]
 
 DEFAULT_RATES = {
     "PARTICIPANT_RATE": "100 per 10 seconds",
@@ -78,6 +78,19 @@ def normalize_rate(text: str) -> str:
     if not items or any(item.amount < 1 for item in items):
         raise ValueError(f"a rate is like '100 per 10 seconds' (or 100/10), got {text!r}")
     return value
+
+
+def check_storage_url(url: str) -> str:
+    """A storage URL Flask-Limiter understands (``memory://``, ``redis://host:port``, ...)."""
+    from limits.storage import SCHEMES
+
+    scheme = str(url).split("://", 1)[0] if "://" in str(url) else ""
+    if scheme not in SCHEMES or scheme.startswith("async+"):
+        raise ValueError(
+            f"limits storage {url!r} is not a storage URL (memory://, redis://HOST:PORT, "
+            "memcached://HOST:PORT, ...)"
+        )
+    return str(url)
 
 
 def _address() -> str:

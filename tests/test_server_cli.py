@@ -329,3 +329,9 @@ def test_serve_refuses_a_broken_bundle_or_database(tmp_path, bundle_dir):
     run("init-db", "--db", url)
     r = run("serve", "--maps", broken, "--db", url)
     assert r.exit_code == 2 and "does not match the checksum" in one_error_line(r)
+    for storage in ("nonsense", "postgres://x", "async+redis://127.0.0.1"):
+        r = run("serve", "--maps", bundle_dir, "--db", url, "--limits-storage", storage)
+        assert r.exit_code == 2 and "is not a storage URL" in one_error_line(r)
+    r = run("up", "--maps", bundle_dir, "--db", url, "--no-serve",
+            "--limits-storage", "redis://127.0.0.1:6379")  # fmt: skip
+    assert r.exit_code == 0, r.output
