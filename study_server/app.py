@@ -186,7 +186,7 @@ def create_app(config: dict | None = None) -> Flask:
     @app.before_request
     def _bounded_body():
         if request.environ.get("normlime.body_too_large"):
-            abort(413, "The request is too large.")
+            abort(413, "The request is too large. Reload the page and answer again.")
 
     @app.template_global("static")
     def _static(filename: str) -> str:

@@ -425,7 +425,9 @@ def load_for_answer(token: str, position: int) -> AnswerContext:
     p = _checked(rows[0])
     items = {r.position: _item_row(r) for r in rows}
     if position not in items:
-        raise Refused(404, f"Question {position} is not part of this survey.")
+        raise Refused(
+            404, f"Question {position} is not part of this survey. Reload the page to continue."
+        )
     shown = p.started_at if position == 1 else rows[0].prev_answered_at
     return AnswerContext(p, items[position], items.get(position + 1), shown)
 
@@ -443,7 +445,11 @@ def record_answer(ctx: AnswerContext, choice: int, ip: str | None) -> bool:
     if p.completed_at is not None:
         raise Refused(409, "This survey is already complete; nothing more can be answered.")
     if ctx.shown_at is None:
-        raise Refused(409, f"Question {item.position} has not been shown to you yet.")
+        raise Refused(
+            409,
+            f"Question {item.position} has not been shown to you yet. "
+            "Reload the page to see your current question.",
+        )
     now = utcnow()
     method, _digit, role = item.slots[choice - 1]
     shown = as_utc(ctx.shown_at)
@@ -473,7 +479,7 @@ def _acknowledge(item: ItemRow, stored: int, choice: int) -> bool:
     raise Refused(
         409,
         f"You already answered question {item.position} (option {stored}); "
-        "answers cannot be changed.",
+        "answers cannot be changed. Reload the page to continue with the next question.",
     )
 
 

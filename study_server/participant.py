@@ -108,6 +108,20 @@ def _adapter(study, name: str) -> dict:
     return adapters[name]
 
 
+_CLOSED = (
+    "This study is closed and accepts no new participants. Nothing was recorded; you can "
+    "return the task on the site that sent you."
+)
+
+
+@bp.before_request
+def _check_query():
+    # Entry links carry the platform's parameters (bounded, see fields.bounded_query); no
+    # other participant route takes a query string.
+    if request.args and request.endpoint != "participant.entry":
+        fields.parse(request.args, fields.NO_FIELDS)
+
+
 def _home(p: flow.ParticipantRow):
     """Wherever the participant's stored progress says they are (completion page included)."""
     return redirect(url_for("participant.home", token=p.token), code=303)
@@ -158,7 +172,7 @@ def entry(key: str, adapter: str):
     elif (existing := _resume_from_cookie(study)) is not None:
         return _home(existing)
     if not study.active:
-        raise Refused(403, "This study is closed and accepts no new participants.", "Closed")
+        raise Refused(403, _CLOSED, "Closed")
     nonce = tokens.new_nonce()
     params = ent.params()
     return _page(
@@ -193,7 +207,7 @@ def consent(key: str, adapter: str):
     if ent.worker_id and (existing := flow.find_by_worker(study, ent.worker_id)) is not None:
         return _home(existing)
     if not study.active:
-        raise Refused(403, "This study is closed and accepts no new participants.", "Closed")
+        raise Refused(403, _CLOSED, "Closed")
     try:
         token = flow.create_participant(
             study, ent, nonce, bundle_sha256=_maps().sha256, ip=_client_ip()
@@ -231,7 +245,6 @@ def consent(key: str, adapter: str):
 def home(token: str):
     """Whatever the stored progress says comes next: instructions, an item, or the end."""
     _limit(token)
-    fields.parse(request.args, fields.NO_FIELDS)
     p = flow.load_participant(token)
     if p.completed_at is not None:
         return _completion_page(p)

@@ -69,10 +69,8 @@ def test_serve_logs_no_worker_ids_or_tokens(sqlite_url, bundle_dir, tmp_path):
 
 
 @pytest.mark.timeout(180)
-def test_one_participants_limit_holds_across_four_gunicorn_workers(
-    sqlite_url, bundle_dir, tmp_path
-):
-    srv = make_server(sqlite_url, bundle_dir)
+def test_one_participants_limit_holds_across_four_gunicorn_workers(db_url, bundle_dir, tmp_path):
+    srv = make_server(db_url, bundle_dir)
     srv.engine.dispose()
     env = {
         "NORMLIME_LIMITS_STORAGE": REDIS,
@@ -80,7 +78,7 @@ def test_one_participants_limit_holds_across_four_gunicorn_workers(
         "NORMLIME_PARTICIPANT_RATE": "20 per minute",
     }
     log = tmp_path / "gunicorn.log"
-    with gunicorn(sqlite_url, bundle_dir, workers=4, env=env, log_path=log) as base:
+    with gunicorn(db_url, bundle_dir, workers=4, env=env, log_path=log) as base:
         http = Http(base)
         home = http_enter(http, srv.study_key, "LIMITEDWORKER", "LIMITEDASSIGN")  # 1 hit: start
         with ThreadPoolExecutor(16) as pool:
@@ -92,7 +90,7 @@ def test_one_participants_limit_holds_across_four_gunicorn_workers(
     assert "LIMITEDWORKER" not in text and "LIMITEDASSIGN" not in text
     # the control: per-process memory storage lets each worker count on its own
     with gunicorn(
-        sqlite_url, bundle_dir, workers=4, env={**env, "NORMLIME_LIMITS_STORAGE": ""}
+        db_url, bundle_dir, workers=4, env={**env, "NORMLIME_LIMITS_STORAGE": ""}
     ) as base:
         http = Http(base)
         home = http_enter(http, srv.study_key, "OTHERWORKER", "OTHERASSIGN")
@@ -102,12 +100,12 @@ def test_one_participants_limit_holds_across_four_gunicorn_workers(
 
 
 @pytest.mark.timeout(180)
-def test_parallel_wrong_logins_check_exactly_the_limit(sqlite_url, bundle_dir):
+def test_parallel_wrong_logins_check_exactly_the_limit(db_url, bundle_dir):
     from sqlalchemy.orm import Session
 
     from study_server.studies import set_admin_password
 
-    srv = make_server(sqlite_url, bundle_dir)
+    srv = make_server(db_url, bundle_dir)
     with Session(srv.engine) as session, session.begin():
         set_admin_password(session, "the right password")
     env = {
@@ -115,7 +113,7 @@ def test_parallel_wrong_logins_check_exactly_the_limit(sqlite_url, bundle_dir):
         "NORMLIME_LIMITS_KEY_PREFIX": f"test-{secrets.token_hex(4)}",
         "NORMLIME_ADMIN_LOGIN_RATE": "10 per 15 minutes",
     }
-    with gunicorn(sqlite_url, bundle_dir, workers=4, env=env) as base:
+    with gunicorn(db_url, bundle_dir, workers=4, env=env) as base:
         http = Http(base)
 
         def attempt(_):
