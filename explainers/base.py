@@ -25,7 +25,6 @@ __all__ = [
     "Explainer",
     "as_target",
     "check_inputs",
-    "make_generator",
 ]
 
 ForwardFunc = Callable[[torch.Tensor], torch.Tensor]
@@ -63,16 +62,3 @@ def check_inputs(inputs: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(inputs).all():
         raise ValueError("inputs contain non-finite values")
     return inputs
-
-
-def make_generator(
-    random_state: int | np.random.SeedSequence | None, device="cpu"
-) -> torch.Generator:
-    """A torch generator seeded from ``random_state`` (None draws a fresh seed)."""
-    if random_state is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-    elif isinstance(random_state, np.random.SeedSequence):
-        seed = int(random_state.generate_state(1)[0])
-    else:
-        seed = int(random_state)
-    return torch.Generator(device=device).manual_seed(seed)

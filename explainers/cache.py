@@ -71,8 +71,6 @@ class LocalCache:
 
     def __init__(self, root: str | Path | None = None):
         self.root = Path(root) if root is not None else default_local_cache_dir()
-        self.hits = 0
-        self.misses = 0
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
@@ -88,9 +86,7 @@ class LocalCache:
                 )
         except (OSError, KeyError, ValueError, IndexError, EOFError, zipfile.BadZipFile):
             # missing, or unreadable (e.g. truncated by a crash): recompute it
-            self.misses += 1
             return None
-        self.hits += 1
         return entry
 
     def put(self, key: str, weights: np.ndarray, intercept: float, r2: float, prob: float):

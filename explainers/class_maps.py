@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .sampling import SamplingError, per_class_sample
+
 __all__ = ["select_class_images", "mean_class_maps"]
 
 
@@ -36,14 +38,12 @@ def select_class_images(
     if int(per_class) < 1:
         raise ValueError(f"per_class must be >= 1, got {per_class}")
     n_classes = int(labels.max()) + 1 if n_classes is None else int(n_classes)
-    rng = np.random.default_rng(random_state)
-    rows = []
-    for c in range(n_classes):
-        idx = np.flatnonzero(labels == c)
-        if idx.size < per_class:
-            raise ValueError(f"class {c} has {idx.size} images, {per_class} requested")
-        rows.append(rng.choice(idx, size=int(per_class), replace=False))
-    return np.stack(rows)
+    try:
+        return per_class_sample(labels, per_class, random_state, classes=range(n_classes))
+    except SamplingError as exc:
+        raise ValueError(
+            f"class {exc.label} has {exc.available} images, {per_class} requested"
+        ) from None
 
 
 def mean_class_maps(

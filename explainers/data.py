@@ -19,12 +19,13 @@ a path
 from __future__ import annotations
 
 import gzip
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .sampling import SamplingError, per_class_sample
 
 __all__ = [
     "DataError",
@@ -171,15 +172,14 @@ def stratified_sample(
 
     Raises :class:`DataError` if some class has fewer than ``per_class`` examples.
     """
-    rng = np.random.default_rng(random_state)
     labels = np.asarray(labels)
-    out = []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        if idx.size < per_class:
-            raise DataError(f"class {c} has only {idx.size} examples, {per_class} requested")
-        out.append(rng.choice(idx, size=per_class, replace=False))
-    return np.concatenate(out)
+    try:
+        rows = per_class_sample(labels, per_class, random_state, classes=np.unique(labels))
+    except SamplingError as exc:
+        raise DataError(
+            f"class {exc.label} has only {exc.available} examples, {per_class} requested"
+        ) from None
+    return rows.reshape(-1)
 
 
 # --------------------------------------------------------------------------- IDX reading
@@ -322,9 +322,3 @@ def load_mnist(spec: str | Path = "embedded", *, cache_dir: str | Path | None = 
     if str(spec) == "download":
         return _download(Path(cache_dir) if cache_dir else None)
     return _load_idx_dir(spec)
-
-
-def embedded_provenance() -> dict:
-    """The JSON record written next to the embedded subset by scripts/make_embedded_mnist.py."""
-    meta = EMBEDDED_PATH.with_suffix(".json")
-    return json.loads(meta.read_text()) if meta.is_file() else {}

@@ -42,10 +42,11 @@ Input x Gradient (Shrikumar et al. 2016): ``x * df/dx (x)``, one pass per batch.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from . import seeds
 from .base import ForwardFunc, as_target, check_inputs
+from .registry import register
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -105,14 +106,8 @@ def target_gradients(
     return grad
 
 
-def input_seeds(random_state: int | np.random.SeedSequence | None, n: int) -> list[int]:
-    """One 63-bit seed per input position, derived from ``random_state`` (None: fresh)."""
-    seq = (
-        random_state
-        if isinstance(random_state, np.random.SeedSequence)
-        else np.random.SeedSequence(random_state)
-    )
-    return [int(s) >> 1 for s in seq.generate_state(n, dtype=np.uint64)]
+#: one seed per input position (explainers.seeds.per_input)
+input_seeds = seeds.per_input
 
 
 def _moment_dtype(device: torch.device) -> torch.dtype:
@@ -124,6 +119,12 @@ class _NoiseTunnel:
     """Shared machinery of SmoothGrad-squared and VarGrad."""
 
     name = "noise-tunnel"
+
+    @classmethod
+    def from_settings(cls, forward_func, *, random_state, n_samples=None, score="logit"):
+        """Built by ``normlime precompute`` from its per-image settings."""
+        kwargs = {} if n_samples is None else {"n_samples": n_samples}
+        return cls(forward_func, random_state=random_state, score=score, **kwargs)
 
     def __init__(
         self,
@@ -213,6 +214,7 @@ class _NoiseTunnel:
         return mean_abs / self.n_samples, mean_sq / self.n_samples
 
 
+@register("smoothgrad", stream=2, study=True)
 class SmoothGradSquared(_NoiseTunnel):
     """SmoothGrad-squared: E[(df/dx(x + eta))^2], eta ~ N(0, sigma^2 I).
 
@@ -237,6 +239,7 @@ class SmoothGradSquared(_NoiseTunnel):
         return mean_sq.to(torch.float32)
 
 
+@register("vargrad", stream=3, study=True)
 class VarGrad(_NoiseTunnel):
     """VarGrad: Var(|df/dx(x + eta)|) over eta ~ N(0, sigma^2 I) (population variance).
 
@@ -275,6 +278,7 @@ def noisy_gradient_maps(
     }
 
 
+@register("inputxgrad", stream=6)
 class InputXGradient:
     """Input x Gradient: ``x * df/dx(x)`` with f the target class's probability.
 
@@ -290,6 +294,11 @@ class InputXGradient:
     """
 
     name = "inputxgrad"
+
+    @classmethod
+    def from_settings(cls, forward_func, *, random_state, n_samples=None, score=None):
+        """Built by ``normlime precompute`` (it uses only the model and the seed)."""
+        return cls(forward_func, random_state=random_state)
 
     def __init__(
         self,

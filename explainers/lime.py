@@ -50,7 +50,9 @@ from scipy.linalg import LinAlgError, cho_factor, cho_solve
 from sklearn.linear_model import lars_path
 from threadpoolctl import threadpool_limits
 
+from . import seeds
 from .base import ForwardFunc, as_target, check_inputs
+from .registry import register
 
 __all__ = [
     "LimeResult",
@@ -89,13 +91,8 @@ class LimeResult:
     seeds: np.ndarray
 
 
-def per_input_seeds(random_state: int | None, n: int) -> np.ndarray:
-    """``n`` independent 63-bit seeds spawned from ``random_state`` (None: fresh entropy)."""
-    children = np.random.SeedSequence(random_state).spawn(n)
-    return np.array(
-        [int(c.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)) for c in children],
-        dtype=np.int64,
-    )
+#: n independent child seeds of ``random_state`` (explainers.seeds.spawned)
+per_input_seeds = seeds.spawned
 
 
 def fit_local_model(
@@ -289,6 +286,7 @@ def _finish(future: Future, progress) -> None:
         progress(1)
 
 
+@register("lime", stream=1, study=True)
 class LocalLime:
     """The paper's local LIME explainer (see the module docstring for the procedure).
 
@@ -319,6 +317,12 @@ class LocalLime:
     """
 
     name = "lime"
+
+    @classmethod
+    def from_settings(cls, forward_func, *, random_state, n_samples=None, score=None):
+        """Built from per-image settings (KAR's rankings); precompute builds its own."""
+        kwargs = {} if n_samples is None else {"n_samples": n_samples}
+        return cls(forward_func, random_state=random_state, **kwargs)
 
     def __init__(
         self,

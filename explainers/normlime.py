@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .registry import register_aggregate
+
 __all__ = [
     "normlime_scores",
     "splime_importance",
@@ -44,6 +46,11 @@ __all__ = [
     "usage_spread",
     "display_class_maps",
 ]
+
+# The class maps shown as "NormLIME" and "LIME" are both aggregated from the same local
+# LIME explanations (precompute): NormLIME by eq. (9), LIME by SP-LIME's eq. (6).
+register_aggregate("normlime", stream=0, study=True)
+register_aggregate("lime", stream=1, study=True)
 
 
 def _matrix(m) -> np.ndarray:

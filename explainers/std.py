@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import ForwardFunc, as_target, check_inputs
+from .registry import register
 
 __all__ = [
     "OUTPUTS",
@@ -176,6 +177,7 @@ def silhouette(
     return torch.where(keep, flat, torch.zeros_like(flat)).view_as(std).to(std.dtype)
 
 
+@register("std", stream=7)
 class StdMap:
     """Zhang & Gao's per-input map from the Input x Gradient attribution matrix.
 
@@ -209,6 +211,11 @@ class StdMap:
     """
 
     name = "std"
+
+    @classmethod
+    def from_settings(cls, forward_func, *, random_state, n_samples=None, score=None):
+        """Built by ``normlime precompute`` (it uses only the model and the seed)."""
+        return cls(forward_func, random_state=random_state)
 
     def __init__(
         self,
