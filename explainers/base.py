@@ -25,6 +25,7 @@ __all__ = [
     "Explainer",
     "as_target",
     "check_inputs",
+    "check_target",
 ]
 
 ForwardFunc = Callable[[torch.Tensor], torch.Tensor]
@@ -49,6 +50,24 @@ def as_target(target: torch.Tensor | int | np.ndarray | list, n: int) -> torch.T
     if t.shape != (n,):
         raise ValueError(f"target must be an int or have shape ({n},), got {tuple(t.shape)}")
     return t
+
+
+def check_target(target: torch.Tensor, forward_func, inputs: torch.Tensor) -> torch.Tensor:
+    """Refuse class indices the model does not have (one forward pass of one input)."""
+    if target.numel() == 0:
+        return target
+    low, high = int(target.min()), int(target.max())
+    if low < 0:
+        raise ValueError(f"target {low} is not a class index (classes are numbered from 0)")
+    if forward_func is not None:
+        with torch.no_grad():
+            n_classes = int(forward_func(inputs[:1]).shape[-1])
+        if high >= n_classes:
+            raise ValueError(
+                f"target {high} is out of range: the model has {n_classes} classes "
+                f"(0-{n_classes - 1})"
+            )
+    return target
 
 
 def check_inputs(inputs: torch.Tensor) -> torch.Tensor:

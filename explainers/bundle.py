@@ -17,6 +17,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,16 +233,25 @@ def read_bundle(
     raw = npz_path.read_bytes()
     if manifest.get("maps_sha256") and manifest["maps_sha256"] != _sha256(raw):
         raise BundleError(f"{npz_path} does not match the checksum in its manifest")
-    with np.load(io.BytesIO(raw)) as z:
-        maps = {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
+    try:
+        with np.load(io.BytesIO(raw)) as z:
+            maps = {k: np.asarray(z[k], dtype=np.float32) for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise BundleError(f"{npz_path} is truncated or not a maps file ({exc})") from None
     for method, arr in maps.items():
         if arr.shape != MAP_SHAPE:
             raise BundleError(f"{npz_path}: {method!r} has shape {arr.shape}, expected {MAP_SHAPE}")
+        if not np.all(np.isfinite(arr)):
+            raise BundleError(f"{npz_path}: {method!r} contains NaN or infinite values")
     missing = [m for m in require if m not in maps]
     if missing:
         raise BundleError(f"bundle {root} lacks maps for {', '.join(missing)}")
+    entries = manifest.get("maps", [])
+    for entry in entries:
+        if not isinstance(entry, dict) or not {"method", "digit", "png"} <= set(entry):
+            raise BundleError(f"{manifest_path}: a maps entry lacks its method, digit or png")
     if verify_pngs:
-        for entry in manifest.get("maps", []):
+        for entry in entries:
             path = root / entry["png"]
             if not path.is_file():
                 raise BundleError(f"bundle {root} lacks {entry['png']}")

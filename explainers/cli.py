@@ -12,7 +12,29 @@ from pathlib import Path
 
 import click
 
-__all__ = ["COMMANDS", "InputError", "data_option", "load_data_or_fail"]
+__all__ = ["COMMANDS", "InputError", "data_option", "device_option", "load_data_or_fail"]
+
+
+def _check_device(_ctx, _param, value):
+    """Validate --device while parsing: one line and exit code 2, never a traceback."""
+    if value is None:
+        return None
+    from .train import DeviceError, pick_device
+
+    try:
+        pick_device(value)
+    except DeviceError as exc:
+        raise InputError(str(exc)) from None
+    return value
+
+
+def device_option(func):
+    return click.option(
+        "--device",
+        default=None,
+        callback=_check_device,
+        help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)",
+    )(func)
 
 
 class InputError(click.ClickException):
@@ -57,9 +79,7 @@ def load_data_or_fail(spec: str):
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
-@click.option(
-    "--device", default=None, help="torch device (default: cuda when available, else cpu)"
-)
+@device_option
 @click.option(
     "--out",
     "out_path",
@@ -156,9 +176,7 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
     help="LIME's K, features per local explanation (overrides the preset)",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="images and noise")
-@click.option(
-    "--device", default=None, help="torch device (default: cuda when available, else cpu)"
-)
+@device_option
 @click.option(
     "--cache-dir",
     type=click.Path(file_okay=False, path_type=Path),

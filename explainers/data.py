@@ -256,6 +256,12 @@ def _load_idx_dir(path: str | Path) -> MnistData:
             )
         if labels.max(initial=0) > 9:
             raise DataError(f"{split} labels in {directory} are not digits 0-9")
+        absent = sorted(set(range(10)) - set(np.unique(labels).tolist()))
+        if absent:
+            raise DataError(
+                f"{split} labels in {directory} have no digit {', '.join(map(str, absent))}: "
+                "every digit needs images (class maps, the survey and the benchmarks are per digit)"
+            )
     full = arrays["train_labels"].shape[0] == 60000 and arrays["test_labels"].shape[0] == 10000
     return MnistData(
         source=str(Path(path).expanduser().resolve()),

@@ -45,7 +45,7 @@ from __future__ import annotations
 import torch
 
 from . import seeds
-from .base import ForwardFunc, as_target, check_inputs
+from .base import ForwardFunc, as_target, check_inputs, check_target
 from .registry import register
 
 __all__ = [
@@ -192,7 +192,7 @@ class _NoiseTunnel:
         """
         inputs = check_inputs(inputs)
         n, feature_shape = inputs.shape[0], tuple(inputs.shape[1:])
-        target = as_target(target, n).to(inputs.device)
+        target = check_target(as_target(target, n), self.forward_func, inputs).to(inputs.device)
         seeds = input_seeds(self.random_state, n)
         dtype = _moment_dtype(inputs.device)
         mean_abs = torch.zeros((n, *feature_shape), dtype=dtype, device=inputs.device)
@@ -317,7 +317,8 @@ class InputXGradient:
 
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor | int) -> torch.Tensor:
         inputs = check_inputs(inputs)
-        target = as_target(target, inputs.shape[0]).to(inputs.device)
+        target = as_target(target, inputs.shape[0])
+        target = check_target(target, self.forward_func, inputs).to(inputs.device)
         out = []
         for b in range(0, inputs.shape[0], self.batch_size):
             x = inputs[b : b + self.batch_size]

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import ForwardFunc, as_target, check_inputs
+from .base import ForwardFunc, as_target, check_inputs, check_target
 from .gradients import input_seeds
 from .registry import register
 
@@ -264,7 +264,7 @@ class KernelShap:
         inputs = check_inputs(inputs)
         n, shape = inputs.shape[0], tuple(inputs.shape[1:])
         device = inputs.device
-        target = as_target(target, n).to(device)
+        target = check_target(as_target(target, n), self.forward_func, inputs).to(device)
         mask, m = self._mask(shape, device)
         base = self._baseline(shape, inputs)
         x = inputs.detach()

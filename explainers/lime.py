@@ -51,7 +51,7 @@ from sklearn.linear_model import lars_path
 from threadpoolctl import threadpool_limits
 
 from . import seeds
-from .base import ForwardFunc, as_target, check_inputs
+from .base import ForwardFunc, as_target, check_inputs, check_target
 from .registry import register
 
 __all__ = [
@@ -419,7 +419,7 @@ class LocalLime:
         """
         inputs = check_inputs(inputs)
         n = inputs.shape[0]
-        target = as_target(target, n)
+        target = check_target(as_target(target, n), self.forward_func, inputs)
         seeds = per_input_seeds(self.random_state, n) if seeds is None else np.asarray(seeds)
         if seeds.shape != (n,):
             raise ValueError(f"seeds must have shape ({n},), got {seeds.shape}")

@@ -59,6 +59,7 @@ from .model import file_checksum, load
 from .normlime import class_usage_counts, display_class_maps, usage_spread
 from .registry import ALL_METHODS, STUDY_METHODS, explainer_class, method_spec
 from .sampling import SamplingError, per_class_sample
+from .train import DeviceError, pick_device
 
 __all__ = [
     "LimeSettings",
@@ -409,7 +410,10 @@ def precompute(
         preset, per_class=per_class, samples=samples, n_features=n_features
     )
     excluded = excluded_digests(disjoint_from) if disjoint_from is not None else None
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        dev = pick_device(device)
+    except DeviceError as exc:
+        raise PrecomputeError(str(exc)) from None
     try:
         model = load(model_path, map_location=dev)
     except ModelFileError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import ForwardFunc, as_target, check_inputs
+from .base import ForwardFunc, as_target, check_inputs, check_target
 from .gradients import input_seeds
 from .registry import register
 
@@ -47,7 +47,8 @@ class RandomMap:
 
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor | int) -> torch.Tensor:
         inputs = check_inputs(inputs)
-        as_target(target, inputs.shape[0])  # validated for a uniform interface, then unused
+        # validated for a uniform interface, then unused
+        check_target(as_target(target, inputs.shape[0]), self.forward_func, inputs)
         maps = []
         for seed in input_seeds(self.random_state, inputs.shape[0]):
             generator = torch.Generator(device=inputs.device).manual_seed(seed)

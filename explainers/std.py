@@ -45,7 +45,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import ForwardFunc, as_target, check_inputs
+from .base import ForwardFunc, as_target, check_inputs, check_target
 from .registry import register
 
 __all__ = [
@@ -260,7 +260,8 @@ class StdMap:
 
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor | int) -> torch.Tensor:
         inputs = check_inputs(inputs)
-        as_target(target, inputs.shape[0])  # validated for a uniform interface, then unused
+        # validated for a uniform interface, then unused
+        check_target(as_target(target, inputs.shape[0]), self.forward_func, inputs)
         n, shape = inputs.shape[0], tuple(inputs.shape[1:])
         a, _, _ = self.matrix(inputs)
         a = a.reshape(n, a.shape[1], -1).to(torch.float64)

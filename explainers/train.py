@@ -19,6 +19,7 @@ __all__ = [
     "train_model",
     "evaluate",
     "pick_device",
+    "DeviceError",
     "seed_everything",
 ]
 
@@ -43,11 +44,34 @@ class TrainResult:
     wall_time_s: float
 
 
+class DeviceError(ValueError):
+    """A ``--device`` that is not a device, or one this machine does not have (one line)."""
+
+
 def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA when available, else CPU."""
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``device`` if given (validated: cpu, cuda, cuda:N or mps, and present here), else
+    CUDA when available, else CPU."""
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(str(device))
+    except (RuntimeError, ValueError):
+        raise DeviceError(
+            f"--device {device!r} is not a device; use cpu, cuda, cuda:N or mps"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {device}: this machine has no usable CUDA device")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise DeviceError(f"--device {device}: Apple's MPS is not available here")
+    elif dev.type != "cpu":
+        raise DeviceError(f"--device {device!r}: use cpu, cuda, cuda:N or mps")
+    return dev
 
 
 def seed_everything(seed: int) -> torch.Generator:

@@ -46,7 +46,15 @@ def test_full_mnist_reads_as_torchvision_layout(full_mnist_path):
     assert data.summary().startswith("data: full MNIST from ")
 
 
-def _write_idx_dir(tmp_path, images, labels, gz: bool):
+def _one_per_digit(data, extra: int = 0):
+    """The first test image of every digit (plus ``extra`` more): a tiny but valid MNIST."""
+    first = [int(np.flatnonzero(data.test_labels == d)[0]) for d in range(10)]
+    rest = [i for i in range(len(data.test_labels)) if i not in first][:extra]
+    order = np.array(first + rest)
+    return data.test_images[order], data.test_labels[order]
+
+
+def _write_idx_dir(tmp_path, images, labels, gz: bool, test: slice = slice(None)):
     def idx(arr, magic):
         header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in arr.shape)
         return header + arr.astype(np.uint8).tobytes()
@@ -54,8 +62,8 @@ def _write_idx_dir(tmp_path, images, labels, gz: bool):
     files = {
         "train-images-idx3-ubyte": idx(images, 0x803),
         "train-labels-idx1-ubyte": idx(labels, 0x801),
-        "t10k-images-idx3-ubyte": idx(images[:3], 0x803),
-        "t10k-labels-idx1-ubyte": idx(labels[:3], 0x801),
+        "t10k-images-idx3-ubyte": idx(images[test], 0x803),
+        "t10k-labels-idx1-ubyte": idx(labels[test], 0x801),
     }
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -69,12 +77,12 @@ def _write_idx_dir(tmp_path, images, labels, gz: bool):
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_idx_directory_round_trip(tmp_path, embedded_data, gz):
-    images, labels = embedded_data.test_images[:7], embedded_data.test_labels[:7]
-    raw = _write_idx_dir(tmp_path, images, labels, gz)
+    images, labels = _one_per_digit(embedded_data, extra=3)
+    raw = _write_idx_dir(tmp_path, images, labels, gz, test=slice(0, 10))
     for spec in (tmp_path, raw):  # the root and the raw folder itself are both accepted
         data = load_mnist(spec)
         np.testing.assert_array_equal(data.train_images, images)
-        np.testing.assert_array_equal(data.test_labels, labels[:3])
+        np.testing.assert_array_equal(data.test_labels, labels[:10])
     assert find_idx_dir(tmp_path) == raw
 
 
@@ -90,9 +98,7 @@ def test_bad_paths_give_one_readable_line(tmp_path):
 
 
 def test_corrupt_idx_is_rejected(tmp_path, embedded_data):
-    raw = _write_idx_dir(
-        tmp_path, embedded_data.test_images[:5], embedded_data.test_labels[:5], False
-    )
+    raw = _write_idx_dir(tmp_path, *_one_per_digit(embedded_data), False)
     blob = (raw / "train-images-idx3-ubyte").read_bytes()
     (raw / "train-images-idx3-ubyte").write_bytes(blob[:-10])
     with pytest.raises(DataError, match="truncated or corrupt"):
@@ -100,6 +106,14 @@ def test_corrupt_idx_is_rejected(tmp_path, embedded_data):
     (raw / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x09\x99" + blob[4:])
     with pytest.raises(DataError, match="not an MNIST IDX file"):
         read_idx(raw / "train-images-idx3-ubyte")
+
+
+def test_a_dataset_missing_a_digit_is_refused(tmp_path, embedded_data):
+    images, labels = _one_per_digit(embedded_data, extra=20)
+    keep = labels != 7
+    _write_idx_dir(tmp_path, images[keep], labels[keep], False)
+    with pytest.raises(DataError, match="train labels in .* have no digit 7"):
+        load_mnist(tmp_path)
 
 
 def test_download_verifies_cached_files_offline(tmp_path, full_mnist_path):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from explainers.cli import device_option
+
 from ..errors import InputError
 
 __all__ = ["COMMANDS", "InputError", "kar_command", "occlusion_command"]
@@ -130,7 +132,7 @@ _common = [
         metavar="tcp://HOST:PORT",
         help="run the jobs on this dask.distributed scheduler instead of locally",
     ),
-    click.option("--device", default=None, help="torch device [default: cuda if available]"),
+    device_option,
     click.option("--progress/--no-progress", default=True, show_default=True),
     click.option(
         "--out",
