@@ -206,6 +206,13 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
     help="also store the local explanations' weight matrix in DIR/local.npz (for studies)",
 )
 @click.option(
+    "--scheduler",
+    default=None,
+    metavar="tcp://HOST:PORT",
+    help="compute the local LIME explanations on this dask.distributed scheduler (they stream "
+    "into the cache, so an interrupted run resumes)",
+)
+@click.option(
     "--out",
     "out_dir",
     type=click.Path(path_type=Path),
@@ -228,6 +235,7 @@ def precompute_command(
     compile_model,
     disjoint_from,
     keep_local,
+    scheduler,
     out_dir,
 ):
     """Compute the class-level maps of every method and write a maps bundle."""
@@ -266,6 +274,7 @@ def precompute_command(
             cache_dir=cache_dir,
             use_cache=not no_cache,
             progress=not quiet,
+            scheduler=scheduler,
             keep_local=keep_local,
             compile_model=compile_model,
             disjoint_from=disjoint_from,

@@ -127,8 +127,20 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> MnistCNN
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist (train one with `normlime train`)")
+    return _load_from(path, path, map_location)
+
+
+def load_bytes(data: bytes, map_location: str | torch.device = "cpu") -> MnistCNN:
+    """:func:`load` from the bytes of a model file (what distributed workers receive)."""
+    import io
+
+    return _load_from(io.BytesIO(data), "the model bytes", map_location)
+
+
+def _load_from(source, name, map_location) -> MnistCNN:
+    path = name
     try:
-        blob = torch.load(path, map_location=map_location, weights_only=True)
+        blob = torch.load(source, map_location=map_location, weights_only=True)
         model = MnistCNN(CNNConfig.from_dict(blob["config"]))
         model.load_state_dict(blob["state_dict"])
     except Exception as exc:  # corrupt file, foreign checkpoint, wrong shapes

@@ -32,6 +32,7 @@ model, images, parameters and seed costs only the aggregation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -275,8 +276,15 @@ def explain_cached(
     cache: LocalCache | None,
     chunk: int = 32,
     progress: Callable[[int], None] | None = None,
+    run_chunks: Callable | None = None,
 ) -> tuple[LimeResult, int]:
-    """``lime.explain`` for every image, reusing cached explanations; returns (result, hits)."""
+    """``lime.explain`` for every image, reusing cached explanations; returns (result, hits).
+
+    ``run_chunks(images, targets, seeds, chunks)`` (numpy arrays and a list of row-index
+    arrays) computes the missing explanations elsewhere, yielding ``(rows, result dict)``
+    as chunks finish (:func:`explainers.distributed.dask_runner`); by default they are
+    computed here with ``lime``.
+    """
     n = images.shape[0]
     d = int(np.prod(images.shape[1:]))
     result = LimeResult(
@@ -313,21 +321,33 @@ def explain_cached(
                     progress(1)
                 continue
         todo.append(i)
-    for start in range(0, len(todo), chunk):
-        rows = np.asarray(todo[start : start + chunk])
-        part = lime.explain(
-            images[torch.as_tensor(rows, device=images.device)],
-            torch.as_tensor(targets[rows]),
-            seeds=result.seeds[rows],
-            progress=progress,
+    chunks = [np.asarray(todo[s : s + chunk]) for s in range(0, len(todo), chunk)]
+    if run_chunks is None:
+        parts = (
+            (
+                rows,
+                lime.explain(
+                    images[torch.as_tensor(rows, device=images.device)],
+                    torch.as_tensor(targets[rows]),
+                    seeds=result.seeds[rows],
+                    progress=progress,
+                ).__dict__,
+            )
+            for rows in chunks
         )
-        result.weights[rows] = part.weights
-        result.intercept[rows] = part.intercept
-        result.r2[rows] = part.r2
-        result.prob[rows] = part.prob
-        if cache is not None:
+    else:
+        parts = run_chunks(images_cpu.numpy(), np.asarray(targets), result.seeds, chunks)
+    for rows, part in parts:
+        result.weights[rows] = part["weights"]
+        result.intercept[rows] = part["intercept"]
+        result.r2[rows] = part["r2"]
+        result.prob[rows] = part["prob"]
+        if cache is not None:  # stream into the cache: a crash loses at most the open chunks
             for j, i in enumerate(rows):
-                cache.put(keys[i], part.weights[j], part.intercept[j], part.r2[j], part.prob[j])
+                w, b, r2, p = (part[k][j] for k in ("weights", "intercept", "r2", "prob"))
+                cache.put(keys[i], w, b, r2, p)
+        if run_chunks is not None and progress is not None:
+            progress(len(rows))
     return result, hits
 
 
@@ -382,13 +402,17 @@ def precompute(
     keep_local: bool = False,
     compile_model: bool | None = None,
     disjoint_from: str | Path | None = None,
+    scheduler=None,
+    worker_threads: int | None = None,
     log: Callable[[str], None] = print,
     argv: Sequence[str] | None = None,
 ) -> PrecomputeResult:
     """Compute every requested method's class maps and write the bundle into ``out_dir``.
 
     ``disjoint_from`` names another bundle whose images this run must not use (a stability
-    check compares two runs on disjoint images).
+    check compares two runs on disjoint images).  ``scheduler`` (``tcp://host:port`` or a
+    ``distributed.Client``) computes the local LIME explanations on a Dask cluster, with
+    ``worker_threads`` torch threads per task (:mod:`explainers.distributed`).
     """
     from tqdm import tqdm
 
@@ -451,7 +475,9 @@ def precompute(
             f"K={ls.n_features}"
         )
         t0 = time.perf_counter()
-        if compile_model is None:
+        if scheduler is not None:
+            compile_model = False  # workers run eager; the cache key names the forward path
+        elif compile_model is None:
             compile_model = index.size * ls.n_samples >= COMPILE_MIN_SAMPLES
         forward = inference_forward(
             model, compile=compile_model, compile_batch_size=batch_size
@@ -462,17 +488,28 @@ def precompute(
         images = as_float(pool.images[index]).to(dev)
         pred = _predict(forward, images)
         seeds = np.array([image_seed(seed, int(t)) for t in index], dtype=np.int64)
-        lime = LocalLime(
-            forward,
-            n_samples=ls.n_samples,
-            sigma=ls.sigma,
-            n_features=ls.n_features,
-            kernel_width=ls.kernel_width,
-            batch_size=batch_size,
-            n_jobs=fit_threads(),
-        )
+        lime_kwargs = {
+            "n_samples": ls.n_samples,
+            "sigma": ls.sigma,
+            "n_features": ls.n_features,
+            "kernel_width": ls.kernel_width,
+            "batch_size": batch_size,
+        }
+        lime = LocalLime(forward, **lime_kwargs, n_jobs=fit_threads())
         cache = LocalCache(cache_dir) if use_cache else None
-        with tqdm(total=index.size, desc="local LIME explanations", unit="img", **bar_opts) as bar:
+        run_chunks = None
+        if scheduler is not None:
+            from .distributed import dask_runner
+
+            log(f"  local explanations on the Dask scheduler {scheduler}")
+            runner = dask_runner(scheduler, Path(model_path).read_bytes(), threads=worker_threads)
+
+            def run_chunks(imgs, tgts, sds, chunks, _run=runner, _kw=lime_kwargs):
+                return _run(_kw, imgs, tgts, sds, chunks)
+        with (
+            tqdm(total=index.size, desc="local LIME explanations", unit="img", **bar_opts) as bar,
+            _scheduler_errors(scheduler),
+        ):
             local, hits = explain_cached(
                 lime,
                 images,
@@ -482,6 +519,9 @@ def precompute(
                 forward_desc=forward_desc,
                 cache=cache,
                 progress=bar.update,
+                run_chunks=run_chunks,
+                # smaller tasks keep every Dask worker busy to the end
+                chunk=32 if run_chunks is None else 8,
             )
         n_local = index.size
         class_maps = display_class_maps(local.weights, pred)
@@ -593,6 +633,7 @@ def precompute(
             "lime": asdict(settings.lime),
             "per_image": asdict(settings.per_image),
             "disjoint_from": str(disjoint_from) if disjoint_from is not None else None,
+            "scheduler": None if scheduler is None else str(scheduler),
         },
         "model": {
             "path": str(model_path),
@@ -621,6 +662,22 @@ def precompute(
     np.savez_compressed(out_dir / IMAGES_FILE, **image_records)
     manifest = json.loads((out_dir / "manifest.json").read_text())
     return PrecomputeResult(out_dir, maps, manifest, hits, n_local, wall)
+
+
+@contextlib.contextmanager
+def _scheduler_errors(scheduler):
+    """An unreachable or failing Dask scheduler is one line, not a traceback."""
+    if scheduler is None:
+        yield
+        return
+    try:
+        yield
+    except (OSError, TimeoutError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise PrecomputeError(
+            f"cannot use the Dask scheduler {scheduler}: {first} (the local explanations "
+            "finished so far are in the cache; rerun to resume)"
+        ) from None
 
 
 class _Counted:
