@@ -222,12 +222,14 @@ def draw_per_digit(
     per_class: int,
     rng: np.random.Generator,
     allowed: np.ndarray | None = None,
-    n_classes: int = 10,
+    n_classes: int | None = None,
     what: str = "images",
 ) -> np.ndarray:
-    """(n_classes, per_class) indices: ``per_class`` random allowed images of every digit."""
+    """(n_classes, per_class) indices: ``per_class`` random allowed images of every class
+    (``n_classes`` default: the largest label + 1)."""
+    classes = None if n_classes is None else range(n_classes)
     try:
-        return per_class_sample(labels, per_class, rng, classes=range(n_classes), allowed=allowed)
+        return per_class_sample(labels, per_class, rng, classes=classes, allowed=allowed)
     except SamplingError as exc:
         raise PrecomputeError(
             f"digit {exc.label} has {exc.available} usable images, {per_class} {what} "
@@ -237,7 +239,11 @@ def draw_per_digit(
 
 
 def select_lime_images(
-    labels: np.ndarray, per_class: int, seed: int, allowed: np.ndarray | None = None
+    labels: np.ndarray,
+    per_class: int,
+    seed: int,
+    allowed: np.ndarray | None = None,
+    n_classes: int | None = None,
 ) -> np.ndarray:
     """Pool indices of ``per_class`` random images of every true digit for run ``seed``.
 
@@ -245,7 +251,7 @@ def select_lime_images(
     """
     rng = np.random.default_rng(seeds.stream(seed, 0))
     return draw_per_digit(
-        labels, per_class, rng, allowed, what="NormLIME/LIME explanations"
+        labels, per_class, rng, allowed, n_classes, what="NormLIME/LIME explanations"
     ).reshape(-1)
 
 
@@ -383,6 +389,293 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass
+class LocalPlan:
+    """The local LIME explanations behind the aggregated methods (NormLIME, LIME)."""
+
+    methods: tuple[str, ...]
+    settings: LimeSettings
+    pool: ImagePool
+    index: np.ndarray  # pool positions of the explained images
+    seeds: np.ndarray  # their noise seeds
+
+
+@dataclass
+class PerImagePlan:
+    """One per-image method's class maps: the mean over ``chosen`` images of each class."""
+
+    method: str
+    settings: PerImageSettings
+    pool: ImagePool
+    chosen: np.ndarray  # (n_classes, per_class) pool positions
+    seed: int
+
+
+@dataclass
+class Plan:
+    """Which explanations a run makes: everything random is decided here, from the seed."""
+
+    settings: Preset
+    seed: int
+    n_classes: int
+    image_shape: tuple[int, ...]
+    local: LocalPlan | None
+    per_image: list[PerImagePlan]
+
+
+def plan_run(
+    data: MnistData,
+    methods: Sequence[str],
+    settings: Preset,
+    seed: int,
+    excluded: np.ndarray | None = None,
+) -> Plan:
+    """Choose every image and seed of a run (no model needed).  Shapes come from the data."""
+    pools: dict[str, ImagePool] = {}
+
+    def pool_of(name: str) -> tuple[ImagePool, np.ndarray | None]:
+        if name not in pools:
+            pools[name] = image_pool(data, name)
+        pool = pools[name]
+        allowed = None if excluded is None else ~np.isin(pool.digest, excluded)
+        return pool, allowed
+
+    n_classes = int(max(data.train_labels.max(), data.test_labels.max())) + 1
+    aggregated = tuple(m for m in methods if method_spec(m).aggregate)
+    local = None
+    if aggregated:
+        ls = settings.lime
+        pool, allowed = pool_of(ls.images)
+        index = select_lime_images(pool.labels, ls.per_class, seed, allowed, n_classes)
+        seeds_ = np.array([image_seed(seed, int(t)) for t in index], dtype=np.int64)
+        local = LocalPlan(aggregated, ls, pool, index, seeds_)
+    per_image = []
+    for method in methods:
+        if method_spec(method).aggregate:
+            continue
+        pi = settings.per_image
+        pool, allowed = pool_of(pi.images)
+        mseed = method_seed(seed, method)
+        chosen = draw_per_digit(
+            pool.labels, pi.per_class, np.random.default_rng(mseed), allowed, n_classes,
+            what=f"{method} images",
+        )  # fmt: skip
+        per_image.append(PerImagePlan(method, pi, pool, chosen, mseed))
+    image_shape = tuple(next(iter(pools.values())).images.shape[1:]) if pools else ()
+    return Plan(settings, seed, n_classes, image_shape, local, per_image)
+
+
+# --------------------------------------------------------------------------- execution
+
+
+@dataclass
+class LocalRun:
+    """The local explanations of a :class:`LocalPlan`, as computed (or read from the cache)."""
+
+    result: LimeResult
+    pred: np.ndarray
+    params: dict
+    hits: int
+    wall_time_s: float
+    cache_root: str | None
+
+
+def run_local(
+    lp: LocalPlan,
+    model,
+    dev: torch.device,
+    *,
+    model_path: str | Path,
+    model_sha: str,
+    cache: LocalCache | None,
+    batch_size: int,
+    compile_model: bool | None,
+    scheduler,
+    worker_threads: int | None,
+    bar_opts: dict,
+    log: Callable[[str], None],
+) -> LocalRun:
+    """Compute ``lp``'s local explanations here or on a Dask cluster, through the cache."""
+    from tqdm import tqdm
+
+    ls = lp.settings
+    t0 = time.perf_counter()
+    if scheduler is not None:
+        compile_model = False  # workers run eager; the cache key names the forward path
+    elif compile_model is None:
+        compile_model = lp.index.size * ls.n_samples >= COMPILE_MIN_SAMPLES
+    forward = inference_forward(model, compile=compile_model, compile_batch_size=batch_size)
+    forward_desc = "inference_forward(channels_last, float64 softmax" + (
+        ", torch.compile)" if compile_model else ")"
+    )
+    images = as_float(lp.pool.images[lp.index]).to(dev)
+    pred = _predict(forward, images)
+    lime_kwargs = {
+        "n_samples": ls.n_samples,
+        "sigma": ls.sigma,
+        "n_features": ls.n_features,
+        "kernel_width": ls.kernel_width,
+        "batch_size": batch_size,
+    }
+    lime = LocalLime(forward, **lime_kwargs, n_jobs=fit_threads())
+    run_chunks = None
+    if scheduler is not None:
+        from .distributed import dask_runner
+
+        log(f"  local explanations on the Dask scheduler {scheduler}")
+        runner = dask_runner(scheduler, Path(model_path).read_bytes(), threads=worker_threads)
+
+        def run_chunks(imgs, tgts, sds, chunks):
+            return runner(lime_kwargs, imgs, tgts, sds, chunks)
+
+    with (
+        tqdm(total=lp.index.size, desc="local LIME explanations", unit="img", **bar_opts) as bar,
+        _scheduler_errors(scheduler),
+    ):
+        local, hits = explain_cached(
+            lime,
+            images,
+            pred,
+            lp.seeds,
+            model_sha256=model_sha,
+            forward_desc=forward_desc,
+            cache=cache,
+            progress=bar.update,
+            run_chunks=run_chunks,
+            # smaller tasks keep every Dask worker busy to the end
+            chunk=32 if run_chunks is None else 8,
+        )
+    d = int(np.prod(images.shape[1:]))
+    params = {
+        **lime.params(),
+        "kernel_width_used": lime.width_for(d),
+        "per_class": ls.per_class,
+        "images": f"{lp.pool.describe()} drawn per true digit; partitioned by predicted label",
+        "image_pool": ls.images,
+        "forward": forward_desc,
+    }
+    root = str(cache.root) if cache is not None else None
+    return LocalRun(local, pred, params, hits, time.perf_counter() - t0, root)
+
+
+def run_per_image(item: PerImagePlan, model, dev: torch.device, plan: Plan, bar_opts: dict):
+    """One per-image method's class maps (n_classes, *image_shape) and its explainer."""
+    n_classes = plan.n_classes
+    from tqdm import tqdm
+
+    pi = item.settings
+    explainer = explainer_class(item.method).from_settings(
+        model, random_state=item.seed, n_samples=pi.n_samples, score=pi.score
+    )
+    # only the chosen images go to the device; indices are re-expressed into them
+    used = np.sort(item.chosen.ravel())
+    with tqdm(total=n_classes, desc=item.method, unit="digit", **bar_opts) as bar:
+        arr = mean_class_maps(
+            _Counted(explainer, bar.update),
+            as_float(item.pool.images[used]).to(dev),
+            item.pool.labels[used],
+            n_classes=n_classes,
+            indices=np.searchsorted(used, item.chosen),
+        )
+    out = np.asarray(arr, dtype=np.float32).reshape(n_classes, *plan.image_shape)
+    return out, explainer
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def aggregate_local(plan: Plan, run: LocalRun, model_sha: str) -> tuple[dict, dict, dict]:
+    """NormLIME (eq. 9) and LIME (SP-LIME eq. 6) class maps from the local explanations.
+
+    Returns (maps, methods_info, the arrays of local.npz).
+    """
+    lp = plan.local
+    shape = (plan.n_classes, *plan.image_shape)
+    class_maps = display_class_maps(run.result.weights, run.pred, plan.n_classes)
+    usage = class_usage_counts(run.result.weights, run.pred, plan.n_classes)
+    maps, info = {}, {}
+    for method in lp.methods:
+        maps[method] = class_maps[method].reshape(shape).astype(np.float32)
+        info[method] = {
+            "parameters": {
+                **run.params,
+                "aggregation": "NormLIME eq. (9)" if method == "normlime" else
+                "SP-LIME eq. (6) conditioned on the predicted label",
+                "display_filter": DISPLAY_FILTER,
+            },
+            "seed": plan.seed,
+            "model_sha256": model_sha,
+            "wall_time_s": round(run.wall_time_s, 2),
+            "wall_time_note": "shared: NormLIME and LIME aggregate the same explanations",
+        }  # fmt: skip
+    arrays = {
+        "split": lp.pool.split[lp.index],
+        "index": lp.pool.index[lp.index],
+        "true_label": lp.pool.labels[lp.index],
+        "pred_label": run.pred,
+        "seed": lp.seeds,
+        "r2": run.result.r2,
+        "prob": run.result.prob,
+        "normlime_raw": class_maps["normlime_raw"].reshape(shape),
+        "lime_raw": class_maps["lime_raw"].reshape(shape),
+        "usage_counts": usage.reshape(shape),
+    }
+    return maps, info, arrays
+
+
+def _local_summary(plan: Plan, run: LocalRun, arrays: dict, keep_local: bool) -> dict:
+    lp = plan.local
+    usage = arrays["usage_counts"].reshape(plan.n_classes, -1)
+    return {
+        "count": int(lp.index.size),
+        "per_class": lp.settings.per_class,
+        "image_pool": lp.settings.images,
+        "per_predicted_label": np.bincount(run.pred, minlength=plan.n_classes).tolist(),
+        "misclassified": int((run.pred != arrays["true_label"]).sum()),
+        "mean_r2": round(float(run.result.r2.mean()), 4),
+        "usage_cv_median": round(float(np.median(usage_spread(usage))), 4),
+        "cache_hits": int(run.hits),
+        "cache_dir": run.cache_root,
+        "wall_time_s": round(run.wall_time_s, 2),
+        "file": "local.npz (split 0 = train / 1 = test and index of every explained image, "
+        "labels, seeds, R^2, raw class scores, |E_y(c_i)|"
+        + (", the weight matrix M)" if keep_local else ")"),
+    }
+
+
+def _records(prefix: str, pool: ImagePool, positions: np.ndarray) -> dict[str, np.ndarray]:
+    return {
+        f"{prefix}_{key}": values[positions]
+        for key, values in (("split", pool.split), ("index", pool.index), ("digest", pool.digest))
+    }
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_outputs(
+    out_dir: Path,
+    maps: dict,
+    methods_info: dict,
+    extra: dict,
+    image_records: dict,
+    local_arrays: dict | None,
+) -> dict:
+    """The bundle, its image records and the local explanations' summary; the manifest."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if local_arrays is not None:
+        np.savez_compressed(out_dir / "local.npz", **local_arrays)
+    write_bundle(out_dir, maps, methods_info=_jsonable(methods_info), extra=_jsonable(extra))
+    np.savez_compressed(out_dir / IMAGES_FILE, **image_records)
+    return json.loads((out_dir / "manifest.json").read_text())
+
+
+# --------------------------------------------------------------------------- the command
+
+
 def precompute(
     *,
     model_path: str | Path,
@@ -409,13 +702,13 @@ def precompute(
 ) -> PrecomputeResult:
     """Compute every requested method's class maps and write the bundle into ``out_dir``.
 
-    ``disjoint_from`` names another bundle whose images this run must not use (a stability
-    check compares two runs on disjoint images).  ``scheduler`` (``tcp://host:port`` or a
-    ``distributed.Client``) computes the local LIME explanations on a Dask cluster, with
-    ``worker_threads`` torch threads per task (:mod:`explainers.distributed`).
+    Planning (:func:`plan_run`), execution (:func:`run_local`, here or on Dask;
+    :func:`run_per_image`), aggregation (:func:`aggregate_local`) and writing
+    (:func:`write_outputs`).  ``disjoint_from`` names another bundle whose images this run
+    must not use (a stability check compares two runs on disjoint images).  ``scheduler``
+    (``tcp://host:port`` or a ``distributed.Client``) computes the local LIME explanations
+    on a Dask cluster, with ``worker_threads`` torch threads per task.
     """
-    from tqdm import tqdm
-
     from .model import ModelFileError
 
     started = time.perf_counter()
@@ -430,10 +723,9 @@ def precompute(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise PrecomputeError(f"--out {out_dir} exists and is not a directory")
-    settings = resolve_preset(
-        preset, per_class=per_class, samples=samples, n_features=n_features
-    )
+    settings = resolve_preset(preset, per_class=per_class, samples=samples, n_features=n_features)
     excluded = excluded_digests(disjoint_from) if disjoint_from is not None else None
+    plan = plan_run(data, methods, settings, seed, excluded)
     try:
         dev = pick_device(device)
     except DeviceError as exc:
@@ -447,184 +739,78 @@ def precompute(
     model_sha = file_checksum(model_path)
     sidecar = Path(model_path).with_suffix(".json")
     model_meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    lime_family = [m for m in methods if method_spec(m).aggregate]
-    per_image_methods = [m for m in methods if not method_spec(m).aggregate]
     bar_opts = {"file": sys.stderr, "disable": not progress, "mininterval": 1.0}
-    pools: dict[str, ImagePool] = {}
-
-    def pool_of(name: str) -> tuple[ImagePool, np.ndarray | None]:
-        if name not in pools:
-            pools[name] = image_pool(data, name)
-        pool = pools[name]
-        allowed = None if excluded is None else ~np.isin(pool.digest, excluded)
-        return pool, allowed
 
     maps: dict[str, np.ndarray] = {}
     methods_info: dict[str, dict] = {}
     image_records: dict[str, np.ndarray] = {}
-    extra_local: dict = {}
+    local_arrays = extra_local = None
     hits = n_local = 0
-
-    if lime_family:
-        ls = settings.lime
-        pool, allowed = pool_of(ls.images)
-        index = select_lime_images(pool.labels, ls.per_class, seed, allowed)
+    if plan.local is not None:
+        lp, ls = plan.local, plan.local.settings
         log(
-            f"NormLIME/LIME: {index.size:,} local explanations of {pool.describe()} "
+            f"NormLIME/LIME: {lp.index.size:,} local explanations of {lp.pool.describe()} "
             f"({ls.per_class} per digit), {ls.n_samples} samples each, sigma={ls.sigma}, "
             f"K={ls.n_features}"
         )
-        t0 = time.perf_counter()
-        if scheduler is not None:
-            compile_model = False  # workers run eager; the cache key names the forward path
-        elif compile_model is None:
-            compile_model = index.size * ls.n_samples >= COMPILE_MIN_SAMPLES
-        forward = inference_forward(
-            model, compile=compile_model, compile_batch_size=batch_size
+        run = run_local(
+            lp,
+            model,
+            dev,
+            model_path=model_path,
+            model_sha=model_sha,
+            cache=LocalCache(cache_dir) if use_cache else None,
+            batch_size=batch_size,
+            compile_model=compile_model,
+            scheduler=scheduler,
+            worker_threads=worker_threads,
+            bar_opts=bar_opts,
+            log=log,
         )
-        forward_desc = "inference_forward(channels_last, float64 softmax" + (
-            ", torch.compile)" if compile_model else ")"
-        )
-        images = as_float(pool.images[index]).to(dev)
-        pred = _predict(forward, images)
-        seeds = np.array([image_seed(seed, int(t)) for t in index], dtype=np.int64)
-        lime_kwargs = {
-            "n_samples": ls.n_samples,
-            "sigma": ls.sigma,
-            "n_features": ls.n_features,
-            "kernel_width": ls.kernel_width,
-            "batch_size": batch_size,
-        }
-        lime = LocalLime(forward, **lime_kwargs, n_jobs=fit_threads())
-        cache = LocalCache(cache_dir) if use_cache else None
-        run_chunks = None
-        if scheduler is not None:
-            from .distributed import dask_runner
-
-            log(f"  local explanations on the Dask scheduler {scheduler}")
-            runner = dask_runner(scheduler, Path(model_path).read_bytes(), threads=worker_threads)
-
-            def run_chunks(imgs, tgts, sds, chunks, _run=runner, _kw=lime_kwargs):
-                return _run(_kw, imgs, tgts, sds, chunks)
-        with (
-            tqdm(total=index.size, desc="local LIME explanations", unit="img", **bar_opts) as bar,
-            _scheduler_errors(scheduler),
-        ):
-            local, hits = explain_cached(
-                lime,
-                images,
-                pred,
-                seeds,
-                model_sha256=model_sha,
-                forward_desc=forward_desc,
-                cache=cache,
-                progress=bar.update,
-                run_chunks=run_chunks,
-                # smaller tasks keep every Dask worker busy to the end
-                chunk=32 if run_chunks is None else 8,
-            )
-        n_local = index.size
-        class_maps = display_class_maps(local.weights, pred)
-        usage = class_usage_counts(local.weights, pred)
-        local_time = time.perf_counter() - t0
+        hits, n_local = run.hits, int(lp.index.size)
         if hits:
-            log(f"  {hits:,} of {index.size:,} local explanations came from the cache")
-        params = {
-            **lime.params(),
-            "kernel_width_used": lime.width_for(784),
-            "per_class": ls.per_class,
-            "images": f"{pool.describe()} drawn per true digit; partitioned by predicted label",
-            "image_pool": ls.images,
-            "forward": forward_desc,
-        }
-        for method in lime_family:
-            maps[method] = class_maps[method].reshape(10, 28, 28).astype(np.float32)
-            methods_info[method] = {
-                "parameters": {
-                    **params,
-                    "aggregation": "NormLIME eq. (9)" if method == "normlime" else
-                    "SP-LIME eq. (6) conditioned on the predicted label",
-                    "display_filter": DISPLAY_FILTER,
-                },
-                "seed": seed,
-                "model_sha256": model_sha,
-                "wall_time_s": round(local_time, 2),
-                "wall_time_note": "shared: NormLIME and LIME aggregate the same explanations",
-            }
-        for key, arr in (("split", pool.split), ("index", pool.index), ("digest", pool.digest)):
-            image_records[f"lime_{key}"] = arr[index]
-        out_dir.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(
-            out_dir / "local.npz",
-            split=pool.split[index],
-            index=pool.index[index],
-            true_label=pool.labels[index],
-            pred_label=pred,
-            seed=seeds,
-            r2=local.r2,
-            prob=local.prob,
-            normlime_raw=class_maps["normlime_raw"].reshape(10, 28, 28),
-            lime_raw=class_maps["lime_raw"].reshape(10, 28, 28),
-            usage_counts=usage.reshape(10, 28, 28),
-            **({"weights": local.weights} if keep_local else {}),
-        )
-        extra_local = {
-            "count": int(index.size),
-            "per_class": ls.per_class,
-            "image_pool": ls.images,
-            "per_predicted_label": np.bincount(pred, minlength=10).tolist(),
-            "misclassified": int((pred != pool.labels[index]).sum()),
-            "mean_r2": round(float(local.r2.mean()), 4),
-            "usage_cv_median": round(float(np.median(usage_spread(usage))), 4),
-            "cache_hits": int(hits),
-            "cache_dir": str(cache.root) if cache is not None else None,
-            "wall_time_s": round(local_time, 2),
-            "file": "local.npz (split 0 = train / 1 = test and index of every explained image, "
-            "labels, seeds, R^2, raw class scores, |E_y(c_i)|"
-            + (", the weight matrix M)" if keep_local else ")"),
-        }
+            log(f"  {hits:,} of {n_local:,} local explanations came from the cache")
+        agg_maps, agg_info, local_arrays = aggregate_local(plan, run, model_sha)
+        if keep_local:
+            local_arrays["weights"] = run.result.weights
+        maps.update(agg_maps)
+        methods_info.update(agg_info)
+        image_records.update(_records("lime", lp.pool, lp.index))
+        extra_local = _local_summary(plan, run, local_arrays, keep_local)
 
-    for method in per_image_methods:
-        pi = settings.per_image
-        pool, allowed = pool_of(pi.images)
-        mseed = method_seed(seed, method)
-        explainer = explainer_class(method).from_settings(
-            model, random_state=mseed, n_samples=pi.n_samples, score=pi.score
-        )
-        chosen = draw_per_digit(
-            pool.labels, pi.per_class, np.random.default_rng(mseed), allowed,
-            what=f"{method} images",
-        )
-        log(f"{method}: mean over {pi.per_class} {pool.describe()} per digit")
+    for item in plan.per_image:
+        log(f"{item.method}: mean over {item.settings.per_class} {item.pool.describe()} per digit")
         t0 = time.perf_counter()
-        # only the chosen images go to the device; indices are re-expressed into them
-        used = np.sort(chosen.ravel())
-        with tqdm(total=10, desc=method, unit="digit", **bar_opts) as bar:
-            arr = mean_class_maps(
-                _Counted(explainer, bar.update),
-                as_float(pool.images[used]).to(dev),
-                pool.labels[used],
-                n_classes=10,
-                indices=np.searchsorted(used, chosen),
-            )
-        maps[method] = np.asarray(arr, dtype=np.float32).reshape(10, 28, 28)
-        for key, values in (("split", pool.split), ("index", pool.index), ("digest", pool.digest)):
-            image_records[f"{method}_{key}"] = values[chosen]
-        methods_info[method] = {
+        maps[item.method], explainer = run_per_image(item, model, dev, plan, bar_opts)
+        image_records.update(_records(item.method, item.pool, item.chosen))
+        methods_info[item.method] = {
             "parameters": {
                 **_jsonable(_explainer_params(explainer)),
-                "per_class": pi.per_class,
-                "images": f"{pool.describe()} drawn per true digit, target = the digit",
-                "image_pool": pi.images,
+                "per_class": item.settings.per_class,
+                "images": f"{item.pool.describe()} drawn per true digit, target = the digit",
+                "image_pool": item.settings.images,
             },
             "seed": seed,
-            "method_seed": mseed,
+            "method_seed": item.seed,
             "model_sha256": model_sha,
             "wall_time_s": round(time.perf_counter() - t0, 2),
         }
 
     wall = time.perf_counter() - started
-    extra = {
+    extra = _manifest_extra(
+        settings, argv, disjoint_from, scheduler, model_path, model_sha, model_meta, data, seed,
+        extra_local, dev, wall,
+    )  # fmt: skip
+    manifest = write_outputs(out_dir, maps, methods_info, extra, image_records, local_arrays)
+    return PrecomputeResult(out_dir, maps, manifest, hits, n_local, wall)
+
+
+def _manifest_extra(
+    settings, argv, disjoint_from, scheduler, model_path, model_sha, model_meta, data, seed,
+    extra_local, dev, wall,
+) -> dict:  # fmt: skip
+    disjoint = str(disjoint_from) if disjoint_from is not None else None
+    return {
         "generator": {
             "command": "normlime precompute",
             "argv": list(argv) if argv is not None else None,
@@ -632,7 +818,7 @@ def precompute(
             "preset_description": settings.description,
             "lime": asdict(settings.lime),
             "per_image": asdict(settings.per_image),
-            "disjoint_from": str(disjoint_from) if disjoint_from is not None else None,
+            "disjoint_from": disjoint,
             "scheduler": None if scheduler is None else str(scheduler),
         },
         "model": {
@@ -646,9 +832,9 @@ def precompute(
             "file": f"{IMAGES_FILE} ({{method}}_split: 0 train / 1 test, {{method}}_index: "
             "position in that split of the data, {method}_digest: blake2b-64 of the pixels; "
             "'lime' holds the local explanations behind NormLIME and LIME)",
-            "disjoint_from": str(disjoint_from) if disjoint_from is not None else None,
+            "disjoint_from": disjoint,
         },
-        "local_explanations": extra_local or None,
+        "local_explanations": extra_local,
         "environment": {
             "torch": torch.__version__,
             "device": str(dev),
@@ -658,10 +844,6 @@ def precompute(
         },
         "wall_time_s": round(wall, 2),
     }
-    write_bundle(out_dir, maps, methods_info=_jsonable(methods_info), extra=_jsonable(extra))
-    np.savez_compressed(out_dir / IMAGES_FILE, **image_records)
-    manifest = json.loads((out_dir / "manifest.json").read_text())
-    return PrecomputeResult(out_dir, maps, manifest, hits, n_local, wall)
 
 
 @contextlib.contextmanager
