@@ -67,6 +67,14 @@ def in_batches(forward, samples: torch.Tensor, batch_size: int) -> list[torch.Te
     return [forward(samples[s : s + batch_size]) for s in range(0, len(samples), batch_size)]
 
 
+def max_prob_diff(forward, reference, samples: torch.Tensor, batch_size: int) -> float:
+    """Largest |p| difference between two forward paths over the same samples."""
+    with torch.inference_mode():
+        a = torch.cat(in_batches(forward, samples, batch_size))
+        b = torch.cat(in_batches(reference, samples, batch_size))
+    return float((a - b).abs().max())
+
+
 def matmul_peak(dtype: torch.dtype, repeats: int, n: int = 2048) -> float:
     """FLOP/s of one large square matmul in ``dtype`` on all torch threads (the peak the
     CNN's forward passes are compared with)."""
@@ -142,15 +150,7 @@ def main(argv=None) -> int:
     )
     bf16 = inference_forward(copy.deepcopy(model), dtype=torch.bfloat16)
     t_bf16 = median_time(lambda: in_batches(bf16, samples, best_bs), args.repeats)
-    with torch.inference_mode():
-        bf16_diff = float(
-            (
-                torch.cat(in_batches(bf16, samples, best_bs))
-                - torch.cat(in_batches(fast, samples, best_bs))
-            )
-            .abs()
-            .max()
-        )
+    bf16_diff = max_prob_diff(bf16, fast, samples, best_bs)
     print(
         f"bf16 autocast, batch {best_bs}: {t_bf16 * 1e3:7.1f} ms ({n / t_bf16:,.0f} images/s, "
         f"{flops * n / t_bf16 / peak16:.0%} of the bf16 peak; max |p diff| {bf16_diff:.1e})"
@@ -164,15 +164,7 @@ def main(argv=None) -> int:
     t_compile = time.perf_counter() - start
 
     t_compiled = median_time(lambda: in_batches(compiled, samples, best_bs), args.repeats)
-    with torch.inference_mode():
-        diff = float(
-            (
-                torch.cat(in_batches(compiled, samples, best_bs))
-                - torch.cat(in_batches(fast, samples, best_bs))
-            )
-            .abs()
-            .max()
-        )
+    diff = max_prob_diff(compiled, fast, samples, best_bs)
     print(
         f"torch.compile'd, batch {best_bs}: {t_compiled * 1e3:7.1f} ms ({n / t_compiled:,.0f} "
         f"images/s; first call incl. compilation {t_compile:.1f} s; max |p diff| {diff:.1e})"
