@@ -383,6 +383,21 @@ class LocalLime:
 
     # ------------------------------------------------------------------ sampling
 
+    def _check_clip_range(self, inputs: torch.Tensor) -> None:
+        """Inputs outside ``clip`` would be clamped into it before any noise: every sample
+        would then differ from x0 by the same offset and the local model would explain
+        nothing (R^2 = 0, all-zero weights).  Refuse instead of returning silent zeros."""
+        if self.clip is None:
+            return
+        low, high = self.clip
+        lo, hi = float(inputs.min()), float(inputs.max())
+        if (low is not None and lo < low - 1e-6) or (high is not None and hi > high + 1e-6):
+            raise ValueError(
+                f"inputs span [{lo:.3g}, {hi:.3g}], outside LIME's clip range "
+                f"[{low}, {high}]: rescale them into it (e.g. pixels in [0, 1]) or pass "
+                "clip=None (or the range your inputs live in)"
+            )
+
     def sample(self, x0: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x', z = x' - x0)`` for one input ``x0`` (shape ``(*shape)``), drawn on the CPU."""
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
@@ -421,6 +436,7 @@ class LocalLime:
         ``random_state``.  ``progress(k)`` is called after each explanation (progress bars).
         """
         inputs = check_inputs(inputs)
+        self._check_clip_range(inputs)
         n = inputs.shape[0]
         target = check_target(as_target(target, n), self.forward_func, inputs)
         seeds = per_input_seeds(self.random_state, n) if seeds is None else np.asarray(seeds)

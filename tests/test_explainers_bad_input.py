@@ -113,3 +113,16 @@ def test_out_of_range_targets_are_refused_by_every_explainer():
         with pytest.raises(ValueError, match="target -1 is not a class index"):
             explainer.attribute(x, -1)
         assert explainer.attribute(x, 9).shape == x.shape, name
+
+
+def test_lime_refuses_inputs_outside_its_clip_range_instead_of_silent_zeros():
+    from explainers.lime import LocalLime
+    from explainers.model import load
+
+    model = load(MODEL)
+    standardised = (torch.rand(1, 1, 28, 28) - 0.1307) / 0.3081  # values in about [-0.4, 2.8]
+    lime = LocalLime(model, n_samples=200, n_features=5, random_state=0)
+    with pytest.raises(ValueError, match="outside LIME's clip range"):
+        lime.explain(standardised, 3)
+    wide = LocalLime(model, n_samples=200, n_features=5, random_state=0, clip=None)
+    assert np.count_nonzero(wide.explain(standardised, 3).weights) > 0
