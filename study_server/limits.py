@@ -114,22 +114,19 @@ def install_limits(app: Flask) -> Limiter:
     )
     views = app.view_functions
     cfg = app.config
-
-    def _rate(name: str) -> str:
-        return cfg[name]  # fixed per app: parsed once, not on every request
-
+    # rates are fixed strings per app (parsed once), not callables evaluated per request
     misses = limiter.shared_limit(
-        _rate("MISS_RATE"),
+        cfg["MISS_RATE"],
         scope="miss",
         key_func=_address,
         deduct_when=_is_miss,
         error_message=TOO_MANY_MISSES,
     )
     entry = limiter.shared_limit(
-        _rate("ENTRY_RATE"), scope="entry", key_func=_address, error_message=SLOW_DOWN
+        cfg["ENTRY_RATE"], scope="entry", key_func=_address, error_message=SLOW_DOWN
     )
     login = limiter.limit(
-        _rate("ADMIN_LOGIN_RATE"),
+        cfg["ADMIN_LOGIN_RATE"],
         key_func=_address,
         methods=["POST"],
         scope="admin-login",
