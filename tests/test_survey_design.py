@@ -12,6 +12,8 @@ from study_server.survey import (
     N_CHECKS,
     N_ITEMS,
     STUDY_METHODS,
+    Slot,
+    SurveyItem,
     design_survey,
     new_seed,
 )
@@ -107,3 +109,57 @@ def test_bad_method_lists_are_refused():
         design_survey(1, ("a", "b", "c"))
     with pytest.raises(ValueError, match="4 distinct methods"):
         design_survey(1, ("a", "a", "b", "c"))
+
+
+def _expand(pinned) -> list:
+    """Full items from the compact literal: a real question lists its methods left to
+    right; a check gives its method, its correct slot and the look-alike digit."""
+    items = []
+    for position, is_check, digit, spec in pinned:
+        if is_check:
+            method, correct, lookalike = spec
+            slots = tuple(
+                Slot(method, digit, "correct")
+                if i == correct
+                else Slot(method, lookalike, "distractor")
+                for i in range(1, 5)
+            )
+        else:
+            slots = tuple(Slot(m, digit, "option") for m in spec)
+        items.append(SurveyItem(position, is_check, digit, slots))
+    return items
+
+
+def test_the_mnist_design_of_one_seed_is_pinned_item_by_item():
+    """Generalising the design must not change one stored MNIST survey (seed 12345)."""
+    assert design_survey(12345) == _expand(PINNED_12345)
+
+
+#: design_survey(12345) as computed before the survey was generalised beyond MNIST
+PINNED_12345 = [
+    (1, False, 7, ("smoothgrad", "lime", "vargrad", "normlime")),
+    (2, True, 4, ("lime", 1, 9)),
+    (3, False, 9, ("smoothgrad", "vargrad", "lime", "normlime")),
+    (4, False, 1, ("smoothgrad", "vargrad", "normlime", "lime")),
+    (5, False, 4, ("vargrad", "lime", "smoothgrad", "normlime")),
+    (6, True, 6, ("lime", 4, 5)),
+    (7, False, 5, ("normlime", "vargrad", "smoothgrad", "lime")),
+    (8, False, 6, ("smoothgrad", "vargrad", "normlime", "lime")),
+    (9, False, 2, ("smoothgrad", "normlime", "vargrad", "lime")),
+    (10, False, 4, ("smoothgrad", "lime", "normlime", "vargrad")),
+    (11, False, 3, ("vargrad", "normlime", "lime", "smoothgrad")),
+    (12, True, 8, ("normlime", 4, 3)),
+    (13, False, 2, ("lime", "smoothgrad", "vargrad", "normlime")),
+    (14, True, 9, ("lime", 3, 4)),
+    (15, False, 0, ("lime", "smoothgrad", "vargrad", "normlime")),
+    (16, True, 0, ("normlime", 3, 6)),
+    (17, False, 1, ("smoothgrad", "lime", "normlime", "vargrad")),
+    (18, False, 5, ("normlime", "vargrad", "smoothgrad", "lime")),
+    (19, False, 8, ("smoothgrad", "vargrad", "normlime", "lime")),
+    (20, False, 7, ("lime", "smoothgrad", "vargrad", "normlime")),
+    (21, False, 0, ("vargrad", "lime", "smoothgrad", "normlime")),
+    (22, False, 6, ("vargrad", "smoothgrad", "lime", "normlime")),
+    (23, False, 8, ("vargrad", "smoothgrad", "normlime", "lime")),
+    (24, False, 9, ("smoothgrad", "vargrad", "lime", "normlime")),
+    (25, False, 3, ("lime", "vargrad", "smoothgrad", "normlime")),
+]
