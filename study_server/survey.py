@@ -1,25 +1,33 @@
-"""Survey design: a pure function of a seed.
+"""Survey design: a pure function of a seed and a :class:`SurveyDesign`.
 
-Each participant answers 25 items (paper, "Experimental Design"): 20 real questions —
-every digit 0-9 twice — each showing the four study methods' class-level maps for that
-digit in an independently shuffled order, and 5 attention checks at random positions.
+The MNIST study (:data:`MNIST_DESIGN`, the paper's "Experimental Design"): each
+participant answers 25 items, 20 real questions — every digit 0-9 twice — each showing the
+four study methods' class-level maps for that digit in an independently shuffled order,
+and 5 attention checks at random positions.  Other studies (issue 13) ask any subset of
+their bundle's classes, ``repeats`` times each, with 2-6 methods as the options and their
+own number of checks; the rules below are the same for every design.
 
-An attention check follows the paper's Figure 4: one option is the map of the asked digit,
-the other three are the *same* map of a look-alike digit (Figure 4 pairs 3 with 8), which
-cannot separate the two digits.  All four options come from one method, so the method's
-rendering style is no cue; the duplicates are.  The check's method is drawn from
-CHECK_METHODS (NormLIME and LIME), whose maps show digit shapes; the paper itself notes
-that SmoothGrad and VarGrad maps "do not appear to resemble anything semantically
-meaningful", which would make a check built from them unfair rather than obvious.
+An attention check follows the paper's Figure 4: one option is the map of the asked class,
+the other options are all the *same* map of a look-alike class (Figure 4 pairs 3 with 8),
+which cannot separate the two classes.  All options come from one method, so the method's
+rendering style is no cue; the duplicates are.  The check's method is drawn from the
+design's ``check_methods`` (for MNIST NormLIME and LIME), whose maps show digit shapes; the
+paper itself notes that SmoothGrad and VarGrad maps "do not appear to resemble anything
+semantically meaningful", which would make a check built from them unfair rather than
+obvious.
 
 Randomness comes only from ``random.Random(seed).random()``, whose output Python
 guarantees to keep stable across versions, so a stored seed reproduces a survey exactly
-(shuffles and draws are implemented here on top of it for the same reason).
+(shuffles and draws are implemented here on top of it for the same reason).  The MNIST
+design draws exactly as it did before designs existed, so stored MNIST seeds still
+reproduce their surveys (tests/test_survey_design.py pins one).
 """
 
 from __future__ import annotations
 
 import random
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = [
@@ -27,9 +35,14 @@ __all__ = [
     "N_ITEMS",
     "N_CHECKS",
     "N_OPTIONS",
+    "MIN_OPTIONS",
+    "MAX_OPTIONS",
+    "MAX_ITEMS",
     "STUDY_METHODS",
     "CHECK_METHODS",
     "LOOKALIKE",
+    "SurveyDesign",
+    "MNIST_DESIGN",
     "Slot",
     "SurveyItem",
     "design_survey",
@@ -38,6 +51,7 @@ __all__ = [
 
 #: bump when the design rules below change; stored with every participant
 SURVEY_VERSION = 1
+#: the MNIST study's values, kept for callers written before designs existed
 STUDY_METHODS = ("normlime", "lime", "smoothgrad", "vargrad")
 CHECK_METHODS = ("normlime", "lime")
 DIGITS = tuple(range(10))
@@ -48,17 +62,257 @@ N_OPTIONS = len(STUDY_METHODS)
 #: the attention-check distractor digit: a look-alike of the asked digit (Figure 4: 3 / 8)
 LOOKALIKE = {0: 6, 1: 7, 2: 7, 3: 8, 4: 9, 5: 6, 6: 5, 7: 1, 8: 3, 9: 4}
 
+#: fewer than two options is no choice; more than six no longer fit one screen
+MIN_OPTIONS, MAX_OPTIONS = 2, 6
+#: far beyond what one sitting can answer; bounds the answer form's question number
+MAX_ITEMS = 500
+CLASS_PLACEHOLDER = "{class}"
+#: defaults of a bundle's survey block (see SurveyDesign.from_bundle)
+DEFAULT_REPEATS = REPEATS
+DEFAULT_CHECKS = N_CHECKS
+
 ROLE_OPTION = "option"  # a real question's method map
-ROLE_CORRECT = "correct"  # the attention check's map of the asked digit
+ROLE_CORRECT = "correct"  # the attention check's map of the asked class
 ROLE_DISTRACTOR = "distractor"  # the attention check's duplicated look-alike map
+
+_NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+                 "nine", "ten")  # fmt: skip
+# a newline is how the MNIST wording is laid out in the page; any other control
+# character would corrupt the pre-rendered item page (see pages.py)
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]")
+
+
+def _count_word(n: int) -> str:
+    return _NUMBER_WORDS[n] if n < len(_NUMBER_WORDS) else str(n)
+
+
+def default_question(n_options: int, n_classes: int) -> str:
+    """The MNIST question's wording for any study: the class name instead of a digit."""
+    return (
+        f"From the following set of {_count_word(n_options)} images, please select the image "
+        f"that best highlights the pixels that distinguish {CLASS_PLACEHOLDER} from the other "
+        f"{_count_word(n_classes - 1)} possible classes."
+    )
+
+
+@dataclass(frozen=True)
+class SurveyDesign:
+    """What one study asks: which methods are the options, which classes, how often.
+
+    ``lookalike`` maps a class to the class whose map is the check's distractor; it is
+    stored as sorted pairs so the design stays hashable (pass a dict or pairs).
+    """
+
+    methods: tuple[str, ...]  # the options, in canonical order (the shuffles start here)
+    classes: tuple[int, ...]  # the class indices asked
+    class_names: tuple[str, ...]  # every bundle class, index = class id
+    repeats: int
+    attention_checks: int
+    check_methods: tuple[str, ...]
+    lookalike: tuple[tuple[int, int], ...]
+    question: str  # contains CLASS_PLACEHOLDER once
+
+    def __post_init__(self):
+        pairs = self.lookalike.items() if isinstance(self.lookalike, Mapping) else self.lookalike
+        normal = {
+            "methods": tuple(self.methods),
+            "classes": tuple(self.classes),
+            "class_names": tuple(self.class_names),
+            "check_methods": tuple(self.check_methods),
+            "lookalike": tuple(sorted(pairs)),
+        }
+        for name, value in normal.items():
+            object.__setattr__(self, name, value)
+        problem = self._problem()
+        if problem:
+            raise ValueError(f"survey design: {problem}")
+
+    @property
+    def n_options(self) -> int:
+        return len(self.methods)
+
+    @property
+    def n_real(self) -> int:
+        return len(self.classes) * self.repeats
+
+    @property
+    def n_items(self) -> int:
+        return self.n_real + self.attention_checks
+
+    @property
+    def lookalikes(self) -> dict[int, int]:
+        return dict(self.lookalike)
+
+    @property
+    def shown_classes(self) -> tuple[int, ...]:
+        """Every class whose maps a participant can see: the asked ones and, when there
+        are checks, their look-alikes."""
+        shown = set(self.classes)
+        if self.attention_checks:
+            shown |= {self.lookalikes[c] for c in self.classes}
+        return tuple(sorted(shown))
+
+    def class_name(self, class_index: int) -> str:
+        return self.class_names[class_index]
+
+    def question_parts(self) -> tuple[str, str]:
+        """The question's text before and after the asked class's name."""
+        before, after = self.question.split(CLASS_PLACEHOLDER)
+        return before, after
+
+    def _problem(self) -> str | None:
+        for check in (self._methods_problem, self._classes_problem, self._counts_problem,
+                      self._lookalike_problem, self._question_problem):  # fmt: skip
+            problem = check()
+            if problem:
+                return problem
+        return None
+
+    def _methods_problem(self) -> str | None:
+        m = self.methods
+        if not MIN_OPTIONS <= len(m) <= MAX_OPTIONS or len(set(m)) != len(m):
+            return (
+                f"methods must be {MIN_OPTIONS}-{MAX_OPTIONS} distinct methods "
+                f"(one option each), got {list(m)}"
+            )
+        if not all(isinstance(x, str) and x for x in m):
+            return f"methods must be non-empty names, got {list(m)}"
+        stray = [x for x in self.check_methods if x not in m]
+        if stray:
+            return f"check_methods {stray} are not among the methods {list(m)}"
+        if self.attention_checks and not self.check_methods:
+            return "check_methods must name at least one method when there are checks"
+        return None
+
+    def _classes_problem(self) -> str | None:
+        names, asked = self.class_names, self.classes
+        if len(names) < 2 or not all(isinstance(n, str) and n.strip() for n in names):
+            return f"class_names must be at least two non-empty names, got {list(names)}"
+        if not asked or len(set(asked)) != len(asked):
+            return f"classes must be distinct class indices, at least one, got {list(asked)}"
+        outside = [c for c in asked if not _is_index(c, len(names))]
+        if outside:
+            return f"classes {outside} are outside 0..{len(names) - 1}"
+        return None
+
+    def _counts_problem(self) -> str | None:
+        if not _is_int(self.repeats) or self.repeats < 1:
+            return f"repeats must be a whole number >= 1, got {self.repeats!r}"
+        if not _is_int(self.attention_checks) or not 0 <= self.attention_checks <= self.n_real:
+            return (
+                f"attention_checks must be a whole number from 0 to the {self.n_real} real "
+                f"questions, got {self.attention_checks!r}"
+            )
+        if self.n_items > MAX_ITEMS:
+            return f"{self.n_items} items are more than the {MAX_ITEMS} a survey may have"
+        return None
+
+    def _lookalike_problem(self) -> str | None:
+        n = len(self.class_names)
+        for c, other in self.lookalike:
+            if not (_is_index(c, n) and _is_index(other, n)) or c == other:
+                return f"lookalike {c!r} -> {other!r} must pair two different classes of 0..{n - 1}"
+        if len(dict(self.lookalike)) != len(self.lookalike):
+            return "lookalike names a class twice"
+        missing = [c for c in self.classes if c not in self.lookalikes]
+        if self.attention_checks and missing:
+            return f"lookalike must name a look-alike for every asked class; {missing} lack one"
+        return None
+
+    def _question_problem(self) -> str | None:
+        q = self.question
+        if not isinstance(q, str) or q.count(CLASS_PLACEHOLDER) != 1 or _CONTROL.search(q):
+            return f"question must be text with {CLASS_PLACEHOLDER} exactly once, got {q!r}"
+        return None
+
+    @classmethod
+    def from_bundle(cls, bundle) -> SurveyDesign:
+        """The design a maps bundle asks for (its manifest's ``survey`` block).
+
+        A bundle without a survey block whose classes are the ten digits (every version-1
+        bundle, and a version-2 MNIST bundle) is the MNIST study.  Raises ValueError.
+        """
+        names = _class_names(bundle)
+        block = getattr(bundle, "survey", None)
+        if block is None:
+            block = bundle.manifest.get("survey")
+        if block is None and names == MNIST_DESIGN.class_names:
+            return MNIST_DESIGN
+        if not isinstance(block, Mapping | None):
+            raise ValueError("survey design: the manifest's survey block must be an object")
+        return cls._from_block(block or {}, names, _study_methods(bundle))
+
+    @classmethod
+    def _from_block(cls, block: Mapping, names: tuple[str, ...], study_methods) -> SurveyDesign:
+        def get(key, default):
+            value = block.get(key)
+            return default if value is None else value
+
+        methods = tuple(get("methods", study_methods))
+        default_checks = tuple(m for m in methods if m in CHECK_METHODS) or methods
+        return cls(
+            methods=methods,
+            classes=tuple(get("classes", range(len(names)))),
+            class_names=names,
+            repeats=get("repeats", DEFAULT_REPEATS),
+            attention_checks=get("attention_checks", DEFAULT_CHECKS),
+            check_methods=tuple(get("check_methods", default_checks)),
+            lookalike=_lookalike_pairs(get("lookalike", {})),
+            question=get("question", default_question(len(methods), len(names))),
+        )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_index(value, n: int) -> bool:
+    return _is_int(value) and 0 <= value < n
+
+
+def _lookalike_pairs(raw) -> dict:
+    """A manifest's lookalike object as class -> class (JSON keys are always strings;
+    the values are checked by the design)."""
+    try:
+        return {int(k): v for k, v in raw.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError("survey design: lookalike must map class indices to classes") from None
+
+
+def _class_names(bundle) -> tuple[str, ...]:
+    names = getattr(bundle, "classes", None)
+    if names is None:
+        names = [c.get("name") for c in bundle.manifest.get("classes", [])]
+    return tuple(str(n) for n in names) or MNIST_DESIGN.class_names
+
+
+def _study_methods(bundle) -> tuple[str, ...]:
+    listed = getattr(bundle, "study_methods", None) or bundle.manifest.get("study_methods")
+    return tuple(listed or STUDY_METHODS)
+
+
+#: the paper's MNIST study, exactly as it ran before designs existed
+MNIST_DESIGN = SurveyDesign(
+    methods=STUDY_METHODS,
+    classes=DIGITS,
+    class_names=tuple(str(d) for d in DIGITS),
+    repeats=REPEATS,
+    attention_checks=N_CHECKS,
+    check_methods=CHECK_METHODS,
+    lookalike=LOOKALIKE,
+    # laid out on three lines as the item page always showed it
+    question="From the following set of four images, please select the image that best\n"
+    "highlights the pixels that distinguish the number {class}\n"
+    "from the other nine possible digits.",
+)
 
 
 @dataclass(frozen=True)
 class Slot:
-    """What one on-screen option shows: ``method``'s map of ``digit``."""
+    """What one on-screen option shows: ``method``'s map of class ``digit``."""
 
     method: str
-    digit: int
+    digit: int  # the class index (the name dates from the MNIST-only study)
     role: str
 
     def as_list(self) -> list:
@@ -69,7 +323,7 @@ class Slot:
 class SurveyItem:
     position: int  # 1-based order of appearance
     is_check: bool
-    digit: int  # the asked digit
+    digit: int  # the asked class index
     slots: tuple[Slot, ...]  # left to right
 
     @property
@@ -102,33 +356,53 @@ class _StableRng:
         return values[self.below(len(values))]
 
 
-def design_survey(seed: int, methods: tuple[str, ...] = STUDY_METHODS) -> list[SurveyItem]:
-    """The 25 items for ``seed`` (deterministic; the same seed gives the same survey)."""
-    if len(methods) != N_OPTIONS or len(set(methods)) != N_OPTIONS:
-        raise ValueError(f"a survey needs {N_OPTIONS} distinct methods, got {methods!r}")
+def _check_classes(rng: _StableRng, classes: tuple[int, ...], n: int) -> list[int]:
+    """``n`` check classes: distinct while the asked classes suffice (one shuffle, as the
+    MNIST design always drew), else further shuffled rounds of every class."""
+    drawn: list[int] = []
+    while len(drawn) < n:
+        drawn += rng.shuffled(classes)
+    return drawn[:n]
+
+
+def design_survey(
+    seed: int, methods: tuple[str, ...] | None = None, design: SurveyDesign = MNIST_DESIGN
+) -> list[SurveyItem]:
+    """The items for ``seed`` (deterministic; the same seed gives the same survey).
+
+    ``methods`` replaces the design's options (same count), for callers that only reorder
+    or rename the MNIST study's methods.
+    """
+    if methods is None:
+        methods = design.methods
+    elif len(methods) != design.n_options or len(set(methods)) != design.n_options:
+        raise ValueError(f"a survey needs {design.n_options} distinct methods, got {methods!r}")
+    methods = tuple(methods)
     rng = _StableRng(seed)
-    check_positions = set(rng.shuffled(range(1, N_ITEMS + 1))[:N_CHECKS])
-    real_digits = rng.shuffled([d for d in DIGITS for _ in range(REPEATS)])
-    check_digits = rng.shuffled(DIGITS)[:N_CHECKS]
-    check_methods = [m for m in methods if m in CHECK_METHODS] or list(methods)
+    n_items, n_options = design.n_items, design.n_options
+    check_positions = set(rng.shuffled(range(1, n_items + 1))[: design.attention_checks])
+    real_classes = rng.shuffled([c for c in design.classes for _ in range(design.repeats)])
+    check_classes = _check_classes(rng, design.classes, design.attention_checks)
+    check_methods = [m for m in methods if m in design.check_methods] or list(methods)
+    lookalikes = design.lookalikes
     items: list[SurveyItem] = []
-    real_iter, check_iter = iter(real_digits), iter(check_digits)
-    for position in range(1, N_ITEMS + 1):
+    real_iter, check_iter = iter(real_classes), iter(check_classes)
+    for position in range(1, n_items + 1):
         if position in check_positions:
-            digit = next(check_iter)
+            asked = next(check_iter)
             method = rng.choice(check_methods)
-            correct = rng.below(N_OPTIONS)
+            correct = rng.below(n_options)
             slots = tuple(
-                Slot(method, digit, ROLE_CORRECT)
+                Slot(method, asked, ROLE_CORRECT)
                 if i == correct
-                else Slot(method, LOOKALIKE[digit], ROLE_DISTRACTOR)
-                for i in range(N_OPTIONS)
+                else Slot(method, lookalikes[asked], ROLE_DISTRACTOR)
+                for i in range(n_options)
             )
-            items.append(SurveyItem(position, True, digit, slots))
+            items.append(SurveyItem(position, True, asked, slots))
         else:
-            digit = next(real_iter)
-            slots = tuple(Slot(m, digit, ROLE_OPTION) for m in rng.shuffled(methods))
-            items.append(SurveyItem(position, False, digit, slots))
+            asked = next(real_iter)
+            slots = tuple(Slot(m, asked, ROLE_OPTION) for m in rng.shuffled(methods))
+            items.append(SurveyItem(position, False, asked, slots))
     return items
 
 

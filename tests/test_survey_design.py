@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
+from types import SimpleNamespace
 
 import pytest
 
 from study_server.survey import (
     CHECK_METHODS,
     LOOKALIKE,
+    MNIST_DESIGN,
     N_CHECKS,
     N_ITEMS,
+    N_OPTIONS,
     STUDY_METHODS,
     Slot,
+    SurveyDesign,
     SurveyItem,
     design_survey,
     new_seed,
@@ -163,3 +168,204 @@ PINNED_12345 = [
     (24, False, 9, ("smoothgrad", "vargrad", "lime", "normlime")),
     (25, False, 3, ("lime", "vargrad", "smoothgrad", "normlime")),
 ]
+
+
+# ----------------------------------------------------------------------------- designs
+
+PETS = ("cat", "dog", "fox", "owl", "eel")
+
+
+def pets_design(**changes) -> SurveyDesign:
+    """Three methods, three of five classes asked twice, two checks."""
+    base = SurveyDesign(
+        methods=("normlime", "lime", "smoothgrad"),
+        classes=(0, 2, 4),
+        class_names=PETS,
+        repeats=2,
+        attention_checks=2,
+        check_methods=("normlime", "lime"),
+        lookalike={0: 1, 2: 1, 4: 3},
+        question="Which map best shows what the model looks for in {class}?",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_the_mnist_design_is_the_old_constants():
+    d = MNIST_DESIGN
+    assert (d.n_items, d.attention_checks, d.n_options) == (N_ITEMS, N_CHECKS, N_OPTIONS)
+    assert d.methods == STUDY_METHODS and d.check_methods == CHECK_METHODS
+    assert d.classes == tuple(range(10)) and d.class_names == tuple("0123456789")
+    assert d.lookalikes == LOOKALIKE and d.repeats == 2
+    assert design_survey(99) == design_survey(99, STUDY_METHODS) == design_survey(99, design=d)
+    before, after = d.question_parts()
+    assert before.endswith("distinguish the number ") and after.startswith("\nfrom the other")
+
+
+def test_a_design_counts_its_items_and_options():
+    d = pets_design()
+    assert (d.n_options, d.n_real, d.n_items) == (3, 6, 8)
+    assert d.shown_classes == (0, 1, 2, 3, 4)
+    assert pets_design(attention_checks=0, lookalike={}).shown_classes == (0, 2, 4)
+    assert pets_design(repeats=3, attention_checks=9).n_items == 18
+    # a dict and the equivalent pairs are one (hashable) design
+    assert pets_design() == pets_design(lookalike=((4, 3), (0, 1), (2, 1)))
+    assert hash(pets_design()) == hash(pets_design(lookalike=[(0, 1), (2, 1), (4, 3)]))
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"methods": ("lime",), "check_methods": ("lime",)}, "2-6 distinct methods"),
+        ({"methods": tuple("abcdefg"), "check_methods": ("a",)}, "2-6 distinct methods"),
+        ({"methods": ("lime", "lime", "normlime")}, "2-6 distinct methods"),
+        ({"check_methods": ("vargrad",)}, r"check_methods \['vargrad'\] are not among"),
+        ({"check_methods": ()}, "at least one method"),
+        ({"classes": (0, 5)}, r"classes \[5\] are outside 0..4"),
+        ({"classes": (0, 0, 2)}, "distinct class indices"),
+        ({"classes": ()}, "at least one"),
+        ({"class_names": ("cat",)}, "at least two non-empty names"),
+        ({"repeats": 0}, "repeats must be a whole number >= 1"),
+        ({"repeats": 1.5}, "repeats must be a whole number >= 1"),
+        ({"attention_checks": -1}, "from 0 to the 6 real questions"),
+        ({"attention_checks": 7}, "from 0 to the 6 real questions"),
+        ({"lookalike": {0: 1, 2: 1}}, r"for every asked class; \[4\] lack one"),
+        ({"lookalike": {0: 0, 2: 1, 4: 3}}, "lookalike 0 -> 0 must pair two different"),
+        ({"lookalike": {0: 5, 2: 1, 4: 3}}, "lookalike 0 -> 5 must pair"),
+        ({"question": "Which map is best?"}, "with {class} exactly once"),
+        ({"question": "{class} or {class}?"}, "with {class} exactly once"),
+        ({"classes": (0,), "repeats": 500, "lookalike": {0: 1}}, "more than the 500"),
+    ],
+)
+def test_a_bad_design_is_refused_in_one_line(changes, message):
+    with pytest.raises(ValueError, match=message) as info:
+        pets_design(**changes)
+    assert "\n" not in str(info.value) and str(info.value).startswith("survey design: ")
+
+
+DESIGNS = {
+    "pets": pets_design(),
+    "two options": pets_design(methods=("lime", "vargrad"), check_methods=("lime",)),
+    "six options": pets_design(methods=tuple("abcdef"), check_methods=("b", "e")),
+    "more checks than classes": pets_design(repeats=3, attention_checks=7),
+    "no checks": pets_design(attention_checks=0, lookalike={}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DESIGNS))
+@pytest.mark.parametrize("seed", [0, 5, 2**61 + 17])
+def test_any_design_follows_the_papers_rules(name, seed):
+    d = DESIGNS[name]
+    items = design_survey(seed, design=d)
+    assert [it.position for it in items] == list(range(1, d.n_items + 1))
+    real = [it for it in items if not it.is_check]
+    checks = [it for it in items if it.is_check]
+    assert len(checks) == d.attention_checks
+    assert Counter(it.digit for it in real) == {c: d.repeats for c in d.classes}
+    for it in real:
+        assert sorted(s.method for s in it.slots) == sorted(d.methods)
+        assert {(s.digit, s.role) for s in it.slots} == {(it.digit, "option")}
+    for it in checks:
+        assert len(it.slots) == d.n_options and it.digit in d.classes
+        correct = it.slots[it.correct_choice - 1]
+        assert correct == Slot(correct.method, it.digit, "correct")
+        assert correct.method in d.check_methods
+        # every other slot is one and the same map: the look-alike's, by the same method
+        others = {s for k, s in enumerate(it.slots, start=1) if k != it.correct_choice}
+        assert others == {Slot(correct.method, d.lookalikes[it.digit], "distractor")}
+    # checks draw distinct classes while the asked classes suffice, then whole rounds
+    drawn = Counter(it.digit for it in checks)
+    rounds, rest = divmod(d.attention_checks, len(d.classes))
+    assert all(rounds <= drawn[c] <= rounds + (rest > 0) for c in d.classes)
+    assert design_survey(seed, design=d) == items
+    assert design_survey(seed + 1, design=d) != items
+
+
+def test_methods_given_with_a_design_must_match_its_option_count():
+    with pytest.raises(ValueError, match="3 distinct methods"):
+        design_survey(1, ("a", "b"), pets_design())
+    renamed = design_survey(3, ("x", "y", "z"), pets_design())
+    assert {s.method for it in renamed for s in it.slots} == {"x", "y", "z"}
+
+
+def manifest_bundle(manifest: dict):
+    """A bundle as far as the design reads one: its manifest (a version-1 reader's
+    MapsBundle has no class or survey attributes)."""
+    return SimpleNamespace(manifest=manifest)
+
+
+V2_SURVEY = {
+    "methods": ["smoothgrad", "lime", "normlime"],
+    "classes": [4, 0, 2],
+    "repeats": 2,
+    "attention_checks": 2,
+    "check_methods": ["lime"],
+    "lookalike": {"0": 1, "2": 1, "4": 3},
+    "question": "Which map best shows what the model looks for in {class}?",
+}
+
+
+def v2_manifest(survey: dict | None) -> dict:
+    manifest = {
+        "version": 2,
+        "classes": [{"index": i, "name": n} for i, n in enumerate(PETS)],
+        "study_methods": ["normlime", "lime", "smoothgrad", "vargrad"],
+    }
+    return manifest if survey is None else {**manifest, "survey": survey}
+
+
+def test_a_bundle_without_a_survey_block_of_the_ten_digits_is_the_mnist_study():
+    assert SurveyDesign.from_bundle(manifest_bundle({"version": 1})) is MNIST_DESIGN
+    digits = {"version": 2, "classes": [{"index": d, "name": str(d)} for d in range(10)]}
+    assert SurveyDesign.from_bundle(manifest_bundle(digits)) is MNIST_DESIGN
+
+
+def test_a_bundles_survey_block_is_its_design():
+    d = SurveyDesign.from_bundle(manifest_bundle(v2_manifest(V2_SURVEY)))
+    assert d == SurveyDesign(
+        methods=("smoothgrad", "lime", "normlime"),
+        classes=(4, 0, 2),
+        class_names=PETS,
+        repeats=2,
+        attention_checks=2,
+        check_methods=("lime",),
+        lookalike={0: 1, 2: 1, 4: 3},
+        question=V2_SURVEY["question"],
+    )
+    # the reader's own attributes win over the manifest (a version-2 MapsBundle)
+    bundle = SimpleNamespace(
+        manifest={}, classes=list(PETS), study_methods=["lime", "vargrad"], survey=V2_SURVEY
+    )
+    assert SurveyDesign.from_bundle(bundle) == d
+
+
+def test_missing_survey_keys_fall_back_to_the_defaults():
+    lookalike = {"0": 1, "1": 0, "2": 3, "3": 2, "4": 0}
+    d = SurveyDesign.from_bundle(manifest_bundle(v2_manifest({"lookalike": lookalike})))
+    assert d.methods == STUDY_METHODS and d.check_methods == CHECK_METHODS
+    assert d.classes == (0, 1, 2, 3, 4) and (d.repeats, d.attention_checks) == (2, 5)
+    assert d.question == (
+        "From the following set of four images, please select the image that best highlights "
+        "the pixels that distinguish {class} from the other four possible classes."
+    )
+    no_checks = SurveyDesign.from_bundle(
+        manifest_bundle(v2_manifest({"methods": ["smoothgrad", "vargrad"], "attention_checks": 0}))
+    )
+    # neither method shows shapes: a check (if there were one) would draw from both
+    assert no_checks.check_methods == ("smoothgrad", "vargrad") and no_checks.n_items == 10
+
+
+@pytest.mark.parametrize(
+    "survey, message",
+    [
+        (None, "for every asked class"),  # five pets are not the MNIST study
+        ({"attention_checks": 3}, "for every asked class"),
+        ({**V2_SURVEY, "lookalike": ["0", 1]}, "lookalike must map class indices"),
+        ({**V2_SURVEY, "lookalike": {"zero": 1}}, "lookalike must map class indices"),
+        ({**V2_SURVEY, "classes": ["0", "2"]}, "outside 0..4"),
+        ({**V2_SURVEY, "methods": ["lime"]}, "2-6 distinct methods"),
+        ([1, 2], "survey block must be an object"),
+    ],
+)
+def test_a_bad_survey_block_is_refused(survey, message):
+    with pytest.raises(ValueError, match=message):
+        SurveyDesign.from_bundle(manifest_bundle(v2_manifest(survey)))
