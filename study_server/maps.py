@@ -1,8 +1,9 @@
 """The maps the participants see, loaded once per process from a maps bundle.
 
-Only :mod:`explainers.bundle` is used (numpy + json, no torch).  The PNG bytes are kept in
-memory and served under opaque per-participant URLs, so the bundle's file names (which
-contain method names) never reach a participant.
+Only :mod:`explainers.bundle` is used (numpy + json, no torch).  The bundle also fixes the
+study's survey design (:meth:`SurveyDesign.from_bundle`); exactly the PNGs that design can
+show are kept in memory and served under opaque per-participant URLs, so the bundle's file
+names (which contain method names) never reach a participant.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from explainers.bundle import STUDY_METHODS, BundleError, read_bundle
+from explainers.bundle import BundleError, read_bundle
+
+from .survey import SurveyDesign
 
 __all__ = ["MapStore", "load_maps", "default_maps_dir", "BundleError"]
 
@@ -35,20 +38,37 @@ class MapStore:
     root: Path
     sha256: str
     pngs: dict[tuple[str, int], bytes]
+    design: SurveyDesign
 
-    def png(self, method: str, digit: int) -> bytes:
-        return self.pngs[(method, int(digit))]
+    def png(self, method: str, class_index: int) -> bytes:
+        return self.pngs[(method, int(class_index))]
 
 
 def load_maps(root: str | Path) -> MapStore:
     """Read and verify a bundle; raises BundleError (one line) when it is unusable."""
-    bundle = read_bundle(root, require=STUDY_METHODS)
-    pngs = {}
-    for method in STUDY_METHODS:
-        for digit in range(10):
-            pngs[(method, digit)] = bundle.png_path(method, digit).read_bytes()
+    bundle = read_bundle(root)
+    try:
+        design = SurveyDesign.from_bundle(bundle)
+    except ValueError as exc:
+        raise BundleError(f"bundle {root}: {exc}") from None
+    missing = [m for m in design.methods if m not in bundle.maps]
+    if missing:
+        raise BundleError(f"bundle {root} lacks maps for {', '.join(missing)}")
+    pngs = {
+        (method, c): _png_bytes(bundle, method, c)
+        for method in design.methods
+        for c in design.shown_classes
+    }
     sha = (
         bundle.manifest.get("maps_sha256")
         or hashlib.sha256(b"".join(pngs[k] for k in sorted(pngs))).hexdigest()
     )
-    return MapStore(root=Path(root), sha256=sha, pngs=pngs)
+    return MapStore(root=Path(root), sha256=sha, pngs=pngs, design=design)
+
+
+def _png_bytes(bundle, method: str, class_index: int) -> bytes:
+    path = bundle.png_path(method, class_index)
+    try:
+        return path.read_bytes()
+    except OSError:
+        raise BundleError(f"bundle {bundle.root} lacks {path.relative_to(bundle.root)}") from None
