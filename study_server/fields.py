@@ -17,13 +17,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .survey import N_ITEMS, N_OPTIONS
+from .survey import MAX_ITEMS, MAX_OPTIONS
 
 __all__ = [
     "FieldError",
     "Digits",
     "Text",
     "parse",
+    "within",
     "bounded_query",
     "ANSWER",
     "START",
@@ -56,10 +57,15 @@ class Digits:
     def __call__(self, name: str, raw: str) -> int:
         if len(raw) > len(str(self.high)) or not re.fullmatch(r"[0-9]+", raw, re.ASCII):
             raise FieldError(f"The form field {name!r} must be a number.")
-        value = int(raw)
-        if not self.low <= value <= self.high:
-            raise FieldError(f"The form field {name!r} is out of range.")
-        return value
+        return within(name, int(raw), self.high, self.low)
+
+
+def within(name: str, value: int, high: int, low: int = 1) -> int:
+    """``value`` of field ``name`` when ``low <= value <= high``; for the bounds a schema
+    cannot know, such as the number of options of the participant's survey."""
+    if not low <= value <= high:
+        raise FieldError(f"The form field {name!r} is out of range.")
+    return value
 
 
 @dataclass(frozen=True)
@@ -124,9 +130,10 @@ _HEX24 = Text(r"[0-9a-f]{24}", 24)
 _CSRF = Text(r"[A-Za-z0-9_.\-]{1,200}", 200)
 NO_FIELDS = Schema({})
 START = NO_FIELDS
-#: the item page's form: question, choice (the clicked button), signature
+#: the item page's form: question, choice (the clicked button), signature; the bounds fit
+#: every survey design, the participant's own are checked once the survey is known
 ANSWER = Schema(
-    {"q": Digits(1, N_ITEMS), "c": Digits(1, N_OPTIONS), "f": _HEX24},
+    {"q": Digits(1, MAX_ITEMS), "c": Digits(1, MAX_OPTIONS), "f": _HEX24},
     required=frozenset({"q", "c", "f"}),
 )
 #: the consent page: the signed entry parameters travel as p.NAME fields

@@ -17,10 +17,10 @@ from flask import current_app, g
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import tokens
+from . import fields, tokens
 from .models import Event, Item, Participant, Response, Study, as_utc, db, utcnow
 from .recruitment import Entry
-from .survey import N_ITEMS, SURVEY_VERSION, design_survey, new_seed
+from .survey import SURVEY_VERSION, SurveyDesign, design_survey, new_seed
 
 __all__ = [
     "Refused",
@@ -297,9 +297,15 @@ def update_assignment(p: ParticipantRow, entry: Entry, ip: str | None) -> None:
 
 
 def create_participant(
-    study, entry: Entry, nonce: str, *, bundle_sha256: str, ip: str | None
+    study,
+    entry: Entry,
+    nonce: str,
+    *,
+    design: SurveyDesign,
+    bundle_sha256: str,
+    ip: str | None,
 ) -> str:
-    """Insert a participant and their 25 items; returns the token.
+    """Insert a participant and their items (``design`` from their seed); returns the token.
 
     Raises IntegrityError when the worker or the entry nonce already has a participation
     (the caller then resolves to the existing one).
@@ -338,7 +344,7 @@ def create_participant(
                 "digit": it.digit,
                 "slots": json.dumps([s.as_list() for s in it.slots]),
             }
-            for it in design_survey(seed)
+            for it in design_survey(seed, design=design)
         ],
     )
     log_event(
@@ -368,10 +374,11 @@ def answered_count(participant_id: int) -> int:
     return _db().execute(_ANSWERED_COUNT, {"pid": participant_id}).scalar_one()
 
 
-def current_item(p: ParticipantRow) -> ItemRow | None:
-    """The first unanswered item (None when all are answered).  Reads only."""
+def current_item(p: ParticipantRow, n_items: int) -> ItemRow | None:
+    """The first unanswered of the ``n_items`` items (None when all are answered).
+    Reads only."""
     position = answered_count(p.id) + 1
-    if position > N_ITEMS:
+    if position > n_items:
         return None
     row = _db().execute(_ITEM_AT, {"pid": p.id, "pos": position}).one()
     return _item_row(row)
@@ -432,13 +439,16 @@ def load_for_answer(token: str, position: int) -> AnswerContext:
     return AnswerContext(p, items[position], items.get(position + 1), shown)
 
 
-def record_answer(ctx: AnswerContext, choice: int, ip: str | None) -> bool:
+def record_answer(ctx: AnswerContext, choice: int, ip: str | None, *, n_items: int) -> bool:
     """Store the answer (once).  Returns True when this request stored it.
 
-    The same answer again is acknowledged (False); a different answer to an answered item
-    raises Refused(409).  Completing the last item marks the participation complete in the
-    same transaction.  The vote path is one SELECT, one INSERT and the COMMIT.
+    ``choice`` must be one of the item's options (else FieldError, nothing changes).  The
+    same answer again is acknowledged (False); a different answer to an answered item
+    raises Refused(409).  Completing the last of the ``n_items`` items marks the
+    participation complete in the same transaction.  The vote path is one SELECT, one
+    INSERT and the COMMIT.
     """
+    fields.within("c", choice, len(ctx.item.slots))
     p, item = ctx.participant, ctx.item
     if item.answered_choice is not None:
         return _acknowledge(item, item.answered_choice, choice)
@@ -469,7 +479,7 @@ def record_answer(ctx: AnswerContext, choice: int, ip: str | None) -> bool:
         ).scalar_one()
         return _acknowledge(item, existing, choice)
     if ctx.next_item is None:
-        _complete(p, now, ip)
+        _complete(p, now, ip, n_items)
     return True
 
 
@@ -496,8 +506,8 @@ def _insert_once(values: dict) -> bool:
         return False
 
 
-def _complete(p: ParticipantRow, now, ip: str | None) -> None:
-    if answered_count(p.id) != N_ITEMS:  # defensive: the prefix rule makes this impossible
+def _complete(p: ParticipantRow, now, ip: str | None, n_items: int) -> None:
+    if answered_count(p.id) != n_items:  # defensive: the prefix rule makes this impossible
         raise Refused(409, "The survey cannot be completed before every question is answered.")
     code = tokens.completion_code(p.secret, p.public_id)
     _db().execute(

@@ -37,7 +37,7 @@ from .flow import Refused
 from .models import Study, db
 from .pages import render_item_page
 from .recruitment import AdapterError, Entry, completion_action, parse_entry
-from .survey import N_ITEMS, N_OPTIONS
+from .survey import SurveyDesign
 
 bp = Blueprint("participant", __name__)
 
@@ -146,6 +146,11 @@ def _maps():
     return current_app.extensions["normlime_maps"]
 
 
+def _design() -> SurveyDesign:
+    """The study's survey design: the one of the bundle the server loaded."""
+    return _maps().design
+
+
 # ----------------------------------------------------------------------------- entry
 
 
@@ -183,7 +188,7 @@ def entry(key: str, adapter: str):
             params=params,
             signature=tokens.entry_signature(study.secret, adapter, nonce, params),
             mode=study.mode,
-            n_items=N_ITEMS,
+            n_items=_design().n_items,
         )
     )
 
@@ -209,8 +214,9 @@ def consent(key: str, adapter: str):
     if not study.active:
         raise Refused(403, _CLOSED, "Closed")
     try:
+        maps = _maps()
         token = flow.create_participant(
-            study, ent, nonce, bundle_sha256=_maps().sha256, ip=_client_ip()
+            study, ent, nonce, design=maps.design, bundle_sha256=maps.sha256, ip=_client_ip()
         )
         db.session.commit()
     except IntegrityError:
@@ -254,13 +260,13 @@ def home(token: str):
                 "instructions.html",
                 action=url_for("participant.start", token=token),
                 mode=p.mode,
-                n_items=N_ITEMS,
+                n_items=_design().n_items,
                 resume_url=url_for("participant.home", token=token, _external=True)
                 if p.worker_key is None
                 else None,
             )
         )
-    item = flow.current_item(p)
+    item = flow.current_item(p, _design().n_items)
     db.session.commit()
     return _item_page(p, item)
 
@@ -281,12 +287,14 @@ def answer(token: str):
     """Store one answer, then show the next item (or the completion page) in the reply."""
     _limit(token)
     form = fields.parse(request.form, fields.ANSWER)
-    position, choice = form["q"], form["c"]
+    design = _design()
+    position = fields.within("q", form["q"], design.n_items)
+    choice = fields.within("c", form["c"], design.n_options)
     ctx = flow.load_for_answer(token, position)
     p = ctx.participant
     if not tokens.same(form["f"], tokens.form_signature(p.secret, token, position)):
         raise Refused(400, "The answer form was altered; please reload the page.")
-    stored = flow.record_answer(ctx, choice, _client_ip())
+    stored = flow.record_answer(ctx, choice, _client_ip(), n_items=design.n_items)
     if not stored:
         # Retried or double-clicked: acknowledge with wherever the survey now stands
         # (re-read: a concurrent twin of this request may just have completed the survey).
@@ -300,7 +308,7 @@ def answer(token: str):
 def _current_page(p: flow.ParticipantRow):
     if p.completed_at is not None:
         return _completion_page(p)
-    item = flow.current_item(p)
+    item = flow.current_item(p, _design().n_items)
     db.session.commit()
     if item is None:  # pragma: no cover - completion commits with the last answer
         raise Refused(409, "This survey is already complete.")
@@ -311,21 +319,30 @@ def _item_page(p: flow.ParticipantRow, item: flow.ItemRow):
     # Paths are formatted directly (url_for costs more than the rest of the page); the
     # routes they point to are the ones declared in this module.
     base = f"{request.script_root}/p/{p.token}"
+    design = _design()
+    n_options = len(item.slots)
     images = [
         f"{base}/img/{item.position}/{tokens.image_id(p.secret, p.token, item.position, slot)}"
-        for slot in range(1, N_OPTIONS + 1)
+        for slot in range(1, n_options + 1)
     ]
     values = {
         "position": item.position,
         "answered": item.position - 1,
-        "digit": item.digit,
+        "class_name": design.class_name(item.digit),
         "signature": tokens.form_signature(p.secret, p.token, item.position),
         "action": f"{base}/answer",
         "home": base,
         **{f"img{i}": url for i, url in enumerate(images, start=1)},
     }
     cache = current_app.extensions.setdefault("normlime_item_pages", {})
-    html = render_item_page(cache, p.mode, N_ITEMS, values)
+    html = render_item_page(
+        cache,
+        p.mode,
+        values,
+        n_items=design.n_items,
+        n_options=n_options,
+        question=design.question,
+    )
     return _page(html)
 
 
@@ -337,7 +354,7 @@ def _completion_page(p: flow.ParticipantRow):
         submit_to=p.submit_to,
     )
     form_action = p.submit_to if action["kind"] == "mturk" else ""
-    html = render_template("complete.html", finish=action, mode=p.mode, n_items=N_ITEMS)
+    html = render_template("complete.html", finish=action, mode=p.mode, n_items=_design().n_items)
     return _page(html, form_action=form_action)
 
 
@@ -345,17 +362,16 @@ def _completion_page(p: flow.ParticipantRow):
 def image(token: str, position: int, image: str):
     """One option's map under an opaque URL; identical headers for every image."""
     _limit(token)
-    if not _IMAGE_ID_RE.fullmatch(image) or not 1 <= position <= N_ITEMS:
+    if not _IMAGE_ID_RE.fullmatch(image) or not 1 <= position <= _design().n_items:
         raise Refused(404, "No such image.")
     p = flow.load_participant(token)
     item = flow.load_shown_item(p, position)
     if item is None:
         raise Refused(404, "No such image.")
-    for slot in range(1, N_OPTIONS + 1):
+    for slot, (method, class_index, _role) in enumerate(item.slots, start=1):
         if tokens.same(image, tokens.image_id(p.secret, token, position, slot)):
-            method, digit, _role = item.slots[slot - 1]
             db.session.rollback()  # read-only: end the transaction before sending bytes
-            resp = Response(_maps().png(method, digit), mimetype="image/png")
+            resp = Response(_maps().png(method, class_index), mimetype="image/png")
             resp.headers["Cache-Control"] = _CACHE_IMAGES
             return resp
     raise Refused(404, "No such image.")

@@ -105,6 +105,7 @@ def test_pre_rendered_item_page_equals_the_jinja_rendering(sqlite_url, bundle_di
         token, position = w.token, 2
         with srv.app.test_request_context():
             from study_server import tokens
+            from study_server.survey import MNIST_DESIGN
 
             base = f"/p/{token}"
             expected = render_template(
@@ -112,7 +113,8 @@ def test_pre_rendered_item_page_equals_the_jinja_rendering(sqlite_url, bundle_di
                 position=position,
                 answered=position - 1,
                 n_items=25,
-                digit=participant_items(srv, token)[1]["digit"],
+                question=MNIST_DESIGN.question,
+                class_name=str(participant_items(srv, token)[1]["digit"]),
                 images=[
                     f"{base}/img/{position}/{tokens.image_id(srv.secret, token, position, s)}"
                     for s in range(1, 5)
