@@ -118,7 +118,8 @@ def logout():
 @bp.get("/")
 @login_required
 def dashboard():
-    studies = exports.study_progress(db.session)
+    design = current_app.extensions["normlime_maps"].design
+    studies = exports.study_progress(db.session, design)
     base = request.host_url.rstrip("/")
     for s in studies:
         adapters = json.loads(
@@ -130,7 +131,12 @@ def dashboard():
             for name in adapters
         }
     db.session.rollback()
-    return render_template("admin/dashboard.html", studies=studies)
+    return render_template(
+        "admin/dashboard.html",
+        studies=studies,
+        n_checks=design.attention_checks,
+        pass_threshold=exports.pass_threshold(design),
+    )
 
 
 @bp.get("/export/<kind>.csv")

@@ -11,8 +11,9 @@ real questions.  Extra columns: ``position`` (1-4, the chosen option's screen po
 left to right), ``options`` (a real question's four methods in screen order, left to
 right, joined by ``|``, e.g. ``lime|normlime|vargrad|smoothgrad``; empty for attention
 checks), ``response_ms``, ``shown_at``, ``answered_at`` (ISO 8601 UTC), ``study``,
-``mode``, ``adapter``, ``completed`` (true when the participant answered all 25 items),
-``checks_passed`` (that participant's passed attention checks).
+``mode``, ``adapter``, ``completed`` (true when the participant answered all their items:
+25 in the MNIST study), ``checks_passed`` (that participant's passed attention checks).
+``digit`` is the asked class's index in studies beyond MNIST.
 
 Debug and sandbox runs are test runs: they are left out unless ``include_debug``.
 """
@@ -29,12 +30,13 @@ from collections.abc import Iterator
 from sqlalchemy import and_, select
 
 from .models import Item, Participant, Response, Study, as_utc
-from .survey import N_CHECKS, N_ITEMS
+from .survey import N_CHECKS, SurveyDesign
 
 __all__ = [
     "VOTE_COLUMNS",
     "PARTICIPANT_COLUMNS",
     "PASS_THRESHOLD",
+    "pass_threshold",
     "vote_rows",
     "participant_rows",
     "write_csv",
@@ -84,6 +86,11 @@ PARTICIPANT_COLUMNS = [
 ]
 #: the paper keeps surveys passing at least 4 of the 5 attention checks
 PASS_THRESHOLD = 4
+
+
+def pass_threshold(design: SurveyDesign) -> int:
+    """The paper's rule for any number of checks: every check but one right (4 of 5)."""
+    return max(design.attention_checks - (N_CHECKS - PASS_THRESHOLD), 0)
 LIVE_MODES = ("live",)
 
 P, S, I, R = (Participant.__table__, Study.__table__, Item.__table__, Response.__table__)
@@ -252,8 +259,10 @@ def csv_text(columns: list[str], rows) -> str:
     return buf.getvalue()
 
 
-def study_progress(conn) -> list[dict]:
-    """Per study and mode: started, completed, passing (>= 4/5 checks), median minutes."""
+def study_progress(conn, design: SurveyDesign) -> list[dict]:
+    """Per study and mode: started, completed, passing (see :func:`pass_threshold`: 4 of
+    the 5 checks for MNIST), median minutes; ``design`` is the loaded bundle's."""
+    threshold = pass_threshold(design)
     counts = _answer_counts(conn, [])
     stmt = (
         select(
@@ -297,14 +306,15 @@ def study_progress(conn) -> list[dict]:
         s["answers"] += answered
         if r.completed_at is not None:
             s["completed"] += 1
-            s["passing"] += passed >= PASS_THRESHOLD
+            s["passing"] += passed >= threshold
             seconds = (as_utc(r.completed_at) - as_utc(r.created_at)).total_seconds()
             durations.setdefault(r.id, []).append(seconds)
     for sid, values in durations.items():
         studies[sid]["median_minutes"] = round(statistics.median(values) / 60.0, 1)
     for s in studies.values():
-        s["items_per_survey"] = N_ITEMS
-        s["checks_per_survey"] = N_CHECKS
+        s["items_per_survey"] = design.n_items
+        s["checks_per_survey"] = design.attention_checks
+        s["pass_threshold"] = threshold
     return list(studies.values())
 
 
