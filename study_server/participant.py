@@ -288,8 +288,8 @@ def answer(token: str):
     _limit(token)
     form = fields.parse(request.form, fields.ANSWER)
     design = _design()
-    position = fields.within("q", form["q"], design.n_items)
-    choice = fields.within("c", form["c"], design.n_options)
+    # the choice's bound is the item's own option count, checked once the item is read
+    position, choice = fields.within("q", form["q"], design.n_items), form["c"]
     ctx = flow.load_for_answer(token, position)
     p = ctx.participant
     if not tokens.same(form["f"], tokens.form_signature(p.secret, token, position)):

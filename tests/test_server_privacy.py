@@ -125,4 +125,12 @@ def test_pre_rendered_item_page_equals_the_jinja_rendering(sqlite_url, bundle_di
                 mode=mode,
             )
         assert served == expected
+        # the MNIST study's wording, as the page always had it
+        assert (
+            '<h1 class="ask">From the following set of four images, please select the image '
+            "that best\nhighlights the pixels that distinguish the number "
+            '<mark class="digit">'
+        ) in served
+        assert '</mark>\nfrom the other nine possible digits.</h1>\n<form method="post"' in served
+        assert 'class="options" data-home=' in served
         srv.engine.dispose()
