@@ -5,13 +5,14 @@ Votes CSV: one row per stored answer.  The first six columns are the contract re
 
     participant_id, question_index, is_attention_check, digit, chosen_method, passed
 
-``chosen_method`` is one of normlime, lime, smoothgrad, vargrad for real questions and
-empty for attention checks; ``passed`` is true/false for attention checks and empty for
-real questions.  Extra columns: ``position`` (1-4, the chosen option's screen position,
-left to right), ``options`` (a real question's four methods in screen order, left to
-right, joined by ``|``, e.g. ``lime|normlime|vargrad|smoothgrad``; empty for attention
-checks), ``response_ms``, ``shown_at``, ``answered_at`` (ISO 8601 UTC), ``study``,
-``mode``, ``adapter``, ``completed`` (true when the participant answered all their items:
+``chosen_method`` is one of the survey's methods (MNIST: normlime, lime, smoothgrad,
+vargrad) for real questions and empty for attention checks; ``passed`` is true/false for
+attention checks and empty for real questions.  Extra columns: ``position`` (1-4 for
+MNIST, up to the survey's option count, the chosen option's screen position, left to
+right), ``options`` (a real question's methods in screen order, left to right, joined by
+``|``, e.g. ``lime|normlime|vargrad|smoothgrad``; empty for attention checks),
+``response_ms``, ``shown_at``, ``answered_at`` (ISO 8601 UTC), ``study``, ``mode``,
+``adapter``, ``completed`` (true when the participant answered all their items:
 25 in the MNIST study), ``checks_passed`` (that participant's passed attention checks).
 ``digit`` is the asked class's index in studies beyond MNIST.
 

@@ -120,17 +120,18 @@ class Participant(db.Model):
 
 
 class Item(db.Model):
-    """One of a participant's 25 generated items, with its option order."""
+    """One of a participant's generated items (25 for MNIST), with its option order."""
 
     __tablename__ = "items"
     __table_args__ = (UniqueConstraint("participant_id", "position", name="uq_item_position"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"))
-    #: 1..25, the order in which the participant sees the items
+    #: 1..n_items, the order in which the participant sees the items
     position: Mapped[int] = mapped_column(SmallInteger)
     is_check: Mapped[bool] = mapped_column(Boolean)
+    #: the asked class's index (the name dates from the MNIST-only study)
     digit: Mapped[int] = mapped_column(SmallInteger)
-    #: JSON list of 4 [method, digit, role] triples, one per screen slot (left to right)
+    #: JSON list of [method, class, role] triples, one per screen slot (left to right)
     slots: Mapped[str] = mapped_column(Text)
 
 
