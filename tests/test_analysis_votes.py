@@ -98,8 +98,6 @@ def test_method_names_are_case_and_space_insensitive():
     [
         (lambda r: r.drop(columns=["passed", "digit"]), "lacks required column(s) digit, passed"),
         (lambda r: r.iloc[:0], "no answers"),
-        (lambda r: r.assign(chosen_method=r.chosen_method.replace("lime", "gradcam")),
-         "unknown method name(s) 'gradcam'"),
         (lambda r: r.assign(chosen_method=r.chosen_method.replace("vargrad", "")),
          "real-question row(s) have no chosen_method"),
         (lambda r: r.assign(passed=r.passed.replace("false", "")),
@@ -123,6 +121,18 @@ def test_bad_exports_raise_one_readable_error(mutate, message):
         validate_votes(mutate(good_export()))
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_a_name_outside_the_given_methods_is_refused_and_otherwise_counts_as_a_method():
+    raw = good_export().assign(
+        chosen_method=lambda r: r.chosen_method.replace("lime", "gradcam")
+    )
+    with pytest.raises(VotesError, match=r"unknown method name\(s\) 'gradcam'"):
+        validate_votes(raw, methods=METHODS)
+    votes = validate_votes(raw)  # no options column: the chosen names are the methods
+    assert votes.methods == ("normlime", "smoothgrad", "vargrad", "gradcam")
+    assert votes.methods_source == "chosen_method"
+    assert any("misspelt" in w for w in votes.warnings)
 
 
 def test_participant_with_more_answers_than_the_survey_is_an_error():

@@ -1,7 +1,11 @@
 """Which participants are analysed: the paper's attention-check rule plus completeness.
 
 The paper keeps "responses that pass at least 4 of the 5 attention checks" from completed
-surveys.  Here, per participant:
+surveys: at most one check failed.  For a survey with any number of checks the default
+threshold is the same rule, every check but one (:func:`pass_threshold`, as the study
+server's exports apply it): 4 of 5, 1 of 2, 0 of 1 (a single check then excludes
+nobody; pass ``min_checks=1`` to require it).  An explicit ``min_checks`` overrides it.
+Here, per participant:
 
 * complete survey (all real questions and all checks answered, and the server's
   ``completed`` flag true when the export has one): kept iff checks passed >= min_checks;
@@ -21,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .votes import Votes, VotesError
+from .votes import SurveyDesign, Votes, VotesError
 
-__all__ = ["Selection", "REASONS", "select_participants"]
+__all__ = ["Selection", "REASONS", "pass_threshold", "select_participants"]
 
 #: exclusion reasons, in the order a participant is tested against them
 REASONS = {
@@ -67,19 +71,27 @@ class Selection:
         return {key: int(counts.get(key, 0)) for key in REASONS}
 
 
+def pass_threshold(design: SurveyDesign) -> int:
+    """Checks a complete survey must pass by default: all but one (the paper's 4 of 5)."""
+    return max(design.attention_checks - 1, 0)
+
+
 def select_participants(
     votes: Votes,
-    min_checks: int = 4,
+    min_checks: int | None = None,
     include_incomplete: bool = False,
     speeder_ms: int | None = None,
 ) -> Selection:
     """Apply the exclusion rules (vectorised: one groupby over all answers).
 
-    ``speeder_ms``: the optional, pre-declared speeder rule (off by default, as in the
-    paper): a participant whose median real-question response time is below it is
-    excluded ("speeder"), after the attention rule.
+    ``min_checks``: checks a complete survey must pass; None is :func:`pass_threshold`
+    of the survey.  ``speeder_ms``: the optional, pre-declared speeder rule (off by
+    default, as in the paper): a participant whose median real-question response time
+    is below it is excluded ("speeder"), after the attention rule.
     """
     design = votes.design
+    if min_checks is None:
+        min_checks = pass_threshold(design)
     if not 0 <= min_checks <= design.attention_checks:
         raise VotesError(
             f"--min-checks must be between 0 and {design.attention_checks}, got {min_checks}"

@@ -8,12 +8,18 @@ One row is one answer of one participant::
 ``chosen_method`` names the chosen explanation for a real question and is empty for an
 attention check; ``passed`` is a boolean for an attention check and empty for a real
 question.  Booleans may be written true/false, True/False or 1/0.  Extra columns are
-ignored except ``options`` (a real question's four methods in screen order, joined by
+ignored except ``options`` (a real question's methods in screen order, joined by
 ``|``; read by the choice model), ``response_ms`` (read by the optional speeder rule),
-``position`` (screen slot of the chosen option, 1-4 from the left as the
-study server writes it, or 0-3; used by the position-bias check), ``completed`` (the
+``position`` (screen slot of the chosen option, 1-k from the left for k methods as the
+study server writes it, or 0-(k-1); used by the position-bias check), ``completed`` (the
 server's own completion flag), ``checks_passed`` (cross-checked against the rows) and
 ``study``/``mode`` (an export mixing several is refused).
+
+The methods and the survey design (real questions and checks per participant, class
+count) are the caller's or are read from the data: see :func:`infer_methods` and
+:func:`infer_design`.  Any number of methods (two or more) and of classes (``digit`` holds
+a class index from 0) is accepted; the paper's MNIST replication keeps its four methods
+and its 20 + 5 survey.
 
 This module reads CSV files and DataFrames only; reading the study server's database
 belongs to the command layer (``analysis.study.cli``).
@@ -25,6 +31,7 @@ wrong number.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +46,18 @@ __all__ = [
     "SurveyDesign",
     "Votes",
     "VotesError",
+    "infer_design",
+    "infer_methods",
+    "is_replication",
+    "order_methods",
     "read_votes_csv",
     "as_strings",
     "restrict_rows",
     "validate_votes",
 ]
 
-#: the four methods, in the paper's order (the order of every table and plot)
+#: the paper's four methods in its order: the MNIST replication's methods, and the order
+#: any study's tables and plots put those of them it has first
 METHODS: tuple[str, ...] = tuple(STUDY_METHODS)
 REQUIRED_COLUMNS = (
     "participant_id",
@@ -55,7 +67,8 @@ REQUIRED_COLUMNS = (
     "chosen_method",
     "passed",
 )
-N_SLOTS = 4
+#: the MNIST replication's screen slots: every question shows every method once
+N_SLOTS = len(METHODS)
 _TRUE = {"true", "1", "t", "yes"}
 _FALSE = {"false", "0", "f", "no"}
 
@@ -66,10 +79,13 @@ class VotesError(ValueError):
 
 @dataclass(frozen=True)
 class SurveyDesign:
-    """What one complete survey contains (the paper: 20 real questions, 5 checks)."""
+    """What one complete survey contains (the paper: 20 real questions, 5 checks, the
+    ten MNIST digits).  ``classes`` bounds the ``digit`` column to 0..classes-1; None
+    accepts any class index from 0."""
 
     real_questions: int = 20
     attention_checks: int = 5
+    classes: int | None = 10
 
     @property
     def answers(self) -> int:
@@ -96,6 +112,11 @@ class Votes:
     warnings: list[str]
     has_options: bool = False
     has_response_ms: bool = False
+    methods: tuple[str, ...] = METHODS
+    #: where ``methods`` and ``design`` came from: "given", "options", "chosen_method"
+    #: or "paper" (the replication's four); "given", "paper" or "inferred"
+    methods_source: str = "paper"
+    design_source: str = "paper"
 
 
 def read_votes_csv(path: str | Path) -> pd.DataFrame:
@@ -239,115 +260,49 @@ def _parse_int(
 
 
 def validate_votes(
-    raw: pd.DataFrame, design: SurveyDesign | None = None, source: str = "votes"
+    raw: pd.DataFrame,
+    design: SurveyDesign | None = None,
+    source: str = "votes",
+    methods: Sequence[str] | None = None,
 ) -> Votes:
     """Type and check an export table; raise :class:`VotesError` on anything unusable.
 
-    Errors (the analysis would be wrong): missing columns, an unknown method name, a real
-    question without a chosen method, an attention check without a pass/fail result,
-    unparseable numbers or booleans, the same question answered twice by one participant,
-    a participant with more answers (or more of either kind) than the survey has, a
-    participant flagged completed by the server with answers missing, and an export
-    mixing several studies.  Warnings (kept in :attr:`Votes.warnings`): things that are
-    ignored by design but worth a reader's eye.
+    ``methods``: the study's methods, in the order of every table and plot; None reads
+    them from the data (:func:`infer_methods`).  ``design``: one complete survey; None
+    reads it from the data (:func:`infer_design`), which for the paper's four methods is
+    the paper's 20 + 5.
+
+    Errors (the analysis would be wrong): missing columns, a method name outside
+    ``methods``, fewer than two methods, a real question without a chosen method, an
+    attention check without a pass/fail result, unparseable numbers or booleans, the
+    same question answered twice by one participant, a participant with more answers (or
+    more of either kind) than the survey has, a participant flagged completed by the
+    server with answers missing, and an export mixing several studies.  Warnings (kept
+    in :attr:`Votes.warnings`): things that are ignored by design but worth a reader's
+    eye.
     """
-    design = design or SurveyDesign()
-    warnings: list[str] = []
-    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
-    if missing:
-        raise VotesError(
-            f"{source} lacks required column(s) {', '.join(missing)} (has: "
-            f"{', '.join(map(str, raw.columns)) or 'none'})"
-        )
-    if raw.columns.duplicated().any():
-        dup = sorted(set(raw.columns[raw.columns.duplicated()]))
-        raise VotesError(f"{source} has duplicated column(s) {', '.join(dup)}")
-    if len(raw) == 0:
-        raise VotesError(f"{source} has a header but no answers")
+    _check_columns(raw, source)
     raw = raw.reset_index(drop=True).astype(object)
     raw = raw.where(raw.notna(), "").astype(str)  # a DataFrame's missing values read as empty
-    n_rows = len(raw)
-    everywhere = np.ones(n_rows, dtype=bool)
+    warnings: list[str] = []
+    everywhere = np.ones(len(raw), dtype=bool)
 
     participant = _clean(raw["participant_id"])
     if (participant == "").any():
         bad = (participant == "").to_numpy()
         raise VotesError(f"{bad.sum()} row(s) have no participant_id (line {_row_numbers(bad)})")
-
-    for column in ("study", "mode"):
-        values = _distinct(raw, column)
-        if len(values) > 1:
-            shown = ", ".join(map(repr, sorted(values)[:5]))
-            raise VotesError(
-                f"{source} mixes {len(values)} {column} values ({shown}); analyse one at a "
-                f"time with --{column}"
-            )
+    _check_single(raw, source)
 
     is_check = _parse_bool(raw["is_attention_check"], "is_attention_check", everywhere)
-    question = _parse_int(raw["question_index"], "question_index", everywhere, lo=0)
-    digit = _parse_int(raw["digit"], "digit", ~is_check, lo=0, hi=9)
-
-    method = _clean(raw["chosen_method"], lower=True)
     real = ~is_check
-    no_choice = real & (method == "").to_numpy()
-    if no_choice.any():
-        raise VotesError(
-            f"{no_choice.sum()} real-question row(s) have no chosen_method "
-            f"(line {_row_numbers(no_choice)})"
-        )
-    unknown = real & ~method.isin(METHODS).to_numpy()
-    if unknown.any():
-        names = pd.unique(raw["chosen_method"].to_numpy()[unknown])
-        shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
-        raise VotesError(
-            f"unknown method name(s) {shown} in chosen_method ({unknown.sum()} row(s), "
-            f"e.g. line {_row_numbers(unknown, 1)}); expected one of {', '.join(METHODS)}"
-        )
-    if (is_check & (method != "").to_numpy()).any():
-        warnings.append(
-            "some attention-check rows carry a chosen_method; attention-check answers are "
-            "never counted as votes, so it was ignored"
-        )
-    method = method.where(real, "")
-
+    question = _parse_int(raw["question_index"], "question_index", everywhere, lo=0)
+    digit = _parse_int(raw["digit"], "digit", real, lo=0)
+    method = _chosen_methods(raw, real, warnings)
+    methods, methods_source = _resolve_methods(raw, real, method, methods, warnings)
     passed = _parse_bool(raw["passed"], "passed", is_check) & is_check
-
-    has_position = "position" in raw.columns and _has_values(raw["position"])
-    if has_position:
-        position = _parse_slots(raw["position"])
-        unknown_slot = real & position.isna().to_numpy()
-        if unknown_slot.any():
-            warnings.append(
-                f"{unknown_slot.sum()} real answer(s) have no position; the position-bias "
-                "check uses the answers that have one"
-            )
-    else:
-        position = pd.Series(pd.NA, index=raw.index, dtype="Int64")
-
-    has_options = "options" in raw.columns and _has_values(raw["options"])
-    if has_options:
-        if not has_position:
-            raise VotesError(
-                "the export has an options column but no position column: the chosen slot "
-                "is needed to read a choice among the options"
-            )
-        options = _parse_options(raw["options"], real, method, position)
-    else:
-        options = pd.Series("", index=raw.index, dtype=object)
-
-    has_response_ms = "response_ms" in raw.columns and _has_values(raw["response_ms"])
-    if has_response_ms:
-        response_ms = _parse_int(raw["response_ms"], "response_ms", np.zeros(n_rows, bool), lo=0)
-    else:
-        response_ms = pd.Series(pd.NA, index=raw.index, dtype="Int64")
-
-    has_completed = "completed" in raw.columns and _has_values(raw["completed"])
-    if has_completed:
-        completed_values = _parse_bool(raw["completed"], "completed", everywhere)
-        completed = pd.Series(completed_values, index=raw.index, dtype="boolean")
-    else:
-        completed = pd.Series(pd.NA, index=raw.index, dtype="boolean")
-
+    position, options, response_ms, completed = _optional_columns(
+        raw, real, method, methods, warnings
+    )
     table = pd.DataFrame(
         {
             "participant_id": participant,
@@ -362,36 +317,246 @@ def validate_votes(
             "completed": completed,
         }
     )
+    has = {c: c in raw.columns and _has_values(raw[c]) for c in _OPTIONAL}
+    design_source = "given" if design else "paper" if is_replication(methods) else "inferred"
+    design = design or infer_design(table, methods, has["completed"])
+    _check_classes(table, design)
     _check_duplicates(table)
-    _check_structure(table, design, has_completed)
+    _check_structure(table, design, has["completed"])
     warnings += _check_server_counts(raw, table)
     return Votes(
-        table, has_position, has_completed, design, source, warnings, has_options, has_response_ms
+        table,
+        has["position"],
+        has["completed"],
+        design,
+        source,
+        warnings,
+        has["options"],
+        has["response_ms"],
+        methods,
+        methods_source,
+        design_source,
     )
 
 
+_OPTIONAL = ("position", "options", "response_ms", "completed")
+
+
+def is_replication(methods: Sequence[str]) -> bool:
+    """Whether these are the paper's four methods (in any order): its MNIST replication."""
+    return sorted(methods) == sorted(METHODS)
+
+
+def order_methods(names) -> tuple[str, ...]:
+    """The paper's methods first in the paper's order, then any others alphabetically:
+    one fixed order whatever order the rows come in, so two exports of the same study
+    give the same tables."""
+    names = set(names)
+    return tuple(m for m in METHODS if m in names) + tuple(sorted(names - set(METHODS)))
+
+
+def infer_methods(chosen: set[str], shown: set[str] | None) -> tuple[tuple[str, ...], str]:
+    """The study's methods read from the data, and which column they were read from.
+
+    * with an ``options`` column (``shown``: every name it lists on a real question):
+      those names, since every question shows every method;
+    * without one, the distinct ``chosen`` methods of real questions; when all of them
+      are among the paper's four, the paper's four (the MNIST replication, where a
+      method nobody chose was still on the screen and keeps its zero votes).
+
+    Ordered by :func:`order_methods`.  Without options a method nobody chose cannot be
+    seen and a misspelt name counts as a method: the caller can pass the methods.
+    """
+    if shown is not None:
+        return order_methods(shown), "options"
+    if chosen <= set(METHODS):
+        return METHODS, "paper"
+    return order_methods(chosen), "chosen_method"
+
+
+def infer_design(
+    table: pd.DataFrame, methods: Sequence[str], has_completed: bool = False
+) -> SurveyDesign:
+    """The survey one complete participant answered, read from the typed answers.
+
+    The paper's four methods mean the paper's survey (20 real questions, 5 checks,
+    digits 0-9), so its exports keep every structural check.  Any other study's survey
+    is the most common (real questions, checks) count per participant, among those the
+    server marked completed when the export says so: complete surveys all share one
+    count while drop-outs scatter below it (a tie goes to the longer survey, so a
+    participant with more answers than the survey is still caught).  Its classes are
+    not bounded.
+    """
+    if is_replication(methods):
+        return SurveyDesign()
+    per = table.groupby("participant_id", sort=False).agg(
+        checks=("is_attention_check", "sum"),
+        answers=("is_attention_check", "size"),
+        completed=("completed", "max"),
+    )
+    if has_completed and per["completed"].fillna(False).astype(bool).any():
+        per = per[per["completed"].fillna(False).astype(bool)]
+    per["real"] = per["answers"] - per["checks"]
+    tally = per.groupby(["answers", "real", "checks"]).size().reset_index(name="n")
+    best = tally.sort_values(["n", "answers", "real"], ascending=False).iloc[0]
+    return SurveyDesign(int(best["real"]), int(best["checks"]), classes=None)
+
+
+def _check_columns(raw: pd.DataFrame, source: str) -> None:
+    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+    if missing:
+        raise VotesError(
+            f"{source} lacks required column(s) {', '.join(missing)} (has: "
+            f"{', '.join(map(str, raw.columns)) or 'none'})"
+        )
+    if raw.columns.duplicated().any():
+        dup = sorted(set(raw.columns[raw.columns.duplicated()]))
+        raise VotesError(f"{source} has duplicated column(s) {', '.join(dup)}")
+    if len(raw) == 0:
+        raise VotesError(f"{source} has a header but no answers")
+
+
+def _check_single(raw: pd.DataFrame, source: str) -> None:
+    for column in ("study", "mode"):
+        values = _distinct(raw, column)
+        if len(values) > 1:
+            shown = ", ".join(map(repr, sorted(values)[:5]))
+            raise VotesError(
+                f"{source} mixes {len(values)} {column} values ({shown}); analyse one at a "
+                f"time with --{column}"
+            )
+
+
+def _chosen_methods(raw: pd.DataFrame, real: np.ndarray, warnings: list[str]) -> pd.Series:
+    """Lower-cased chosen methods of real questions ("" on checks)."""
+    method = _clean(raw["chosen_method"], lower=True)
+    no_choice = real & (method == "").to_numpy()
+    if no_choice.any():
+        raise VotesError(
+            f"{no_choice.sum()} real-question row(s) have no chosen_method "
+            f"(line {_row_numbers(no_choice)})"
+        )
+    if (~real & (method != "").to_numpy()).any():
+        warnings.append(
+            "some attention-check rows carry a chosen_method; attention-check answers are "
+            "never counted as votes, so it was ignored"
+        )
+    return method.where(real, "")
+
+
+def _resolve_methods(raw, real, method, methods, warnings) -> tuple[tuple[str, ...], str]:
+    """The given methods (checked) or the inferred ones; every chosen name among them."""
+    if methods is not None:
+        resolved, origin = _given_methods(methods), "given"
+    else:
+        chosen = set(method[real]) - {""}
+        resolved, origin = infer_methods(chosen, _shown_methods(raw, real))
+        if origin == "chosen_method":
+            warnings.append(
+                f"no options column: the methods were taken from the chosen ones "
+                f"({', '.join(resolved)}); a method nobody chose is missing and a misspelt "
+                "name counts as a method, so state them (--methods) if in doubt"
+            )
+    if len(resolved) < 2:
+        raise VotesError(
+            f"the analysis compares at least two methods; the data show only {resolved[0]!r}"
+        )
+    unknown = real & ~method.isin(resolved).to_numpy()
+    if unknown.any():
+        names = pd.unique(raw["chosen_method"].to_numpy()[unknown])
+        shown = ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+        raise VotesError(
+            f"unknown method name(s) {shown} in chosen_method ({unknown.sum()} row(s), "
+            f"e.g. line {_row_numbers(unknown, 1)}); expected one of {', '.join(resolved)}"
+        )
+    return resolved, origin
+
+
+def _given_methods(methods: Sequence[str]) -> tuple[str, ...]:
+    names = tuple(str(m).strip().lower() for m in methods)
+    if not names or "" in names or any("|" in m for m in names):
+        raise VotesError(f"methods must be non-empty names without '|', got {list(methods)}")
+    if len(set(names)) != len(names):
+        raise VotesError(f"methods must be distinct, got {', '.join(names)}")
+    return names
+
+
+def _shown_methods(raw: pd.DataFrame, real: np.ndarray) -> set[str] | None:
+    """Every name the options column lists on a real question (None without options)."""
+    if "options" not in raw.columns or not _has_values(raw["options"]):
+        return None
+    _, uniques = _per_distinct(raw["options"].loc[real])
+    return {m for text in uniques.str.lower() for m in text.split("|")} - {""}
+
+
+def _optional_columns(raw, real, method, methods, warnings):
+    """position, options, response_ms and completed, typed (missing where absent)."""
+    n_rows = len(raw)
+    position = pd.Series(pd.NA, index=raw.index, dtype="Int64")
+    if "position" in raw.columns and _has_values(raw["position"]):
+        position = _parse_slots(raw["position"], len(methods))
+        unknown_slot = real & position.isna().to_numpy()
+        if unknown_slot.any():
+            warnings.append(
+                f"{unknown_slot.sum()} real answer(s) have no position; the position-bias "
+                "check uses the answers that have one"
+            )
+    options = pd.Series("", index=raw.index, dtype=object)
+    if "options" in raw.columns and _has_values(raw["options"]):
+        if position.isna().all():
+            raise VotesError(
+                "the export has an options column but no position column: the chosen slot "
+                "is needed to read a choice among the options"
+            )
+        options = _parse_options(raw["options"], real, method, position, methods)
+    response_ms = pd.Series(pd.NA, index=raw.index, dtype="Int64")
+    if "response_ms" in raw.columns and _has_values(raw["response_ms"]):
+        response_ms = _parse_int(raw["response_ms"], "response_ms", np.zeros(n_rows, bool), lo=0)
+    completed = pd.Series(pd.NA, index=raw.index, dtype="boolean")
+    if "completed" in raw.columns and _has_values(raw["completed"]):
+        values = _parse_bool(raw["completed"], "completed", np.ones(n_rows, dtype=bool))
+        completed = pd.Series(values, index=raw.index, dtype="boolean")
+    return position, options, response_ms, completed
+
+
+def _check_classes(table: pd.DataFrame, design: SurveyDesign) -> None:
+    if design.classes is None:
+        return
+    bad = (table["digit"] >= design.classes).fillna(False).to_numpy()
+    if bad.any():
+        example = table["digit"].to_numpy()[np.flatnonzero(bad)[0]]
+        raise VotesError(
+            f"column 'digit' must hold whole numbers in 0..{design.classes - 1} (the "
+            f"survey's {design.classes} classes): {bad.sum()} row(s) do not, e.g. "
+            f"'{example}' on line {_row_numbers(bad)}"
+        )
+
+
 def _parse_options(
-    values: pd.Series, real: np.ndarray, method: pd.Series, position: pd.Series
+    values: pd.Series,
+    real: np.ndarray,
+    method: pd.Series,
+    position: pd.Series,
+    methods: Sequence[str],
 ) -> pd.Series:
     """The screen order of each real question: every method once, and the chosen slot
     showing the chosen method (anything else means the row was edited or mis-joined)."""
+    k = len(methods)
     codes, uniques = _per_distinct(values)
     lowered = uniques.str.lower()
     parts = [text.split("|") if text else [] for text in lowered]
-    valid_u = np.array([sorted(p) == sorted(METHODS) for p in parts], dtype=bool)
+    valid_u = np.array([sorted(p) == sorted(methods) for p in parts], dtype=bool)
     bad = real & ~valid_u[codes]
     if bad.any():
         example = values.to_numpy()[np.flatnonzero(bad)[0]]
         raise VotesError(
-            f"column 'options' must list the {len(METHODS)} methods in screen order joined by "
-            f"'|' (e.g. {'|'.join(METHODS)}): {bad.sum()} real-question row(s) do not, e.g. "
+            f"column 'options' must list the {k} methods in screen order joined by "
+            f"'|' (e.g. {'|'.join(methods)}): {bad.sum()} real-question row(s) do not, e.g. "
             f"{example!r} on line {_row_numbers(bad)}"
         )
-    table = np.array(
-        [p if ok else [""] * len(METHODS) for p, ok in zip(parts, valid_u, strict=True)]
-    )
+    table = np.array([p if ok else [""] * k for p, ok in zip(parts, valid_u, strict=True)])
     slot = position.fillna(1).to_numpy(dtype=np.int64) - 1
-    shown = table[codes, np.clip(slot, 0, len(METHODS) - 1)]
+    shown = table[codes, np.clip(slot, 0, k - 1)]
     mismatch = real & position.notna().to_numpy() & (shown != method.to_numpy())
     if mismatch.any():
         i = np.flatnonzero(mismatch)[0]
@@ -404,18 +569,19 @@ def _parse_options(
     return cleaned.where(real, "")
 
 
-def _parse_slots(values: pd.Series) -> pd.Series:
-    """Screen slot of the chosen option as 1..4 (left to right).
+def _parse_slots(values: pd.Series, n_slots: int = N_SLOTS) -> pd.Series:
+    """Screen slot of the chosen option as 1..n_slots (left to right).
 
-    The study server writes 1-4; a 0-3 numbering is accepted too and shifted, recognised
-    by the presence of a 0 (a table holding both 0 and 4 is refused as ambiguous).
+    The study server writes 1-k; a 0-(k-1) numbering is accepted too and shifted,
+    recognised by the presence of a 0 (a table holding both 0 and k is refused as
+    ambiguous).
     """
-    slots = _parse_int(values, "position", np.zeros(len(values), bool), 0, N_SLOTS)
+    slots = _parse_int(values, "position", np.zeros(len(values), bool), 0, n_slots)
     present = slots.dropna()
-    if (present == 0).any() and (present == N_SLOTS).any():
+    if (present == 0).any() and (present == n_slots).any():
         raise VotesError(
-            f"column 'position' holds both 0 and {N_SLOTS}: neither 1-{N_SLOTS} nor "
-            f"0-{N_SLOTS - 1} screen slots"
+            f"column 'position' holds both 0 and {n_slots}: neither 1-{n_slots} nor "
+            f"0-{n_slots - 1} screen slots"
         )
     return slots + 1 if (present == 0).any() else slots
 
