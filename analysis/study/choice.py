@@ -14,11 +14,11 @@ covariance.  A marginal model of the chosen method (the estimates of statsmodels
 ``NominalGEE``) is fitted beside it as a cross-check.
 
 Speed: a question is summarised by its *type*, (methods in slot order, chosen slot[,
-digit]).  With four methods there are 96 types, so a study of any size is an
-``n_participants x n_types`` count matrix, a bootstrap replicate is a weighted sum of its
-rows, and all replicates are fitted at once by one vectorised Newton iteration.  The
-point estimate equals statsmodels' ``ConditionalLogit`` on the long table (a test checks
-it), without ever building that table.
+digit]).  With four methods there are 96 types (k! k for k methods), so a study of any
+size is an ``n_participants x n_types`` count matrix, a bootstrap replicate is a weighted
+sum of its rows, and all replicates are fitted at once by one vectorised Newton
+iteration.  The point estimate equals statsmodels' ``ConditionalLogit`` on the long
+table (a test checks it), without ever building that table.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ __all__ = [
     "robust_covariance",
     "screen_orders",
     "bootstrap_counts",
+    "default_reference",
     "fit_choice_model",
     "marginal_cross_check",
     "statsmodels_check",
@@ -56,6 +57,15 @@ MAX_ITER = 60
 #: a replicate whose estimate passes this size has no finite maximum (a method or a slot
 #: with no choices in the resample): it is counted as failed, never averaged in
 DIVERGED = 25.0
+
+
+def default_reference(methods: Sequence[str]) -> str:
+    """LIME when the study has it; otherwise the last method in the study's order.
+
+    The study's order (``votes.order_methods``) puts the paper's methods first with
+    NormLIME leading, so NormLIME, the method under study, is never the default baseline.
+    """
+    return DEFAULT_REFERENCE if DEFAULT_REFERENCE in methods else methods[-1]
 
 
 @dataclass(frozen=True)
@@ -384,14 +394,16 @@ class ChoiceModel:
 def fit_choice_model(
     data: ChoiceData,
     *,
-    reference: str = DEFAULT_REFERENCE,
+    reference: str | None = None,
     draws: int = BOOTSTRAP_DRAWS,
     seed: int = 0,
     level: float = 0.95,
 ) -> ChoiceModel:
-    """Fit the primary model, its bootstrap CIs, robust Wald tests and leave-one-out range."""
+    """Fit the primary model, its bootstrap CIs, robust Wald tests and leave-one-out range
+    (``reference`` None: :func:`default_reference`)."""
     from scipy import stats
 
+    reference = default_reference(data.methods) if reference is None else reference
     if reference not in data.methods:
         raise ValueError(f"unknown reference method {reference!r}")
     main = data.collapse_digits()

@@ -9,6 +9,7 @@ the only Python loops run over methods, pairs or digits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 
 from . import choice, robustness, stats
 from .attention import REASONS, Selection, select_participants
-from .votes import METHODS, SurveyDesign, Votes, VotesError, restrict_rows, validate_votes
+from .votes import SurveyDesign, Votes, VotesError, restrict_rows, validate_votes
 
 __all__ = ["Analysis", "run_analysis"]
 
@@ -44,38 +45,48 @@ class Analysis:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def methods(self) -> tuple[str, ...]:
+        return self.votes.methods
+
+    @property
     def vote_totals(self) -> dict[str, int]:
-        return {m: int(self.counts[m].sum()) for m in METHODS}
+        return {m: int(self.counts[m].sum()) for m in self.methods}
 
 
 def run_analysis(
     raw: pd.DataFrame,
     *,
-    min_checks: int = 4,
+    min_checks: int | None = None,
     include_incomplete: bool = False,
     design: SurveyDesign | None = None,
+    methods: Sequence[str] | None = None,
     alpha: float = 0.05,
     source: str = "votes",
     study: str | None = None,
     mode: str | None = None,
     speeder_ms: int | None = None,
-    reference: str = choice.DEFAULT_REFERENCE,
+    reference: str | None = None,
     bootstrap: int = choice.BOOTSTRAP_DRAWS,
     seed: int = 0,
 ) -> Analysis:
     """Validate, filter and analyse an export table; raise VotesError on unusable input.
 
-    ``study`` / ``mode`` keep only the rows of one study / server mode (the export's
-    optional ``study`` and ``mode`` columns).  ``speeder_ms`` switches on the optional
-    speeder exclusion; ``reference``, ``bootstrap`` and ``seed`` set the primary model's
-    reference method and its cluster bootstrap.
+    ``methods`` and ``design`` default to the data's (:func:`.votes.validate_votes`),
+    ``min_checks`` to the survey's pass threshold (:func:`.attention.pass_threshold`:
+    every check but one).  ``study`` / ``mode`` keep only the rows of one study / server
+    mode (the export's optional ``study`` and ``mode`` columns).  ``speeder_ms`` switches
+    on the optional speeder exclusion; ``reference`` (default
+    :func:`.choice.default_reference`), ``bootstrap`` and ``seed`` set the primary
+    model's reference method and its cluster bootstrap.
     """
     if not 0 < alpha < 1:
         raise VotesError(f"alpha must be between 0 and 1, got {alpha}")
     raw, warnings = restrict_rows(raw, study, mode)
-    votes = validate_votes(raw, design, source)
-    if reference not in METHODS:
-        raise VotesError(f"unknown reference method {reference!r}; one of {', '.join(METHODS)}")
+    votes = validate_votes(raw, design, source, methods)
+    methods = votes.methods
+    reference = choice.default_reference(methods) if reference is None else reference
+    if reference not in methods:
+        raise VotesError(f"unknown reference method {reference!r}; one of {', '.join(methods)}")
     if bootstrap < 0:
         raise VotesError(f"the bootstrap needs a non-negative number of draws, got {bootstrap}")
     selection = select_participants(votes, min_checks, include_incomplete, speeder_ms)
@@ -83,9 +94,9 @@ def run_analysis(
     _check_enough(selection)
 
     kept_ids = selection.participants.index[selection.participants["kept"].to_numpy()]
-    counts = stats.vote_matrix(selection.votes, kept_ids)
+    counts = stats.vote_matrix(selection.votes, kept_ids, methods)
     props = stats.proportions(counts)
-    anova = stats.one_way_anova([props[m].to_numpy() for m in METHODS])
+    anova = stats.one_way_anova([props[m].to_numpy() for m in methods])
     tukey = stats.tukey_hsd(props, alpha)
     if not np.isfinite(anova.F):
         warnings.append(
@@ -101,7 +112,7 @@ def run_analysis(
             "(--include-incomplete); their proportions rest on fewer than "
             f"{votes.design.real_questions} votes each"
         )
-    position = stats.position_bias(selection.votes, votes.has_position)
+    position = stats.position_bias(selection.votes, votes.has_position, len(methods))
     if position.get("small_expected_counts"):
         warnings.append(
             "fewer than 5 expected answers per screen slot: the position-bias chi-square "
@@ -109,8 +120,8 @@ def run_analysis(
         )
     digits = selection.votes["digit"].astype("Int64")
     by_digit = (
-        pd.crosstab(digits, pd.Categorical(selection.votes["chosen_method"], METHODS))
-        .reindex(columns=list(METHODS), fill_value=0)
+        pd.crosstab(digits, pd.Categorical(selection.votes["chosen_method"], methods))
+        .reindex(columns=list(methods), fill_value=0)
         .rename_axis(index="digit", columns=None)
     )
     model, note, robust = _primary(votes, selection, counts, reference, bootstrap, seed)
@@ -147,15 +158,17 @@ def _primary(votes: Votes, selection: Selection, counts, reference, draws, seed)
     real = selection.votes
     if (real["options"] == "").any():
         return None, "some kept answers lack their screen order (options)", robust
-    data = choice.choice_data(real, METHODS)
+    data = choice.choice_data(real, votes.methods)
     try:
         model = choice.fit_choice_model(data, reference=reference, draws=draws, seed=seed)
     except ValueError as exc:
         return None, str(exc), robust
-    model.cross_check = choice.marginal_cross_check(real, METHODS, reference)
+    model.cross_check = choice.marginal_cross_check(real, votes.methods, reference)
     model.statsmodels_check = choice.statsmodels_check(real, model)
     robust["by_digit"] = robustness.digit_effects(data, reference)
-    robust["digit_interaction"] = robustness.interaction_test(real, METHODS, reference, seed=seed)
+    robust["digit_interaction"] = robustness.interaction_test(
+        real, votes.methods, reference, seed=seed
+    )
     return model, "", robust
 
 

@@ -1,12 +1,12 @@
 """The statistics of the human study, on plain pandas/numpy data.
 
 Unit of observation (as in the paper): one participant's *proportion* of real-question
-votes given to each method, so every kept participant contributes one row of four
-proportions that sum to 1.
+votes given to each method, so every kept participant contributes one row of k
+proportions that sum to 1 (the paper: four methods; any k >= 2 works).
 
-* the paper's analysis: one-way ANOVA with the four methods as groups and those
-  proportions as observations, then Tukey HSD over the six pairs (statsmodels);
-* beyond the paper: the four proportions of one participant are dependent (they sum to
+* the paper's analysis: one-way ANOVA with the k methods as groups and those
+  proportions as observations, then Tukey HSD over the k(k - 1)/2 pairs (statsmodels);
+* beyond the paper: the k proportions of one participant are dependent (they sum to
   1), which the one-way ANOVA ignores, so the repeated-measures alternatives are reported
   too: Friedman's test over participants (blocks) and pairwise Wilcoxon signed-rank tests
   with Holm's correction; plus a chi-square test of screen-slot (position) bias.
@@ -41,21 +41,25 @@ __all__ = [
     "wilcoxon_holm",
 ]
 
-#: the six method pairs in statsmodels' order (groups sorted by name; diff = g2 - g1)
+#: the paper's six method pairs in statsmodels' order (groups sorted by name; diff = g2 - g1)
 PAIRS: tuple[tuple[str, str], ...] = tuple(combinations(sorted(METHODS), 2))
 
 
-def vote_matrix(votes: pd.DataFrame, participants: Sequence[str]) -> pd.DataFrame:
-    """Votes per participant (rows, in ``participants`` order) and method (columns)."""
-    codes = pd.Categorical(votes["chosen_method"], categories=METHODS).codes
+def vote_matrix(
+    votes: pd.DataFrame, participants: Sequence[str], methods: Sequence[str] = METHODS
+) -> pd.DataFrame:
+    """Votes per participant (rows, in ``participants`` order) and method (columns, in
+    ``methods`` order)."""
+    k = len(methods)
+    codes = pd.Categorical(votes["chosen_method"], categories=list(methods)).codes
     rows = pd.Index(participants).get_indexer(votes["participant_id"])
     if (codes < 0).any() or (rows < 0).any():
         raise ValueError("votes contain a method or participant outside the analysis")
-    flat = np.bincount(rows * len(METHODS) + codes, minlength=len(participants) * len(METHODS))
+    flat = np.bincount(rows * k + codes, minlength=len(participants) * k)
     return pd.DataFrame(
-        flat.reshape(len(participants), len(METHODS)),
+        flat.reshape(len(participants), k),
         index=pd.Index(participants, name="participant_id"),
-        columns=list(METHODS),
+        columns=list(methods),
     )
 
 
@@ -187,7 +191,7 @@ def repeated_measures_anova(props: pd.DataFrame) -> dict:
 def tukey_hsd(props: pd.DataFrame, alpha: float = 0.05) -> list[dict]:
     """Tukey HSD over every pair of columns (statsmodels ``pairwise_tukeyhsd``).
 
-    Each column is one group (for the study: the four methods' proportions).  Rows follow
+    Each column is one group (for the study: the methods' proportions; two or more).  Rows follow
     statsmodels: group1 < group2 by name, meandiff = mean(group2) - mean(group1),
     lower/upper the simultaneous (1 - alpha) confidence interval, p_adj from the
     studentized range distribution.
@@ -224,7 +228,8 @@ def friedman_test(props: pd.DataFrame) -> dict:
     """Friedman's test: rows (participants) are blocks, columns (methods) the treatments.
 
     Ties within a block get mid-ranks and scipy applies the tie correction, as R's
-    friedman.test does.  Kendall's W = chi2 / (n (k - 1)) is reported as the effect size
+    friedman.test does.  With two methods scipy runs no test (statistic and p are NaN,
+    ``note`` says why).  Kendall's W = chi2 / (n (k - 1)) is reported as the effect size
     (0 = no agreement between participants on a ranking of the methods, 1 = complete).
     """
     from scipy import stats
@@ -241,7 +246,7 @@ def friedman_test(props: pd.DataFrame) -> dict:
             statistic, p = float("nan"), float("nan")
     kendall_w = statistic / (n * (k - 1)) if np.isfinite(statistic) and n > 0 else float("nan")
     mean_ranks = stats.rankdata(props.to_numpy(), axis=1).mean(axis=0)
-    return {
+    result = {
         "statistic": statistic,
         "df": k - 1,
         "p": p,
@@ -249,6 +254,9 @@ def friedman_test(props: pd.DataFrame) -> dict:
         "kendalls_w": kendall_w,
         "mean_ranks": {name: float(r) for name, r in zip(names, mean_ranks, strict=True)},
     }
+    if k < 3:  # scipy refuses two treatments; the paired Wilcoxon test is that comparison
+        result["note"] = "Friedman's test needs three or more methods"
+    return result
 
 
 def wilcoxon_holm(
@@ -256,7 +264,7 @@ def wilcoxon_holm(
 ) -> list[dict]:
     """Pairwise Wilcoxon signed-rank tests (two-sided) with Holm's correction.
 
-    ``pairs`` defaults to every pair of columns in sorted order (for the study: the six
+    ``pairs`` defaults to every pair of columns in sorted order (for the study: the
     pairs of :func:`tukey_hsd`, same orientation: difference = group2 - group1).
     Zero differences are dropped (``zero_method='wilcox'``, as R's wilcox.test); scipy
     picks the exact null distribution for small samples without ties, else the normal
@@ -299,11 +307,12 @@ def wilcoxon_holm(
     return rows
 
 
-def position_bias(votes: pd.DataFrame, available: bool) -> dict:
+def position_bias(votes: pd.DataFrame, available: bool, n_slots: int = N_SLOTS) -> dict:
     """Chi-square goodness of fit of the chosen screen slot against uniform.
 
     The study randomises which slot shows which method, so without a position preference
-    the chosen slot is uniform over the four slots whatever the method preferences are.
+    the chosen slot is uniform over the ``n_slots`` slots (one per method) whatever the
+    method preferences are.
     """
     from scipy import stats
 
@@ -315,17 +324,17 @@ def position_bias(votes: pd.DataFrame, available: bool) -> dict:
     slots = votes["position"].dropna().to_numpy(dtype=np.int64)
     if slots.size == 0:
         return {"available": False, "reason": "no kept real answer has a position"}
-    counts = np.bincount(slots - 1, minlength=N_SLOTS)
+    counts = np.bincount(slots - 1, minlength=n_slots)
     result = stats.chisquare(counts)
-    expected = slots.size / N_SLOTS
+    expected = slots.size / n_slots
     return {
         "available": True,
-        "slots": "1-4, left to right",
+        "slots": f"1-{n_slots}, left to right",
         "n_answers": int(slots.size),
         "counts": {str(s): int(c) for s, c in enumerate(counts, start=1)},
         "expected_per_slot": float(expected),
         "chi2": float(result.statistic),
-        "df": N_SLOTS - 1,
+        "df": n_slots - 1,
         "p": float(result.pvalue),
         "small_expected_counts": bool(expected < 5),
     }
