@@ -29,10 +29,13 @@ import numpy as np
 
 from .attention import REASONS
 from .pipeline import Analysis
-from .votes import METHODS
 
 __all__ = [
+    "COLOURS",
     "DISPLAY",
+    "PALETTE",
+    "display_name",
+    "method_colours",
     "TUKEY_P_RESOLUTION",
     "format_p",
     "format_tukey_p",
@@ -44,6 +47,9 @@ __all__ = [
 #: how the methods are named in prose and figures
 DISPLAY = {"normlime": "NormLIME", "lime": "LIME", "smoothgrad": "SmoothGrad", "vargrad": "VarGrad"}
 COLOURS = {"normlime": "#d62728", "lime": "#1f77b4", "smoothgrad": "#2ca02c", "vargrad": "#9467bd"}
+#: colours of the methods the paper did not have, by their position among them (none of
+#: COLOURS, so every method of a study of up to ten keeps its own)
+PALETTE = ("#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 #: at most this many participants are drawn as points per method (all of them are analysed)
 MAX_POINTS = 2000
 #: statsmodels takes Tukey p-values from scipy's studentized-range integral, which bottoms
@@ -52,6 +58,18 @@ MAX_POINTS = 2000
 TUKEY_P_RESOLUTION = 1e-9
 #: seed of the point subsample and the horizontal jitter in proportions.png
 PLOT_SEED = 0
+
+
+def display_name(method: str) -> str:
+    """A method's name in prose and figures (the name itself when it is not the paper's)."""
+    return DISPLAY.get(method, method)
+
+
+def method_colours(methods) -> dict[str, str]:
+    """The paper's colours for its methods; the others take PALETTE's in their order, so
+    the same study always gets the same colours."""
+    others = [m for m in methods if m not in COLOURS]
+    return {m: COLOURS.get(m) or PALETTE[others.index(m) % len(PALETTE)] for m in methods}
 
 
 def _clean(value):
@@ -138,9 +156,11 @@ def details_dict(analysis: Analysis) -> dict:
                 "between": analysis.anova.ss_between,
                 "within": analysis.anova.ss_within,
             },
-            "proportions": {m: {k: float(desc.loc[m, k]) for k in desc.columns} for m in METHODS},
+            "proportions": {
+                m: {k: float(desc.loc[m, k]) for k in desc.columns} for m in analysis.methods
+            },
             "votes_by_digit": {
-                str(d): {m: int(analysis.by_digit.loc[d, m]) for m in METHODS}
+                str(d): {m: int(analysis.by_digit.loc[d, m]) for m in analysis.methods}
                 for d in analysis.by_digit.index
             },
         }
@@ -198,15 +218,16 @@ def _figure(width: float, height: float):
 
 
 def plot_votes(analysis: Analysis, path: Path) -> None:
+    colours = method_colours(analysis.methods)
     totals = analysis.vote_totals
     fig = _figure(5.0, 3.4)
     ax = fig.add_subplot()
     bars = ax.bar(
-        [DISPLAY[m] for m in METHODS],
-        [totals[m] for m in METHODS],
-        color=[COLOURS[m] for m in METHODS],
+        [display_name(m) for m in analysis.methods],
+        [totals[m] for m in analysis.methods],
+        color=[colours[m] for m in analysis.methods],
     )
-    ax.bar_label(bars, labels=[str(totals[m]) for m in METHODS], padding=2)
+    ax.bar_label(bars, labels=[str(totals[m]) for m in analysis.methods], padding=2)
     ax.set_ylabel("votes")
     ax.set_title(f"Votes per method ({analysis.selection.kept} participants)")
     ax.margins(y=0.12)
@@ -215,6 +236,7 @@ def plot_votes(analysis: Analysis, path: Path) -> None:
 
 
 def plot_proportions(analysis: Analysis, path: Path) -> None:
+    colours = method_colours(analysis.methods)
     props = analysis.props
     desc = analysis.descriptives
     rng = np.random.default_rng(PLOT_SEED)
@@ -222,8 +244,8 @@ def plot_proportions(analysis: Analysis, path: Path) -> None:
     shown = np.sort(rng.choice(n, size=MAX_POINTS, replace=False)) if n > MAX_POINTS else None
     fig = _figure(5.6, 3.8)
     ax = fig.add_subplot()
-    positions = np.arange(len(METHODS))
-    data = [props[m].to_numpy() for m in METHODS]
+    positions = np.arange(len(analysis.methods))
+    data = [props[m].to_numpy() for m in analysis.methods]
     ax.boxplot(
         data,
         positions=positions,
@@ -234,10 +256,10 @@ def plot_proportions(analysis: Analysis, path: Path) -> None:
         whiskerprops={"color": "0.4"},
         capprops={"color": "0.4"},
     )
-    for x, m in zip(positions, METHODS, strict=True):
+    for x, m in zip(positions, analysis.methods, strict=True):
         y = data[x] if shown is None else data[x][shown]
         jitter = rng.uniform(-0.18, 0.18, size=y.size)
-        ax.scatter(x + jitter, y, s=6, alpha=0.35, color=COLOURS[m], linewidths=0)
+        ax.scatter(x + jitter, y, s=6, alpha=0.35, color=colours[m], linewidths=0)
         ax.errorbar(
             x + 0.32,
             desc.loc[m, "mean"],
@@ -250,7 +272,7 @@ def plot_proportions(analysis: Analysis, path: Path) -> None:
             markersize=4,
             capsize=3,
         )
-    ax.set_xticks(positions, [DISPLAY[m] for m in METHODS])
+    ax.set_xticks(positions, [display_name(m) for m in analysis.methods])
     ax.set_ylim(-0.03, 1.03)
     ax.set_ylabel("share of the participant's votes")
     note = f"; {MAX_POINTS} of {n} drawn" if shown is not None else ""
@@ -271,6 +293,7 @@ def plot_proportions(analysis: Analysis, path: Path) -> None:
 
 def plot_choice_model(analysis: Analysis, path: Path) -> None:
     """Log-odds of each method against the reference, with the bootstrap intervals."""
+    colours = method_colours(analysis.methods)
     fig = _figure(5.0, 3.0)
     ax = fig.add_subplot()
     model = analysis.choice_model
@@ -286,14 +309,14 @@ def plot_choice_model(analysis: Analysis, path: Path) -> None:
         )
         ax.set_axis_off()
     else:
-        y = np.arange(len(METHODS))[::-1]
-        for yi, m in zip(y, METHODS, strict=True):
+        y = np.arange(len(analysis.methods))[::-1]
+        for yi, m in zip(y, analysis.methods, strict=True):
             lo, hi = model.ci[m]
-            ax.plot([lo, hi], [yi, yi], color=COLOURS[m], lw=2)
-            ax.plot(model.coef[m], yi, "o", color=COLOURS[m])
+            ax.plot([lo, hi], [yi, yi], color=colours[m], lw=2)
+            ax.plot(model.coef[m], yi, "o", color=colours[m])
         ax.axvline(0, color="0.6", lw=0.8, ls="--")
-        ax.set_yticks(y, [DISPLAY[m] for m in METHODS])
-        ax.set_xlabel(f"log-odds of being chosen vs {DISPLAY[model.reference]}")
+        ax.set_yticks(y, [display_name(m) for m in analysis.methods])
+        ax.set_xlabel(f"log-odds of being chosen vs {display_name(model.reference)}")
         ax.set_title(
             f"Primary analysis: conditional logit ({model.bootstrap['level']:.0%} cluster-"
             f"bootstrap CI)",
@@ -310,12 +333,13 @@ def _digit_shares(by_digit):
 
 def plot_digits(analysis: Analysis, path: Path) -> None:
     """Each digit's share of the votes per method (the per-digit breakdown)."""
+    colours = method_colours(analysis.methods)
     shares = _digit_shares(analysis.by_digit)
     fig = _figure(6.0, 3.4)
     ax = fig.add_subplot()
     digits = [str(d) for d in shares.index]
-    for m in METHODS:
-        ax.plot(digits, shares[m].to_numpy(), "o-", color=COLOURS[m], label=DISPLAY[m])
+    for m in analysis.methods:
+        ax.plot(digits, shares[m].to_numpy(), "o-", color=colours[m], label=display_name(m))
     ax.set_ylim(0, 1)
     ax.set_xlabel("digit asked")
     ax.set_ylabel("share of the votes")
@@ -384,7 +408,7 @@ def _cell(text: object) -> str:
 
 
 def _pair(g1: str, g2: str) -> str:
-    return f"{DISPLAY[g1]} vs {DISPLAY[g2]}"
+    return f"{display_name(g1)} vs {display_name(g2)}"
 
 
 def render_markdown(analysis: Analysis) -> str:
@@ -396,7 +420,8 @@ def render_markdown(analysis: Analysis) -> str:
     fr = analysis.friedman
     desc = analysis.descriptives
     by_reason = sel.excluded_by_reason()
-    order = sorted(METHODS, key=lambda m: -totals[m])
+    order = sorted(analysis.methods, key=lambda m: -totals[m])
+    k = len(analysis.methods)
     parts: list[str] = ["# Human evaluation: analysis of the votes", ""]
 
     if analysis.warnings:
@@ -465,14 +490,14 @@ def render_markdown(analysis: Analysis) -> str:
             ["method", "votes", "share of all votes", "mean proportion", "SD", "95% CI of mean"],
             [
                 [
-                    DISPLAY[m],
+                    display_name(m),
                     str(totals[m]),
                     f"{totals[m] / n_votes:.3f}",
                     _num(desc.loc[m, "mean"]),
                     _num(desc.loc[m, "sd"]),
                     f"[{_num(desc.loc[m, 'ci_low'])}, {_num(desc.loc[m, 'ci_high'])}]",
                 ]
-                for m in METHODS
+                for m in analysis.methods
             ],
         ),
         "",
@@ -487,7 +512,7 @@ def render_markdown(analysis: Analysis) -> str:
         "beside its own. It is not our primary analysis (see above).",
         "",
         "Observations: one proportion per participant per method "
-        f"({sel.kept} x {len(METHODS)} = {sel.kept * len(METHODS)}), methods as groups.",
+        f"({sel.kept} x {k} = {sel.kept * k}), methods as groups.",
         "",
         _table(
             ["source", "df", "sum of squares", "F", "p", "eta squared"],
@@ -511,8 +536,8 @@ def render_markdown(analysis: Analysis) -> str:
             ["group1", "group2", "meandiff", "p adj", "lower", "upper", "reject"],
             [
                 [
-                    DISPLAY[r["group1"]],
-                    DISPLAY[r["group2"]],
+                    display_name(r["group1"]),
+                    display_name(r["group2"]),
                     _num(r["meandiff"]),
                     format_tukey_p(r["p_adj"]),
                     _num(r["lower"]),
@@ -531,19 +556,26 @@ def render_markdown(analysis: Analysis) -> str:
         "## Secondary analyses: repeated-measures tests",
         "",
         *_rm_anova_section(analysis),
-        "The one-way ANOVA treats the four proportions of one participant as four "
-        "independent observations. They are not: they come from the same person and sum "
-        "to 1, so a high NormLIME share forces low shares elsewhere. The tests below treat "
-        "each participant as a block instead and make no normality assumption.",
+        f"The one-way ANOVA treats the {_word(k)} proportions of one participant as "
+        f"{_word(k)} independent observations. They are not: they come from the same person "
+        f"and sum to 1, so a high {display_name(analysis.methods[0])} share forces low "
+        "shares elsewhere. The tests below treat each participant as a block instead and "
+        "make no normality assumption.",
         "",
-        f"Friedman test (participants as blocks): chi2({fr['df']}) = {_stat(fr['statistic'])}, "
-        f"p = {format_p(fr['p'])}, n = {fr['n']}, Kendall's W = {_num(fr['kendalls_w'], 3)}. "
-        "Mean within-participant ranks (4 = most votes): "
-        + ", ".join(f"{DISPLAY[m]} {fr['mean_ranks'][m]:.2f}" for m in METHODS)
+        (
+            f"Friedman test: not run ({fr['note']}; with two the Wilcoxon test below is "
+            "the paired comparison). "
+            if fr.get("note")
+            else f"Friedman test (participants as blocks): chi2({fr['df']}) = "
+            f"{_stat(fr['statistic'])}, p = {format_p(fr['p'])}, n = {fr['n']}, Kendall's "
+            f"W = {_num(fr['kendalls_w'], 3)}. "
+        )
+        + f"Mean within-participant ranks ({k} = most votes): "
+        + ", ".join(f"{display_name(m)} {fr['mean_ranks'][m]:.2f}" for m in analysis.methods)
         + ".",
         "",
         f"Pairwise Wilcoxon signed-rank tests (two-sided, zero differences dropped), Holm "
-        f"correction over the six pairs at alpha = {analysis.alpha}; difference = group2 - "
+        f"correction over the {_pairs(k)} at alpha = {analysis.alpha}; difference = group2 - "
         "group1:",
         "",
         _table(
@@ -560,8 +592,8 @@ def render_markdown(analysis: Analysis) -> str:
             ],
             [
                 [
-                    DISPLAY[r["group1"]],
-                    DISPLAY[r["group2"]],
+                    display_name(r["group1"]),
+                    display_name(r["group2"]),
                     str(r["n_nonzero"]),
                     _num(r["median_difference"]),
                     _stat(r["statistic"]),
@@ -601,7 +633,7 @@ def _paragraph(analysis: Analysis, order: list[str]) -> str:
         f"Of {sel.total} participants, {sel.excluded} were excluded"
         + (f" ({excluded})" if excluded else "")
         + f", leaving {sel.kept}. Their votes were: "
-        + ", ".join(f"{totals[m]} for {DISPLAY[m]}" for m in order)
+        + ", ".join(f"{totals[m]} for {display_name(m)}" for m in order)
         + ". "
         + _primary_sentence(analysis)
         + " As a reproduction of the paper's analysis (Ahern et al. 2020), we treated each "
@@ -629,9 +661,13 @@ def _paragraph(analysis: Analysis, order: list[str]) -> str:
         " Because one participant's proportions sum to one and are not independent, the "
         f"repeated-measures ANOVA is the correct form of that test: F({rm['df_effect']}, "
         f"{rm['df_error']}) = {_stat(rm['F'])}, p = {format_p(rm['p'])}. We "
-        f"also ran a Friedman test (chi2({fr['df']}) = {_stat(fr['statistic'])}, p = "
-        f"{format_p(fr['p'])}, Kendall's W = {_num(fr['kendalls_w'], 3)}) and pairwise "
-        f"Wilcoxon signed-rank tests with Holm correction, which rejected "
+        + (
+            "also ran "
+            if fr.get("note")
+            else f"also ran a Friedman test (chi2({fr['df']}) = {_stat(fr['statistic'])}, p "
+            f"= {format_p(fr['p'])}, Kendall's W = {_num(fr['kendalls_w'], 3)}) and "
+        )
+        + "pairwise Wilcoxon signed-rank tests with Holm correction, which rejected "
         f"{len(holm)} of {len(analysis.wilcoxon)} pairwise null hypotheses."
     )
     return text
@@ -642,13 +678,13 @@ def _primary_sentence(analysis: Analysis) -> str:
     if model is None:
         return f"(The primary choice model could not be fitted: {analysis.choice_note}.)"
     level = f"{model.bootstrap['level']:.0%}"
-    others = [m for m in METHODS if m != model.reference]
+    others = [m for m in analysis.methods if m != model.reference]
     return (
         "In the primary analysis, a conditional logit of each choice with the method and "
         "the screen slot as covariates, the log-odds of choosing each method rather than "
-        f"{DISPLAY[model.reference]} were "
+        f"{display_name(model.reference)} were "
         + ", ".join(
-            f"{_num(model.coef[m], 2)} for {DISPLAY[m]} ({level} CI "
+            f"{_num(model.coef[m], 2)} for {display_name(m)} ({level} CI "
             f"{_num(model.ci[m][0], 2)} to {_num(model.ci[m][1], 2)})"
             for m in others
         )
@@ -669,18 +705,19 @@ def _primary_section(analysis: Analysis) -> list[str]:
             "do not need it.",
             "",
         ]
-    ref = DISPLAY[model.reference]
+    ref = display_name(model.reference)
     level = f"{model.bootstrap['level']:.0%}"
+    k = len(analysis.methods)
     rows = []
-    for m in METHODS:
+    for m in analysis.methods:
         if m == model.reference:
-            rows.append([DISPLAY[m], "0 (reference)", "1", "", "", "", ""])
+            rows.append([display_name(m), "0 (reference)", "1", "", "", "", ""])
             continue
         lo, hi = model.ci[m]
         loo = model.leave_one_out[m]
         rows.append(
             [
-                DISPLAY[m],
+                display_name(m),
                 _num(model.coef[m], 3),
                 _num(float(np.exp(model.coef[m])), 3),
                 f"[{_num(lo, 3)}, {_num(hi, 3)}]",
@@ -701,9 +738,9 @@ def _primary_section(analysis: Analysis) -> list[str]:
     ]
     gee = model.cross_check
     return head + [
-        "Each real question is one choice among the four maps on the screen. The model "
+        f"Each real question is one choice among the {_word(k)} maps on the screen. The model "
         "gives the option showing method m in screen slot s the utility beta_m + gamma_s "
-        "and the chosen option the probability exp(utility) / sum over the four options "
+        f"and the chosen option the probability exp(utility) / sum over the {_word(k)} options "
         "(McFadden's conditional logit, one stratum per question). beta is the log-odds of "
         f"choosing a method over {ref} when both are on the screen, whatever the slots. "
         f"Intervals: {level} percentile cluster bootstrap ({model.bootstrap['n']} "
@@ -746,9 +783,9 @@ def _primary_section(analysis: Analysis) -> list[str]:
         "ignores the slots, so it matches the estimates above only when the position "
         "effects are small): "
         + ", ".join(
-            f"{DISPLAY[m]} {_num(gee['coef'][m], 3)} [{_num(gee['ci'][m][0], 3)}, "
+            f"{display_name(m)} {_num(gee['coef'][m], 3)} [{_num(gee['ci'][m][0], 3)}, "
             f"{_num(gee['ci'][m][1], 3)}]"
-            for m in METHODS
+            for m in analysis.methods
             if m != model.reference
         )
         + ".",
@@ -770,7 +807,7 @@ def _statsmodels_sentence(check: dict) -> str:
 
 def _rm_anova_section(analysis: Analysis) -> list[str]:
     rm, anova = analysis.rm_anova, analysis.anova
-    k = len(METHODS)
+    k = len(analysis.methods)
     return [
         f"Repeated-measures ANOVA (participants as subjects; the F of statsmodels' AnovaRM): "
         f"F({rm['df_effect']}, {rm['df_error']}) = {_stat(rm['F'])}, p = {format_p(rm['p'])}; "
@@ -794,7 +831,7 @@ def _robustness_section(analysis: Analysis) -> list[str]:
     rob = analysis.robustness
     rows = [
         [
-            f"{DISPLAY[r['ahead']]} above {DISPLAY[r['behind']]}",
+            f"{display_name(r['ahead'])} above {display_name(r['behind'])}",
             str(r["gap"]),
             str(r["votes"]),
             "not reachable" if r["participants"] is None else str(r["participants"]),
@@ -812,8 +849,8 @@ def _robustness_section(analysis: Analysis) -> list[str]:
         "",
         _table(["ordering", "vote gap", "votes to reverse", "participants to reverse"], rows),
         "",
-        f"Top rank: {DISPLAY[top['leader']]} leads; {top['votes']} changed votes (towards "
-        f"{DISPLAY[top['votes_challenger']]}) or {top['participants']} participants would "
+        f"Top rank: {display_name(top['leader'])} leads; {top['votes']} changed votes (towards "
+        f"{display_name(top['votes_challenger'])}) or {top['participants']} participants would "
         "dethrone it.",
         "",
         "### Per digit",
@@ -823,9 +860,10 @@ def _robustness_section(analysis: Analysis) -> list[str]:
     share = _digit_shares(table)
     parts += [
         _table(
-            ["digit", *[f"{DISPLAY[m]} votes (share)" for m in METHODS]],
+            ["digit", *[f"{display_name(m)} votes (share)" for m in analysis.methods]],
             [
-                [str(d)] + [f"{int(table.loc[d, m])} ({_num(share.loc[d, m], 2)})" for m in METHODS]
+                [str(d)]
+                + [f"{int(table.loc[d, m])} ({_num(share.loc[d, m], 2)})" for m in analysis.methods]
                 for d in table.index
             ],
         ),
@@ -836,13 +874,13 @@ def _robustness_section(analysis: Analysis) -> list[str]:
     by_digit = rob.get("by_digit")
     if by_digit:
         ref = by_digit["reference"]
-        others = [m for m in METHODS if m != ref]
+        others = [m for m in analysis.methods if m != ref]
         parts += [
-            f"The choice model on each digit alone (log-odds vs {DISPLAY[ref]}, 95% "
+            f"The choice model on each digit alone (log-odds vs {display_name(ref)}, 95% "
             "cluster-robust Wald interval):",
             "",
             _table(
-                ["digit", *[DISPLAY[m] for m in others]],
+                ["digit", *[display_name(m) for m in others]],
                 [
                     [d]
                     + [
@@ -873,6 +911,19 @@ def _robustness_section(analysis: Analysis) -> list[str]:
     return parts
 
 
+_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _word(n: int) -> str:
+    return _WORDS[n] if 0 <= n < len(_WORDS) else str(n)
+
+
+def _pairs(k: int) -> str:
+    """The k methods' pairs in words: "six pairs", "single pair"."""
+    n = k * (k - 1) // 2
+    return "single pair" if n == 1 else f"{_word(n)} pairs"
+
+
 def _tukey_rel(p: float) -> str:
     text = format_tukey_p(p)
     return text if text.startswith("<") else f"= {text}"
@@ -884,7 +935,8 @@ def _position_text(pb: dict) -> str:
     counts = ", ".join(f"slot {s}: {c}" for s, c in pb["counts"].items())
     return (
         "Chi-square goodness-of-fit test of the chosen screen slot against a uniform "
-        "distribution over the four slots (the method order is randomised per question, so "
+        f"distribution over the {_word(len(pb['counts']))} slots (the method order is "
+        "randomised per question, so "
         "without a position preference every slot is equally likely): "
         f"{counts} ({pb['n_answers']} kept real answers); chi2({pb['df']}) = "
         f"{_stat(pb['chi2'])}, p = {format_p(pb['p'])}. Answers are treated as independent, "
