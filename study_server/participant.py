@@ -147,7 +147,9 @@ def _maps():
 
 
 def _design() -> SurveyDesign:
-    """The study's survey design: the one of the bundle the server loaded."""
+    """The study's survey design: the one of the bundle the server loaded.  Participants'
+    items are stored when they consent, so a bundle with another design must not replace
+    this one while surveys are open (each participant's bundle_sha256 says which ran)."""
     return _maps().design
 
 
