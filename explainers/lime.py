@@ -52,6 +52,7 @@ from threadpoolctl import threadpool_limits
 
 from . import seeds
 from .base import ForwardFunc, as_target, check_inputs, check_target
+from .features import describe_features, features_digest
 from .registry import register
 
 __all__ = [
@@ -283,6 +284,16 @@ def retain_freed_memory() -> bool:
         return False
 
 
+def _feature_labels(features) -> np.ndarray:
+    labels = np.asarray(features)
+    if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
+        raise ValueError("features must be an (H, W) array of labels 0 .. M-1")
+    m = int(labels.max()) + 1
+    if np.unique(labels).size != m:
+        raise ValueError(f"feature labels must use every number 0 .. {m - 1}")
+    return labels.astype(np.int64)
+
+
 def _finish(future: Future, progress) -> None:
     future.result()  # re-raises a worker's exception here
     if progress is not None:
@@ -311,6 +322,11 @@ class LocalLime:
     clip:
         ``(low, high)`` bounds of valid features (either may be None), or None for no
         clipping.  Pixels: ``(0.0, 1.0)``.  ReLU conv features: ``(0.0, None)``.
+    features:
+        None (one feature per input value), or an int array (H, W) of feature labels
+        0 .. M-1 shared by every input (``explainers.features.grid_features``).  Each
+        feature's noise is then one draw added to all its pixels and channels, the local
+        model has M weights, and ``attribute`` gives every pixel its feature's weight.
     n_jobs:
         worker threads for the LASSO/least-squares fits, which then overlap with the
         sampling and forward passes of the next inputs (0: everything in the calling
@@ -338,6 +354,7 @@ class LocalLime:
         clip: tuple[float | None, float | None] | None = (0.0, 1.0),
         n_jobs: int = 1,
         random_state: int | None = None,
+        features: np.ndarray | None = None,
     ):
         if not callable(forward_func):
             raise TypeError("forward_func must be callable")
@@ -364,6 +381,7 @@ class LocalLime:
         self.clip = None if clip is None else tuple(clip)
         self.n_jobs = int(n_jobs)
         self.random_state = random_state
+        self.features = None if features is None else _feature_labels(features)
 
     def params(self) -> dict:
         """The parameters that determine an explanation (recorded in manifests/cache keys)."""
@@ -373,7 +391,26 @@ class LocalLime:
             "n_features": self.n_features,
             "kernel_width": self.kernel_width,
             "clip": None if self.clip is None else list(self.clip),
+            **(
+                {}
+                if self.features is None
+                else {
+                    "features": describe_features(self.features),
+                    "features_digest": features_digest(self.features),
+                }
+            ),
         }
+
+    def n_dims(self, inputs: torch.Tensor) -> int:
+        """The number of interpretable features of ``inputs`` (N, *shape)."""
+        if self.features is None:
+            return int(np.prod(inputs.shape[1:]))
+        if tuple(inputs.shape[-2:]) != self.features.shape:
+            raise ValueError(
+                f"inputs are {tuple(inputs.shape[-2:])} but the feature map is "
+                f"{self.features.shape}"
+            )
+        return int(self.features.max()) + 1
 
     def width_for(self, n_dims: int) -> float:
         """The kernel width used for inputs with ``n_dims`` features."""
@@ -402,12 +439,38 @@ class LocalLime:
         """``(x', z = x' - x0)`` for one input ``x0`` (shape ``(*shape)``), drawn on the CPU."""
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         x0_cpu = x0.detach().to("cpu", torch.float32)
-        noise = torch.randn((self.n_samples, *x0_cpu.shape), generator=gen)
+        if self.features is None:
+            noise = torch.randn((self.n_samples, *x0_cpu.shape), generator=gen)
+        else:
+            labels = torch.from_numpy(self.features)
+            per_feature = torch.randn((self.n_samples, int(labels.max()) + 1), generator=gen)
+            noise = per_feature[:, labels].unsqueeze(1).expand(-1, *x0_cpu.shape).clone()
         xs = x0_cpu.unsqueeze(0) + noise.mul_(self.sigma)
         if self.clip is not None:
             low, high = self.clip
             xs = xs.clamp_(min=low, max=high)
-        return xs, xs - x0_cpu.unsqueeze(0)
+        z = xs - x0_cpu.unsqueeze(0)
+        if self.features is not None:
+            z = self._feature_means(z)
+        return xs, z
+
+    def _feature_means(self, z: torch.Tensor) -> torch.Tensor:
+        """(n, *shape) per-pixel perturbations -> (n, M): each feature's mean applied shift
+        (clipping makes it differ from pixel to pixel)."""
+        labels = torch.from_numpy(self.features)
+        flat = labels.expand(*z.shape[1:]).reshape(-1)
+        m = int(labels.max()) + 1
+        sums = torch.zeros((z.shape[0], m), dtype=z.dtype).index_add_(
+            1, flat, z.reshape(z.shape[0], -1)
+        )
+        return sums / torch.bincount(flat, minlength=m).to(z.dtype)
+
+    def expand(self, weights: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """(N, M) feature weights -> (N, *shape) maps: each pixel gets its feature's weight."""
+        if self.features is None:
+            return weights.reshape(weights.shape[0], *shape)
+        per_pixel = weights[:, self.features]  # (N, H, W)
+        return np.broadcast_to(per_pixel[:, None], (weights.shape[0], *shape)).copy()
 
     def model_outputs(self, xs: torch.Tensor, target: int, device) -> np.ndarray:
         """``f(x')`` for the target class, one forward pass per batch of samples."""
@@ -442,7 +505,7 @@ class LocalLime:
         seeds = per_input_seeds(self.random_state, n) if seeds is None else np.asarray(seeds)
         if seeds.shape != (n,):
             raise ValueError(f"seeds must have shape ({n},), got {seeds.shape}")
-        d = int(np.prod(inputs.shape[1:]))
+        d = self.n_dims(inputs)
         width = self.width_for(d)
         weights = np.zeros((n, d), dtype=np.float32)
         intercept = np.zeros(n)
@@ -490,4 +553,5 @@ class LocalLime:
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor | int) -> torch.Tensor:
         """Local weight vectors (at most K non-zeros each), shaped and placed like ``inputs``."""
         result = self.explain(inputs, target)
-        return torch.from_numpy(result.weights).reshape(inputs.shape).to(inputs.device)
+        maps = self.expand(result.weights, tuple(inputs.shape[1:]))
+        return torch.from_numpy(maps).to(inputs.device)
