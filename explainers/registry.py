@@ -17,6 +17,15 @@ Each method carries:
 Per-image classes build themselves from precompute's settings through a
 ``from_settings(forward_func, *, random_state, n_samples, score)`` classmethod, so no
 constructor signature is inspected.
+
+A study project (``explainers.project``) names its methods by *kind* and gives each its
+parameters: the kind is a registered name (``smoothgrad``, ``kernelshap``, ...) or a kind
+registered with :func:`register_kind` that only makes sense with parameters (``captum``:
+any Captum attribution class; ``function``: a user's ``f(model, inputs, target)``).
+:func:`build` makes the explainer: ``cls.from_config(forward_func, random_state=...,
+**params)`` when the class defines it, else ``cls(forward_func, random_state=...,
+**params)`` -- every registered constructor takes the forward function first and
+``random_state`` by keyword, and its other keyword arguments are its parameters.
 """
 
 from __future__ import annotations
@@ -34,11 +43,14 @@ __all__ = [
     "methods",
     "explainer_class",
     "parse_methods",
+    "register_kind",
+    "kind_class",
+    "build",
 ]
 # also, computed on first use: STUDY_METHODS, BASELINES, ALL_METHODS (name tuples in stream
 # order) and PER_IMAGE (name -> class)
 
-_MARKERS = ("@register(", "register_aggregate(")
+_MARKERS = ("@register(", "register_aggregate(", "@register_kind(")
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,7 @@ class MethodSpec:
 
 
 _SPECS: dict[str, MethodSpec] = {}
+_KINDS: dict[str, type] = {}
 _discovered = False
 
 
@@ -91,6 +104,55 @@ def register(name: str, *, stream: int, study: bool = False):
 def register_aggregate(name: str, *, stream: int, study: bool = False) -> None:
     """A method whose class maps precompute aggregates from local LIME explanations."""
     _add(MethodSpec(name, int(stream), study, None, True))
+
+
+def register_kind(name: str):
+    """Class decorator: a method kind used only from a study project, with parameters
+    (it is not a method of the MNIST replication and has no seed stream of its own)."""
+
+    def deco(cls):
+        if name in _KINDS or name in _SPECS:
+            raise ValueError(f"method kind {name!r} is registered twice")
+        _KINDS[name] = cls
+        return cls
+
+    return deco
+
+
+def kind_class(kind: str):
+    """The class of per-image method kind ``kind`` (a registered method or kind)."""
+    _discover()
+    if kind in _KINDS:
+        return _KINDS[kind]
+    spec = _SPECS.get(kind)
+    if spec is None or spec.cls is None:
+        known = sorted([*_KINDS, *(s.name for s in _SPECS.values() if s.cls is not None)])
+        raise ValueError(f"unknown method kind {kind!r}; per-image kinds are {', '.join(known)}")
+    return spec.cls
+
+
+def build(kind: str, forward_func, *, random_state, params: dict | None = None):
+    """The explainer of ``kind`` with a project's ``params`` (see the module docstring).
+
+    Unknown or invalid parameters raise ValueError naming them.
+    """
+    cls = kind_class(kind)
+    params = dict(params or {})
+    factory = getattr(cls, "from_config", None)
+    try:
+        if callable(factory):
+            return factory(forward_func, random_state=random_state, **params)
+        return cls(forward_func, random_state=random_state, **params)
+    except TypeError as exc:
+        raise ValueError(f"method kind {kind!r}: {_short(exc)}") from None
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    # "LocalLime.__init__() got an unexpected keyword argument 'x'" -> "unknown parameter 'x'"
+    if "unexpected keyword argument" in text:
+        return "unknown parameter " + text.split("unexpected keyword argument", 1)[1].strip()
+    return text
 
 
 def _discover() -> None:
