@@ -154,15 +154,22 @@ def image_pool(data: MnistData, name: str = "all") -> ImagePool:
 
 
 def as_float(images: np.ndarray):
-    """uint8 (N, 28, 28) -> float32 torch tensor (N, 1, 28, 28) with values in [0, 1]."""
+    """uint8 (N, H, W) or (N, C, H, W) -> float32 torch tensor (N, C, H, W) in [0, 1].
+
+    MNIST's (N, 28, 28) becomes (N, 1, 28, 28); one (28, 28) image becomes (1, 1, 28, 28).
+    """
     import torch
 
     arr = np.asarray(images)
     if arr.ndim == 2:
         arr = arr[None]
-    if arr.ndim != 3 or arr.shape[1:] != (28, 28):
-        raise DataError(f"expected images of shape (N, 28, 28), got {arr.shape}")
-    return torch.from_numpy(arr.astype(np.float32) / 255.0).unsqueeze(1)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4 or arr.dtype != np.uint8:
+        raise DataError(
+            f"expected uint8 images of shape (N, H, W) or (N, C, H, W), got {arr.dtype} {arr.shape}"
+        )
+    return torch.from_numpy(arr.astype(np.float32) / 255.0)
 
 
 def stratified_sample(

@@ -103,16 +103,21 @@ def train_model(
     model_config: CNNConfig | None = None,
     device: str | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    model: nn.Module | None = None,
 ) -> TrainResult:
     """Train a fresh :class:`MnistCNN` on ``data.train_*`` and report test accuracy.
 
+    ``model`` trains that module instead (anything with ``logits(x)``, such as a study
+    project's ``explainers.user_model.Classifier``); its initial weights are its own.
     ``progress(epoch, epochs, mean_loss)`` is called after each epoch.
     """
     if config.epochs < 1:
         raise ValueError("epochs must be at least 1")
+    if data.n_train == 0:
+        raise ValueError("the data has no training images")
     dev = pick_device(device)
     gen = seed_everything(config.seed)
-    model = MnistCNN(model_config).to(dev)
+    model = (MnistCNN(model_config) if model is None else model).to(dev)
     x = as_float(data.train_images)
     y = torch.from_numpy(np.asarray(data.train_labels, dtype=np.int64))
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
