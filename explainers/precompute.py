@@ -292,7 +292,7 @@ def explain_cached(
     computed here with ``lime``.
     """
     n = images.shape[0]
-    d = int(np.prod(images.shape[1:]))
+    d = lime.n_dims(images)
     result = LimeResult(
         weights=np.zeros((n, d), dtype=np.float32),
         intercept=np.zeros(n),
@@ -432,8 +432,18 @@ def plan_run(
     settings: Preset,
     seed: int,
     excluded: np.ndarray | None = None,
+    *,
+    aggregated: Callable[[str], bool] | None = None,
+    seed_of: Callable[[str], int] | None = None,
 ) -> Plan:
-    """Choose every image and seed of a run (no model needed).  Shapes come from the data."""
+    """Choose every image and seed of a run (no model needed).  Shapes come from the data.
+
+    ``aggregated(name)`` says whether a method's class maps come from the local LIME
+    explanations and ``seed_of(name)`` gives a per-image method's seed; by default both
+    come from the registry (a study project passes its own).
+    """
+    aggregated = aggregated or (lambda m: method_spec(m).aggregate)
+    seed_of = seed_of or (lambda m: method_seed(seed, m))
     pools: dict[str, ImagePool] = {}
 
     def pool_of(name: str) -> tuple[ImagePool, np.ndarray | None]:
@@ -444,21 +454,21 @@ def plan_run(
         return pool, allowed
 
     n_classes = int(max(data.train_labels.max(), data.test_labels.max())) + 1
-    aggregated = tuple(m for m in methods if method_spec(m).aggregate)
+    local_methods = tuple(m for m in methods if aggregated(m))
     local = None
-    if aggregated:
+    if local_methods:
         ls = settings.lime
         pool, allowed = pool_of(ls.images)
         index = select_lime_images(pool.labels, ls.per_class, seed, allowed, n_classes)
         seeds_ = np.array([image_seed(seed, int(t)) for t in index], dtype=np.int64)
-        local = LocalPlan(aggregated, ls, pool, index, seeds_)
+        local = LocalPlan(local_methods, ls, pool, index, seeds_)
     per_image = []
     for method in methods:
-        if method_spec(method).aggregate:
+        if aggregated(method):
             continue
         pi = settings.per_image
         pool, allowed = pool_of(pi.images)
-        mseed = method_seed(seed, method)
+        mseed = seed_of(method)
         chosen = draw_per_digit(
             pool.labels, pi.per_class, np.random.default_rng(mseed), allowed, n_classes,
             what=f"{method} images",
@@ -481,6 +491,14 @@ class LocalRun:
     hits: int
     wall_time_s: float
     cache_root: str | None
+    #: the (H, W) feature labels of grid-feature LIME (None: one feature per input value)
+    features: np.ndarray | None = None
+
+    def to_pixels(self, values: np.ndarray, image_shape: tuple[int, ...]) -> np.ndarray:
+        """(C, M) per-feature class values -> (C, H, W) maps, summed over channels."""
+        if self.features is None:
+            return reduce_channels(values.reshape(values.shape[0], *image_shape))
+        return values[:, self.features]
 
 
 def run_local(
@@ -497,8 +515,12 @@ def run_local(
     worker_threads: int | None,
     bar_opts: dict,
     log: Callable[[str], None],
+    lime_extra: dict | None = None,
 ) -> LocalRun:
-    """Compute ``lp``'s local explanations here or on a Dask cluster, through the cache."""
+    """Compute ``lp``'s local explanations here or on a Dask cluster, through the cache.
+
+    ``lime_extra`` adds LocalLime arguments a study project sets (``features``, ``clip``).
+    """
     from tqdm import tqdm
 
     ls = lp.settings
@@ -519,6 +541,7 @@ def run_local(
         "n_features": ls.n_features,
         "kernel_width": ls.kernel_width,
         "batch_size": batch_size,
+        **(lime_extra or {}),
     }
     lime = LocalLime(forward, **lime_kwargs, n_jobs=fit_threads())
     run_chunks = None
@@ -548,7 +571,7 @@ def run_local(
             # smaller tasks keep every Dask worker busy to the end
             chunk=32 if run_chunks is None else 8,
         )
-    d = int(np.prod(images.shape[1:]))
+    d = lime.n_dims(images)
     params = {
         **lime.params(),
         "kernel_width_used": lime.width_for(d),
@@ -558,18 +581,42 @@ def run_local(
         "forward": forward_desc,
     }
     root = str(cache.root) if cache is not None else None
-    return LocalRun(local, pred, params, hits, time.perf_counter() - t0, root)
+    return LocalRun(local, pred, params, hits, time.perf_counter() - t0, root, lime.features)
 
 
-def run_per_image(item: PerImagePlan, model, dev: torch.device, plan: Plan, bar_opts: dict):
-    """One per-image method's class maps (n_classes, *image_shape) and its explainer."""
+def reduce_channels(maps: np.ndarray) -> np.ndarray:
+    """(C, channels, H, W) -> (C, H, W) by summing over the channels (Captum's
+    visualize_image_attr convention); (C, H, W) maps pass through.  One grey channel
+    (MNIST) is returned unchanged."""
+    maps = np.asarray(maps)
+    return maps.sum(axis=1, dtype=maps.dtype) if maps.ndim == 4 else maps
+
+
+CHANNEL_RULE = (
+    "a method's per-channel attributions are summed over the image's channels before "
+    "averaging is displayed (Captum's visualize_image_attr convention); grey images have "
+    "one channel"
+)
+
+
+def run_per_image(
+    item: PerImagePlan, model, dev: torch.device, plan: Plan, bar_opts: dict, make=None
+):
+    """One per-image method's class maps (n_classes, H, W) and its explainer.
+
+    ``make(model, seed)`` builds the explainer (a study project's method); by default the
+    registry's class is built from precompute's per-image settings.
+    """
     n_classes = plan.n_classes
     from tqdm import tqdm
 
     pi = item.settings
-    explainer = explainer_class(item.method).from_settings(
-        model, random_state=item.seed, n_samples=pi.n_samples, score=pi.score
-    )
+    if make is not None:
+        explainer = make(model, item.seed)
+    else:
+        explainer = explainer_class(item.method).from_settings(
+            model, random_state=item.seed, n_samples=pi.n_samples, score=pi.score
+        )
     # only the chosen images go to the device; indices are re-expressed into them
     used = np.sort(item.chosen.ravel())
     with tqdm(total=n_classes, desc=item.method, unit="digit", **bar_opts) as bar:
@@ -580,29 +627,37 @@ def run_per_image(item: PerImagePlan, model, dev: torch.device, plan: Plan, bar_
             n_classes=n_classes,
             indices=np.searchsorted(used, item.chosen),
         )
-    out = np.asarray(arr, dtype=np.float32).reshape(n_classes, *plan.image_shape)
+    out = reduce_channels(np.asarray(arr, dtype=np.float32))
+    out = out.reshape(n_classes, *plan.image_shape[-2:])
     return out, explainer
 
 
 # --------------------------------------------------------------------------- aggregation
 
 
-def aggregate_local(plan: Plan, run: LocalRun, model_sha: str) -> tuple[dict, dict, dict]:
+def aggregate_local(
+    plan: Plan, run: LocalRun, model_sha: str, kind_of: Callable[[str], str] | None = None
+) -> tuple[dict, dict, dict]:
     """NormLIME (eq. 9) and LIME (SP-LIME eq. 6) class maps from the local explanations.
 
-    Returns (maps, methods_info, the arrays of local.npz).
+    ``kind_of(name)`` is "normlime" or "lime" for each aggregated method (default: its
+    name).  Returns (maps, methods_info, the arrays of local.npz).
     """
+    kind_of = kind_of or (lambda m: m)
     lp = plan.local
-    shape = (plan.n_classes, *plan.image_shape)
     class_maps = display_class_maps(run.result.weights, run.pred, plan.n_classes)
     usage = class_usage_counts(run.result.weights, run.pred, plan.n_classes)
+
+    def pixels(values):
+        return run.to_pixels(values, plan.image_shape)
+
     maps, info = {}, {}
     for method in lp.methods:
-        maps[method] = class_maps[method].reshape(shape).astype(np.float32)
+        maps[method] = pixels(class_maps[kind_of(method)]).astype(np.float32)
         info[method] = {
             "parameters": {
                 **run.params,
-                "aggregation": "NormLIME eq. (9)" if method == "normlime" else
+                "aggregation": "NormLIME eq. (9)" if kind_of(method) == "normlime" else
                 "SP-LIME eq. (6) conditioned on the predicted label",
                 "display_filter": DISPLAY_FILTER,
             },
@@ -619,9 +674,9 @@ def aggregate_local(plan: Plan, run: LocalRun, model_sha: str) -> tuple[dict, di
         "seed": lp.seeds,
         "r2": run.result.r2,
         "prob": run.result.prob,
-        "normlime_raw": class_maps["normlime_raw"].reshape(shape),
-        "lime_raw": class_maps["lime_raw"].reshape(shape),
-        "usage_counts": usage.reshape(shape),
+        "normlime_raw": pixels(class_maps["normlime_raw"]),
+        "lime_raw": pixels(class_maps["lime_raw"]),
+        "usage_counts": pixels(usage),
     }
     return maps, info, arrays
 
@@ -663,12 +718,20 @@ def write_outputs(
     extra: dict,
     image_records: dict,
     local_arrays: dict | None,
+    **bundle_options,
 ) -> dict:
-    """The bundle, its image records and the local explanations' summary; the manifest."""
+    """The bundle, its image records and the local explanations' summary; the manifest.
+
+    ``bundle_options`` go to :func:`explainers.bundle.write_bundle` (a study project's
+    classes, display, representatives, survey).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     if local_arrays is not None:
         np.savez_compressed(out_dir / "local.npz", **local_arrays)
-    write_bundle(out_dir, maps, methods_info=_jsonable(methods_info), extra=_jsonable(extra))
+    write_bundle(
+        out_dir, maps, methods_info=_jsonable(methods_info), extra=_jsonable(extra),
+        **bundle_options,
+    )  # fmt: skip
     np.savez_compressed(out_dir / IMAGES_FILE, **image_records)
     return json.loads((out_dir / "manifest.json").read_text())
 

@@ -90,7 +90,7 @@ def test_broken_bundles(tmp_path):
     manifest = json.loads((bad_entry / "manifest.json").read_text())
     del manifest["maps"][0]["png"]
     (bad_entry / "manifest.json").write_text(json.dumps(manifest))
-    cases.append((bad_entry, "lacks its method, digit or png"))
+    cases.append((bad_entry, "lacks its method or png"))
     for bundle, message in cases:
         r = CliRunner().invoke(cli, ["inspect-maps", str(bundle), "--out", str(tmp_path / "o")])
         assert message in one_error_line(r), (bundle, r.output)
