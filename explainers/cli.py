@@ -12,7 +12,15 @@ from pathlib import Path
 
 import click
 
-__all__ = ["COMMANDS", "InputError", "data_option", "device_option", "load_data_or_fail"]
+__all__ = [
+    "COMMANDS",
+    "InputError",
+    "data_option",
+    "device_option",
+    "load_data_or_fail",
+    "project_option",
+    "refuse_with_project",
+]
 
 
 def _check_device(_ctx, _param, value):
@@ -41,6 +49,39 @@ class InputError(click.ClickException):
     """Bad input from the user: one readable line on stderr and exit code 2."""
 
     exit_code = 2
+
+
+def _load_project(_ctx, _param, value):
+    if value is None:
+        return None
+    from .project import ProjectError, load_project
+
+    try:
+        return load_project(value)
+    except ProjectError as exc:
+        raise InputError(str(exc)) from None
+
+
+def project_option(func):
+    """``--project DIR``: run on a study project's model, data and methods (study.toml)."""
+    return click.option(
+        "--project",
+        default=None,
+        type=click.Path(path_type=Path),
+        callback=_load_project,
+        help="a study project (DIR/study.toml, see `normlime init-project`) instead of the "
+        "MNIST replication",
+    )(func)
+
+
+def refuse_with_project(ctx: click.Context, names: tuple[str, ...]) -> None:
+    """Options of the MNIST replication that a project's study.toml decides instead."""
+    from click.core import ParameterSource
+
+    given = [n for n in names if ctx.get_parameter_source(n) != ParameterSource.DEFAULT]
+    if given:
+        flag = "--" + given[0].replace("_path", "").replace("_spec", "").replace("_", "-")
+        raise InputError(f"{flag} does not apply with --project: the project's study.toml sets it")
 
 
 def data_option(default: str = "embedded"):
@@ -84,15 +125,28 @@ def load_data_or_fail(spec: str):
     "--out",
     "out_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="where to write the weights (a JSON sidecar is written next to it)",
+    default=None,
+    help="where to write the weights (a JSON sidecar is written next to it); required "
+    "without --project",
 )
-def train_command(data_spec, epochs, seed, batch_size, lr, device, out_path):
-    """Train the paper's CNN and save weights plus a JSON sidecar with its test accuracy."""
+@project_option
+@click.pass_context
+def train_command(ctx, data_spec, epochs, seed, batch_size, lr, device, out_path, project):
+    """Train the paper's CNN and save weights plus a JSON sidecar with its test accuracy.
+
+    With --project: train the project's [model] callable into its weights file, with the
+    settings of its [train] table.
+    """
     import torch
 
     from .model import save
     from .train import TrainConfig, train_model
+
+    if project is not None:
+        _train_project(ctx, project, device)
+        return
+    if out_path is None:
+        raise InputError("--out is required (where to write the weights)")
 
     data = load_data_or_fail(data_spec)
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
@@ -124,6 +178,20 @@ def train_command(data_spec, epochs, seed, batch_size, lr, device, out_path):
         f"test accuracy {result.test_accuracy:.2%} after {epochs} epochs "
         f"({result.wall_time_s:.0f} s); wrote {out_path} and {out_path.with_suffix('.json')}"
     )
+
+
+def _train_project(ctx, project, device) -> None:
+    from .project import ProjectError
+    from .project_train import train_project
+
+    refuse_with_project(ctx, ("data_spec", "epochs", "seed", "batch_size", "lr", "out_path"))
+    try:
+        meta = train_project(project, device=device, log=lambda line: click.echo(line, err=True))
+    except ProjectError as exc:
+        raise InputError(str(exc)) from None
+    weights = project.root / project.model["weights"]
+    click.echo(f"test accuracy {meta['test_accuracy']:.2%} after {meta['train']['epochs']} "
+               f"epochs ({meta['wall_time_s']:.0f} s); wrote {weights}")  # fmt: skip
 
 
 #: the model shipped with the repository (trained on full MNIST by `normlime train`)
@@ -216,10 +284,14 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
     "--out",
     "out_dir",
     type=click.Path(path_type=Path),
-    required=True,
-    help="bundle directory (manifest.json, maps.npz, png/)",
+    default=None,
+    help="bundle directory (manifest.json, maps.npz, png/); required without --project "
+    "[default with --project: the project's maps folder]",
 )
+@project_option
+@click.pass_context
 def precompute_command(
+    ctx,
     model_path,
     data_spec,
     methods,
@@ -237,8 +309,12 @@ def precompute_command(
     keep_local,
     scheduler,
     out_dir,
+    project,
 ):
-    """Compute the class-level maps of every method and write a maps bundle."""
+    """Compute the class-level maps of every method and write a maps bundle.
+
+    With --project: the project's methods on its model and data, into its maps folder.
+    """
     import sys
 
     from .lime import retain_freed_memory
@@ -248,6 +324,11 @@ def precompute_command(
     # a process-wide malloc setting: the entry point's decision, not the library's
     # (~1.7x faster forward passes here, identical results)
     retain_freed_memory()
+    if project is not None:
+        _precompute_project(ctx, project, device, no_cache, quiet, out_dir)
+        return
+    if out_dir is None:
+        raise InputError("--out is required (the bundle directory)")
     try:
         method_list = parse_methods(methods, allowed=ALL_METHODS, default=STUDY_METHODS)
     except ValueError as exc:
@@ -292,6 +373,43 @@ def precompute_command(
             else ""
         )
     )
+
+
+def _precompute_project(ctx, project, device, no_cache, quiet, out_dir) -> None:
+    from .project import ProjectError
+    from .project_precompute import precompute_project
+
+    refuse_with_project(ctx, ("model_path", "data_spec", "methods", "preset", "per_class",
+                              "samples", "n_features", "seed", "cache_dir", "compile_model",
+                              "disjoint_from", "keep_local", "scheduler"))  # fmt: skip
+    try:
+        result = precompute_project(
+            project, out_dir=out_dir, device=device, use_cache=not no_cache,
+            progress=not quiet, log=lambda line: click.echo(line, err=True), argv=sys.argv[1:],
+        )  # fmt: skip
+    except ProjectError as exc:
+        raise InputError(str(exc)) from None
+    n = len(project.class_names)
+    click.echo(f"wrote {len(result.maps)} methods x {n} classes to {result.out_dir} "
+               f"({', '.join(result.maps)}) in {result.wall_time_s:.0f} s")  # fmt: skip
+
+
+@click.command("init-project")
+@click.argument("directory", type=click.Path(path_type=Path))
+def init_project_command(directory):
+    """Write a commented study.toml (and an example model.py) into DIRECTORY.
+
+    The example runs offline on scikit-learn's 8x8 digits: `normlime train --project DIR`,
+    then `normlime precompute --project DIR`, then `normlime up --project DIR`.
+    """
+    from .project import ProjectError, init_project
+
+    try:
+        path = init_project(directory)
+    except ProjectError as exc:
+        raise InputError(str(exc)) from None
+    click.echo(f"wrote {path}; edit it, then `normlime train --project {directory}` and "
+               f"`normlime precompute --project {directory}`")  # fmt: skip
 
 
 @click.command("inspect-maps")
@@ -339,4 +457,4 @@ def inspect_maps_command(bundle_dir, against, data_spec, out_dir, strict):
         raise SystemExit(1)
 
 
-COMMANDS = [train_command, precompute_command, inspect_maps_command]
+COMMANDS = [train_command, precompute_command, inspect_maps_command, init_project_command]

@@ -1,0 +1,339 @@
+"""A study project: one ``study.toml`` names the model, data, classes, methods and survey.
+
+``normlime init-project DIR`` writes a commented example (``_templates/study.toml``) that
+runs offline; :func:`load_project` reads and validates one, every problem reported as a
+:class:`ProjectError` of one line naming the file and the key.  Without ``--project`` the
+commands run the MNIST replication exactly as before.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "ProjectError",
+    "MethodConfig",
+    "Project",
+    "PROJECT_FILE",
+    "AGGREGATED_KINDS",
+    "init_project",
+    "load_project",
+    "project_maps_dir",
+]
+
+PROJECT_FILE = "study.toml"
+TEMPLATES = Path(__file__).parent / "_templates"
+#: kinds whose class maps are aggregated from local LIME explanations (one shared run)
+AGGREGATED_KINDS = ("normlime", "lime")
+DISPLAYS = ("heatmap", "overlay")
+MAX_OPTIONS = 6
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+_SECTIONS = {"project", "model", "dataset", "classes", "methods", "lime", "per_image", "survey",
+             "train"}  # fmt: skip
+
+
+class ProjectError(ValueError):
+    """study.toml is missing or invalid (one readable line)."""
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    name: str
+    kind: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def aggregated(self) -> bool:
+        return self.kind in AGGREGATED_KINDS
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    name: str
+    seed: int
+    model: dict
+    dataset: dict
+    class_names: tuple[str, ...]
+    methods: tuple[MethodConfig, ...]
+    lime: dict
+    per_image: dict
+    survey: dict
+    train: dict
+    maps_dir: Path
+    cache_dir: Path
+
+    @property
+    def path(self) -> Path:
+        return self.root / PROJECT_FILE
+
+    def method(self, name: str) -> MethodConfig:
+        return next(m for m in self.methods if m.name == name)
+
+    def importable(self) -> None:
+        """Put the project folder on sys.path, for its "module:function" names."""
+        if str(self.root) not in sys.path:
+            sys.path.insert(0, str(self.root))
+
+
+def init_project(directory: str | Path) -> Path:
+    """Write the commented example study.toml (and its model.py) into ``directory``."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ProjectError(f"{directory} exists and is not a directory")
+    target = directory / PROJECT_FILE
+    if target.exists():
+        raise ProjectError(f"{target} already exists; not overwriting it")
+    directory.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(TEMPLATES / PROJECT_FILE, target)
+    if not (directory / "model.py").exists():
+        shutil.copyfile(TEMPLATES / "model.py", directory / "model.py")
+    return target
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _Checker:
+    """Typed access to one table of study.toml with errors that name the key."""
+
+    def __init__(self, path: Path, section: str, table):
+        if not isinstance(table, dict):
+            raise ProjectError(f"{path}: [{section}] must be a table")
+        self.path, self.section, self.table = path, section, table
+
+    def fail(self, key: str, message: str):
+        raise ProjectError(f"{self.path}: [{self.section}] {key} {message}")
+
+    def int(self, key, default=None, low=None, high=None):
+        value = self.table.get(key, default)
+        if value is None and default is None:
+            self.fail(key, "is required")
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok or (low is not None and value < low) or (high is not None and value > high):
+            bounds = f" between {low} and {high}" if high is not None else f" >= {low}"
+            self.fail(key, f"must be a whole number{bounds if low is not None else ''}, "
+                      f"got {value!r}")  # fmt: skip
+        return value
+
+    def float(self, key, default=None, positive=True):
+        value = self.table.get(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | float) or (
+            positive and not value > 0
+        ):
+            self.fail(key, f"must be a {'positive ' if positive else ''}number, got {value!r}")
+        return float(value)
+
+    def str(self, key, default=None, choices=None):
+        value = self.table.get(key, default)
+        if value is None:
+            self.fail(key, "is required")
+        if not isinstance(value, str) or (choices and value not in choices):
+            extra = f" (one of {', '.join(choices)})" if choices else ""
+            self.fail(key, f"must be a string{extra}, got {value!r}")
+        return value
+
+    def names(self, key, allowed, default):
+        value = self.table.get(key, default)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(key, f"must be a list of names, got {value!r}")
+        unknown = [v for v in value if v not in allowed]
+        if unknown:
+            self.fail(key, f"names {unknown[0]!r}, which is not one of {', '.join(allowed)}")
+        if len(set(value)) != len(value):
+            self.fail(key, "names something twice")
+        return value
+
+
+def _load_toml(path: Path) -> dict:
+    if path.is_dir():
+        path = path / PROJECT_FILE
+    if not path.is_file():
+        raise ProjectError(f"no project at {path} (create one with `normlime init-project DIR`)")
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ProjectError(f"{path} is not valid TOML: {exc}") from None
+    unknown = set(doc) - _SECTIONS
+    if unknown:
+        raise ProjectError(f"{path}: unknown section [{sorted(unknown)[0]}]")
+    return doc
+
+
+def _model(path, doc) -> dict:
+    c = _Checker(path, "model", doc.get("model", {}))
+    has_callable, has_file = "callable" in c.table, "file" in c.table
+    if has_callable == has_file:
+        raise ProjectError(f"{path}: [model] needs exactly one of callable or file")
+    c.str("callable" if has_callable else "file")
+    inp = _Checker(path, "model.input", c.table.get("input", {}))
+    for key in ("mean", "std"):
+        v = inp.table.get(key, [0.0] if key == "mean" else [1.0])
+        if not isinstance(v, list) or not v or not all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in v
+        ):
+            inp.fail(key, f"must be a list of numbers, got {v!r}")
+        if key == "std" and min(v) <= 0:
+            inp.fail(key, "must be positive")
+    return dict(c.table)
+
+
+def _classes(path, doc) -> tuple[str, ...]:
+    c = _Checker(path, "classes", doc.get("classes", {}))
+    names = c.table.get("names")
+    if not isinstance(names, list) or len(names) < 2 or not all(
+        isinstance(n, str) and n.strip() for n in names
+    ):
+        c.fail("names", "must list at least 2 class names (strings)")
+    if len(set(names)) != len(names):
+        c.fail("names", "names a class twice")
+    return tuple(names)
+
+
+def _methods(path, doc) -> tuple[MethodConfig, ...]:
+    from .registry import kind_class
+
+    tables = doc.get("methods")
+    if not isinstance(tables, list) or not tables:
+        raise ProjectError(f"{path}: needs at least one [[methods]] table")
+    out = []
+    for i, table in enumerate(tables, start=1):
+        c = _Checker(path, f"methods #{i}", table)
+        name = c.str("name")
+        if not _NAME.fullmatch(name):
+            c.fail("name", f"{name!r} must be lower-case letters, digits and '_', starting "
+                   "with a letter (at most 40)")  # fmt: skip
+        kind = c.str("kind")
+        if kind not in AGGREGATED_KINDS:
+            try:
+                kind_class(kind)
+            except ValueError as exc:
+                c.fail("kind", str(exc).replace("unknown method kind", "is an unknown kind"))
+        params = {k: v for k, v in table.items() if k not in ("name", "kind")}
+        if kind in AGGREGATED_KINDS and params:
+            c.fail(sorted(params)[0], "is not a parameter of an aggregated method: set the "
+                   "local explanations in [lime]")  # fmt: skip
+        out.append(MethodConfig(name, kind, params))
+    names = [m.name for m in out]
+    dup = next((n for n in names if names.count(n) > 1), None)
+    if dup:
+        raise ProjectError(f"{path}: two [[methods]] are named {dup!r}")
+    return tuple(out)
+
+
+def _lime(path, doc) -> dict:
+    c = _Checker(path, "lime", doc.get("lime", {}))
+    known = {"per_class", "n_samples", "sigma", "n_features", "kernel_width", "images",
+             "features", "clip"}  # fmt: skip
+    unknown = set(c.table) - known
+    if unknown:
+        c.fail(sorted(unknown)[0], "is not a [lime] setting")
+    out = {
+        "per_class": c.int("per_class", 40, low=1),
+        "n_samples": c.int("n_samples", 1000, low=2),
+        "sigma": c.float("sigma", 0.5),
+        "n_features": c.int("n_features", 20, low=1),
+        "kernel_width": c.float("kernel_width", None),
+        "images": c.str("images", "test", ("test", "all")),
+        "features": c.table.get("features", "pixels"),
+        "clip": c.table.get("clip", [0.0, 1.0]),
+    }
+    if 2 * out["n_features"] > out["n_samples"]:
+        c.fail("n_features", f"K={out['n_features']} needs n_samples >= {2 * out['n_features']}")
+    from .features import parse_features
+
+    try:
+        parse_features(out["features"], (1, 8, 8))
+    except ValueError as exc:
+        c.fail("features", str(exc))
+    return out
+
+
+def _per_image(path, doc) -> dict:
+    c = _Checker(path, "per_image", doc.get("per_image", {}))
+    return {"per_class": c.int("per_class", 10, low=1),
+            "images": c.str("images", "test", ("test", "all"))}  # fmt: skip
+
+
+def _survey(path, doc, class_names, methods) -> dict:
+    c = _Checker(path, "survey", doc.get("survey", {}))
+    method_names = [m.name for m in methods]
+    shown = c.names("methods", method_names, method_names)
+    if not 2 <= len(shown) <= MAX_OPTIONS:
+        c.fail("methods", f"must show 2 to {MAX_OPTIONS} methods (one option each), got "
+               f"{len(shown)}")  # fmt: skip
+    asked = c.names("classes", list(class_names), list(class_names))
+    if not asked:
+        c.fail("classes", "must ask at least one class")
+    repeats = c.int("repeats", 2, low=1, high=20)
+    checks = c.int("attention_checks", 5, low=0, high=50)
+    aggregated = [m.name for m in methods if m.aggregated and m.name in shown]
+    check_methods = c.names("check_methods", shown, aggregated or shown)
+    if checks and not check_methods:
+        c.fail("check_methods", "must name at least one shown method")
+    question = c.str("question", "Which explanation best highlights what makes this a {class}?")
+    if "{class}" not in question:
+        c.fail("question", "must contain {class}, where the asked class's name goes")
+    return {
+        "methods": shown,
+        "classes": asked,
+        "repeats": repeats,
+        "attention_checks": checks,
+        "check_methods": check_methods,
+        "question": question,
+        "display": c.str("display", "heatmap", DISPLAYS),
+    }
+
+
+def _train(path, doc) -> dict:
+    c = _Checker(path, "train", doc.get("train", {}))
+    return {"epochs": c.int("epochs", 20, low=1), "batch_size": c.int("batch_size", 64, low=1),
+            "lr": c.float("lr", 1e-3)}  # fmt: skip
+
+
+def project_maps_dir(directory: str | Path) -> Path:
+    """The maps folder a project's precompute writes, read without loading the rest
+    (no torch: the web process uses it for ``--project``)."""
+    path = _project_file(directory)
+    head = _Checker(path, "project", _load_toml(path).get("project", {}))
+    return path.parent.resolve() / head.str("maps", "maps")
+
+
+def _project_file(directory: str | Path) -> Path:
+    given = Path(directory).expanduser()
+    return given / PROJECT_FILE if given.is_dir() or not given.suffix else given
+
+
+def load_project(directory: str | Path) -> Project:
+    """Read and validate ``DIR/study.toml`` (or the file itself)."""
+    path = _project_file(directory)
+    doc = _load_toml(path)
+    root = path.parent.resolve()
+    head = _Checker(path, "project", doc.get("project", {}))
+    name = head.str("name", root.name)
+    class_names = _classes(path, doc)
+    methods = _methods(path, doc)
+    dataset = _Checker(path, "dataset", doc.get("dataset", {}))
+    dataset.str("kind")
+    return Project(
+        root=root,
+        name=name,
+        seed=head.int("seed", 0, low=0),
+        model=_model(path, doc),
+        dataset=dict(dataset.table),
+        class_names=class_names,
+        methods=methods,
+        lime=_lime(path, doc),
+        per_image=_per_image(path, doc),
+        survey=_survey(path, doc, class_names, methods),
+        train=_train(path, doc),
+        maps_dir=root / head.str("maps", "maps"),
+        cache_dir=root / head.str("cache", "cache"),
+    )
