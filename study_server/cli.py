@@ -347,6 +347,43 @@ maps_option = click.option(
     help="Maps bundle directory [default: $NORMLIME_MAPS, else assets/maps/mnist when "
     "present, else artifacts/maps].",
 )
+def _project_maps(_ctx, _param, value):
+    if value is None:
+        return None
+    from explainers.project import ProjectError, project_maps_dir
+
+    try:
+        return project_maps_dir(value)
+    except ProjectError as exc:
+        raise InputError(str(exc)) from None
+
+
+project_option = click.option(
+    "--project",
+    "project_maps",
+    default=None,
+    type=click.Path(path_type=Path),
+    callback=_project_maps,
+    help="a study project (DIR/study.toml): serve the maps its `normlime precompute "
+    "--project DIR` wrote (instead of --maps)",
+)
+
+
+def _maps_dir(maps_dir: Path | None, project_maps: Path | None) -> Path:
+    from .maps import default_maps_dir
+
+    if maps_dir is not None and project_maps is not None:
+        raise InputError("give --maps or --project, not both")
+    if project_maps is not None:
+        if not (project_maps / "manifest.json").is_file():
+            raise InputError(
+                f"the project has no maps yet ({project_maps}): run `normlime precompute "
+                "--project DIR` first"
+            )
+        return project_maps
+    return maps_dir or default_maps_dir()
+
+
 host_option = click.option("--host", default="127.0.0.1", show_default=True)
 port_option = click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 limits_option = click.option(
@@ -366,19 +403,20 @@ fake_option = click.option(
 
 @click.command("serve")
 @maps_option
+@project_option
 @db_option
 @host_option
 @port_option
 @fake_option
 @limits_option
-def serve_command(maps_dir, db_url, host, port, fake_mturk, limits_storage):
+def serve_command(maps_dir, project_maps, db_url, host, port, fake_mturk, limits_storage):
     """Development server (use gunicorn in production; see docs/study-server.md)."""
-    from .maps import default_maps_dir
     from .studies import list_studies
 
     app = _load_app(
-        maps_dir or default_maps_dir(), db_url, fake_mturk=fake_mturk, limits_storage=limits_storage
-    )
+        _maps_dir(maps_dir, project_maps), db_url, fake_mturk=fake_mturk,
+        limits_storage=limits_storage,
+    )  # fmt: skip
     with _session(_engine(db_url)) as session:
         for study in list_studies(session):
             _print_links(study, _base_url(host, port))
@@ -428,19 +466,19 @@ def ensure_bundle(maps_dir: Path, *, model_path: Path = DEFAULT_MODEL):
 
 @click.command("up")
 @maps_option
+@project_option
 @db_option
 @host_option
 @port_option
 @click.option("--no-serve", is_flag=True, help="Set everything up and print the links, then exit.")
 @limits_option
-def up_command(maps_dir, db_url, host, port, no_serve, limits_storage):
+def up_command(maps_dir, project_maps, db_url, host, port, no_serve, limits_storage):
     """Bring the study up: maps (built if missing), database, default study, admin, server."""
-    from .maps import default_maps_dir
     from .recruitment import default_adapters
     from .schema import init_db
     from .studies import admin_password_hash, create_study, list_studies
 
-    maps_dir = maps_dir or default_maps_dir()
+    maps_dir = _maps_dir(maps_dir, project_maps)
     store = ensure_bundle(maps_dir)
     click.echo(f"maps: {maps_dir} (sha256 {store.sha256[:12]})")
     engine = _engine(db_url, need_schema=False)
