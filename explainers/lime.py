@@ -284,6 +284,9 @@ def retain_freed_memory() -> bool:
         return False
 
 
+PERTURBATIONS = ("gaussian", "hide")
+
+
 def _feature_labels(features) -> np.ndarray:
     labels = np.asarray(features)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
@@ -327,6 +330,15 @@ class LocalLime:
         0 .. M-1 shared by every input (``explainers.features.grid_features``).  Each
         feature's noise is then one draw added to all its pixels and channels, the local
         model has M weights, and ``attribute`` gives every pixel its feature's weight.
+    perturbation:
+        "gaussian" (default; the paper's noise) or "hide": with ``features``, LIME's own
+        image perturbation -- each feature is kept or replaced by ``baseline`` with
+        probability 1/2, and the local model is fitted on keep (0) / hidden (-1), so a
+        positive weight means "the region's content raises the class's probability".
+        Additive noise cannot say that about a saturated colour (brightening pure red
+        can only add green and blue), hence this option for RGB images.
+    baseline:
+        the fill value of hidden features, in pixel units (default 0.5, mid-grey).
     n_jobs:
         worker threads for the LASSO/least-squares fits, which then overlap with the
         sampling and forward passes of the next inputs (0: everything in the calling
@@ -355,6 +367,8 @@ class LocalLime:
         n_jobs: int = 1,
         random_state: int | None = None,
         features: np.ndarray | None = None,
+        perturbation: str = "gaussian",
+        baseline: float = 0.5,
     ):
         if not callable(forward_func):
             raise TypeError("forward_func must be callable")
@@ -382,6 +396,14 @@ class LocalLime:
         self.n_jobs = int(n_jobs)
         self.random_state = random_state
         self.features = None if features is None else _feature_labels(features)
+        if perturbation not in PERTURBATIONS:
+            raise ValueError(
+                f"perturbation must be one of {', '.join(PERTURBATIONS)}, got {perturbation!r}"
+            )
+        if perturbation == "hide" and self.features is None:
+            raise ValueError("perturbation='hide' needs features (e.g. a grid of superpixels)")
+        self.perturbation = perturbation
+        self.baseline = float(baseline)
 
     def params(self) -> dict:
         """The parameters that determine an explanation (recorded in manifests/cache keys)."""
@@ -397,6 +419,8 @@ class LocalLime:
                 else {
                     "features": describe_features(self.features),
                     "features_digest": features_digest(self.features),
+                    "perturbation": self.perturbation,
+                    **({"baseline": self.baseline} if self.perturbation == "hide" else {}),
                 }
             ),
         }
@@ -416,7 +440,9 @@ class LocalLime:
         """The kernel width used for inputs with ``n_dims`` features."""
         if self.kernel_width is not None:
             return self.kernel_width
-        return 0.75 * math.sqrt(n_dims) * self.sigma
+        # hidden/kept features have unit scale: LIME's tabular default 0.75 * sqrt(d)
+        scale = 1.0 if self.perturbation == "hide" else self.sigma
+        return 0.75 * math.sqrt(n_dims) * scale
 
     # ------------------------------------------------------------------ sampling
 
@@ -439,6 +465,8 @@ class LocalLime:
         """``(x', z = x' - x0)`` for one input ``x0`` (shape ``(*shape)``), drawn on the CPU."""
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         x0_cpu = x0.detach().to("cpu", torch.float32)
+        if self.perturbation == "hide":
+            return self._hide(x0_cpu, gen)
         if self.features is None:
             noise = torch.randn((self.n_samples, *x0_cpu.shape), generator=gen)
         else:
@@ -453,6 +481,13 @@ class LocalLime:
         if self.features is not None:
             z = self._feature_means(z)
         return xs, z
+
+    def _hide(self, x0: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        labels = torch.from_numpy(self.features)
+        keep = torch.rand((self.n_samples, int(labels.max()) + 1), generator=gen) < 0.5
+        mask = keep[:, labels].unsqueeze(1).expand(-1, *x0.shape)
+        xs = torch.where(mask, x0.unsqueeze(0), torch.full_like(x0, self.baseline).unsqueeze(0))
+        return xs, keep.to(torch.float32) - 1.0
 
     def _feature_means(self, z: torch.Tensor) -> torch.Tensor:
         """(n, *shape) per-pixel perturbations -> (n, M): each feature's mean applied shift

@@ -231,7 +231,7 @@ def _methods(path, doc) -> tuple[MethodConfig, ...]:
 def _lime(path, doc) -> dict:
     c = _Checker(path, "lime", doc.get("lime", {}))
     known = {"per_class", "n_samples", "sigma", "n_features", "kernel_width", "images",
-             "features", "clip"}  # fmt: skip
+             "features", "clip", "perturbation", "baseline"}  # fmt: skip
     unknown = set(c.table) - known
     if unknown:
         c.fail(sorted(unknown)[0], "is not a [lime] setting")
@@ -244,7 +244,17 @@ def _lime(path, doc) -> dict:
         "images": c.str("images", "test", ("test", "all")),
         "features": c.table.get("features", "pixels"),
         "clip": c.table.get("clip", [0.0, 1.0]),
+        "perturbation": c.str("perturbation", "gaussian", ("gaussian", "hide")),
+        "baseline": c.float("baseline", 0.5, positive=False),
     }
+    if out["perturbation"] == "hide" and out["features"] in (None, "pixels"):
+        c.fail("perturbation", "\"hide\" needs superpixel features, e.g. features = "
+               "{ kind = \"grid\", cell = 8 }")  # fmt: skip
+    clip = out["clip"]
+    if clip is not None and (not isinstance(clip, list) or len(clip) != 2 or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in clip
+    )):
+        c.fail("clip", f"must be [low, high] (pixel units), got {clip!r}")
     if 2 * out["n_features"] > out["n_samples"]:
         c.fail("n_features", f"K={out['n_features']} needs n_samples >= {2 * out['n_features']}")
     from .features import parse_features

@@ -283,7 +283,8 @@ def _local(project, plan, model, dev, model_sha, use_cache, batch_size, bar_opts
             lp, model, dev, model_path=None, model_sha=model_sha,
             cache=LocalCache(project.cache_dir) if use_cache else None, batch_size=batch_size,
             compile_model=False, scheduler=None, worker_threads=None, bar_opts=bar_opts,
-            log=log, lime_extra={"features": features, "clip": clip},
+            log=log, lime_extra={"features": features, "clip": clip,
+                                 "perturbation": li["perturbation"], "baseline": li["baseline"]},
         )  # fmt: skip
     except ValueError as exc:  # e.g. images outside the clip range LIME assumes
         raise ProjectError(f"{project.path}: [lime] {exc}") from None
@@ -332,8 +333,9 @@ def _extra(project, settings, data, model_sha, local_summary, classes_info, dev,
             "project": str(project.path),
             "project_sha256": hashlib.sha256(project.path.read_bytes()).hexdigest(),
             "preset": settings.name,
-            "lime": {**asdict(settings.lime), "features": project.lime["features"],
-                     "clip": project.lime["clip"]},  # fmt: skip
+            "lime": {**asdict(settings.lime),
+                     **{k: project.lime[k] for k in ("features", "clip", "perturbation",
+                                                     "baseline")}},  # fmt: skip
             "per_image": asdict(settings.per_image),
         },
         "project": {"name": project.name, "methods": {m.name: {"kind": m.kind, **m.params}
