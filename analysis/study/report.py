@@ -29,6 +29,7 @@ import numpy as np
 
 from .attention import REASONS
 from .pipeline import Analysis
+from .votes import is_replication
 
 __all__ = [
     "COLOURS",
@@ -140,6 +141,10 @@ def details_dict(analysis: Analysis) -> dict:
                 "include_incomplete": sel.include_incomplete,
                 "real_questions": design.real_questions,
                 "attention_checks": design.attention_checks,
+                "classes": design.classes,
+                "design_source": analysis.votes.design_source,
+                "methods": list(analysis.methods),
+                "methods_source": analysis.votes.methods_source,
                 "alpha": analysis.alpha,
                 "speeder_ms": sel.speeder_ms,
             },
@@ -341,9 +346,9 @@ def plot_digits(analysis: Analysis, path: Path) -> None:
     for m in analysis.methods:
         ax.plot(digits, shares[m].to_numpy(), "o-", color=colours[m], label=display_name(m))
     ax.set_ylim(0, 1)
-    ax.set_xlabel("digit asked")
+    ax.set_xlabel(f"{_item(analysis)} asked")
     ax.set_ylabel("share of the votes")
-    ax.set_title("Votes by digit", fontsize=10)
+    ax.set_title(f"Votes by {_item(analysis)}", fontsize=10)
     ax.legend(fontsize=7, ncols=4, loc="upper center", frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     fig.savefig(path, metadata={"Software": None})
@@ -430,8 +435,11 @@ def render_markdown(analysis: Analysis) -> str:
         parts += [""]
 
     parts += [
-        f"Source: `{analysis.votes.source}`. Survey: {design.real_questions} real questions "
-        f"and {design.attention_checks} attention checks per participant. Inclusion rule: "
+        f"Source: `{analysis.votes.source}`. Methods: "
+        + ", ".join(display_name(m) for m in analysis.methods)
+        + f"{_SOURCES[analysis.votes.methods_source]}. Survey: {design.real_questions} real "
+        f"questions and {design.attention_checks} attention checks per participant"
+        + f"{_SOURCES[analysis.votes.design_source]}. Inclusion rule: "
         f"at least {sel.min_checks} of {design.attention_checks} attention checks passed; "
         + (
             "incomplete surveys kept if they had not already failed that rule."
@@ -853,14 +861,14 @@ def _robustness_section(analysis: Analysis) -> list[str]:
         f"{display_name(top['votes_challenger'])}) or {top['participants']} participants would "
         "dethrone it.",
         "",
-        "### Per digit",
+        f"### Per {_item(analysis)}",
         "",
     ]
     table = analysis.by_digit
     share = _digit_shares(table)
     parts += [
         _table(
-            ["digit", *[f"{display_name(m)} votes (share)" for m in analysis.methods]],
+            [_item(analysis), *[f"{display_name(m)} votes (share)" for m in analysis.methods]],
             [
                 [str(d)]
                 + [f"{int(table.loc[d, m])} ({_num(share.loc[d, m], 2)})" for m in analysis.methods]
@@ -868,7 +876,7 @@ def _robustness_section(analysis: Analysis) -> list[str]:
             ],
         ),
         "",
-        "![Votes by digit](digits.png)",
+        f"![Votes by {_item(analysis)}](digits.png)",
         "",
     ]
     by_digit = rob.get("by_digit")
@@ -876,11 +884,12 @@ def _robustness_section(analysis: Analysis) -> list[str]:
         ref = by_digit["reference"]
         others = [m for m in analysis.methods if m != ref]
         parts += [
-            f"The choice model on each digit alone (log-odds vs {display_name(ref)}, 95% "
+            f"The choice model on each {_item(analysis)} alone (log-odds vs "
+            f"{display_name(ref)}, 95% "
             "cluster-robust Wald interval):",
             "",
             _table(
-                ["digit", *[display_name(m) for m in others]],
+                [_item(analysis), *[display_name(m) for m in others]],
                 [
                     [d]
                     + [
@@ -899,7 +908,7 @@ def _robustness_section(analysis: Analysis) -> list[str]:
     if inter:
         parts += [
             (
-                f"Do the method effects differ between digits? {inter['test']}: LR = "
+                f"Do the method effects differ between {_item(analysis)}s? {inter['test']}: LR = "
                 f"{_stat(inter['lr'])} ({inter['df']} parameters), p = "
                 f"{_num(inter['p'], 3)} ({inter['permutations']} permutations, seed "
                 f"{inter['seed']})."
@@ -911,7 +920,20 @@ def _robustness_section(analysis: Analysis) -> list[str]:
     return parts
 
 
+#: how the report says where the methods and the survey design came from
+_SOURCES = {
+    "given": " (as given)",
+    "paper": " (the paper's)",
+    "options": " (read from the options column)",
+    "chosen_method": " (read from the chosen methods: the export has no options column)",
+    "inferred": " (read from the data: the most common complete survey)",
+}
 _WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _item(analysis: Analysis) -> str:
+    """What the ``digit`` column holds: MNIST digits in the replication, else classes."""
+    return "digit" if is_replication(analysis.methods) else "class"
 
 
 def _word(n: int) -> str:
