@@ -8,19 +8,21 @@ Model: an attentive participant has their own method preferences drawn from a Di
 distribution centred on ``preferences`` (``concentration`` sets how much participants
 differ; ``None`` = everyone identical) and passes each attention check with probability
 ``p_check_attentive``; an inattentive participant ("random clicker") picks uniformly and
-passes a check with probability 1/4.  Each question shows the four methods in a random
-screen order and the choice follows the conditional logit of :mod:`analysis.study.choice`:
-``position_logits`` (one log-odds per screen slot) optionally makes some slots more
-attractive.  A fraction of
-participants stop early (an incomplete survey).
+passes a check with probability 1/k for k methods.  Each question shows every method
+once in a random screen order and the choice follows the conditional logit of
+:mod:`analysis.study.choice`: ``position_logits`` (one log-odds per screen slot)
+optionally makes some slots more attractive.  A fraction of participants stop early (an
+incomplete survey).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
-from .votes import METHODS, N_SLOTS
+from .votes import METHODS
 
 __all__ = ["PAPER_PREFERENCES", "PAPER_VOTES", "simulate_export"]
 
@@ -32,7 +34,8 @@ PAPER_PREFERENCES = tuple(PAPER_VOTES[m] / sum(PAPER_VOTES.values()) for m in ME
 def simulate_export(
     n_participants: int,
     *,
-    preferences: tuple[float, ...] = PAPER_PREFERENCES,
+    methods: Sequence[str] = METHODS,
+    preferences: tuple[float, ...] | None = None,
     concentration: float | None = 20.0,
     p_inattentive: float = 0.1,
     p_check_attentive: float = 0.97,
@@ -40,20 +43,26 @@ def simulate_export(
     position_logits: tuple[float, ...] | None = None,
     real_questions: int = 20,
     attention_checks: int = 5,
+    classes: int = 10,
     random_state: int = 0,
 ) -> pd.DataFrame:
     """Return an export table (one row per answer) drawn from the model above.
 
+    ``methods`` are the study's (the paper's four by default), ``preferences`` one weight
+    per method (default: the paper's vote shares for its four methods, else equal);
+    real question i asks class i mod ``classes``.
+
     Columns as the study server's ``export-votes`` writes them: participant_id,
-    question_index (1-based), is_attention_check, digit, chosen_method, passed, position
-    (screen slot 1-4), options (the screen order), response_ms, study, mode, completed,
-    checks_passed.  Fully vectorised (no per-participant loop): 10,000 participants take
-    well under a second.
+    question_index (1-based), is_attention_check, digit (class index), chosen_method,
+    passed, position (screen slot 1-k), options (the screen order), response_ms, study,
+    mode, completed, checks_passed.  Fully vectorised (no per-participant loop): 10,000
+    participants take well under a second.
     """
     rng = np.random.default_rng(random_state)
     n, q = n_participants, real_questions + attention_checks
-    k = len(METHODS)
-    pref = np.asarray(preferences, dtype=float)
+    methods = tuple(methods)
+    k = len(methods)
+    pref = np.asarray(_preferences(methods, preferences), dtype=float)
     pref = pref / pref.sum()
 
     inattentive = rng.random(n) < p_inattentive
@@ -78,15 +87,15 @@ def simulate_export(
     u = rng.random((n, q))
     position = np.minimum((u[:, :, None] > cdf).sum(axis=2), k - 1)
     method = np.take_along_axis(perm, position[:, :, None], axis=2)[:, :, 0]
-    options = _screen_orders(perm.reshape(n * q, k))
+    options = _screen_orders(perm.reshape(n * q, k), methods)
 
-    p_pass = np.where(inattentive, 1.0 / N_SLOTS, p_check_attentive)
+    p_pass = np.where(inattentive, 1.0 / k, p_check_attentive)
     passed = rng.random((n, q)) < p_pass[:, None]
 
-    # real questions show each digit equally often; checks use random digits
-    digit = np.where(is_check, rng.integers(0, 10, size=(n, q)), 0)
+    # real questions show each class equally often; checks use random classes
+    digit = np.where(is_check, rng.integers(0, classes, size=(n, q)), 0)
     real_rank = np.cumsum(~is_check, axis=1) - 1
-    digit = np.where(is_check, digit, real_rank % 10)
+    digit = np.where(is_check, digit, real_rank % classes)
 
     incomplete = rng.random(n) < p_incomplete
     stop = np.where(incomplete, rng.integers(1, q, size=n), q)  # answers given
@@ -102,7 +111,7 @@ def simulate_export(
             "question_index": np.tile(np.arange(1, q + 1), n)[rows],
             "is_attention_check": check_flat,
             "digit": digit.ravel()[rows],
-            "chosen_method": np.where(check_flat, "", np.array(METHODS)[method.ravel()[rows]]),
+            "chosen_method": np.where(check_flat, "", np.array(methods)[method.ravel()[rows]]),
             "passed": pd.array(np.where(check_flat, passed.ravel()[rows], False), dtype="boolean"),
             "position": position.ravel()[rows] + 1,
             "options": np.where(check_flat, "", options[rows]),
@@ -117,8 +126,16 @@ def simulate_export(
     return frame
 
 
-def _screen_orders(perm: np.ndarray) -> np.ndarray:
+def _preferences(methods: tuple[str, ...], preferences) -> tuple[float, ...]:
+    if preferences is None:
+        return PAPER_PREFERENCES if methods == METHODS else (1.0,) * len(methods)
+    if len(preferences) != len(methods):
+        raise ValueError(f"need one preference per method ({len(methods)}), got {len(preferences)}")
+    return tuple(preferences)
+
+
+def _screen_orders(perm: np.ndarray, methods: tuple[str, ...]) -> np.ndarray:
     """Rows of method indices as ``a|b|c|d`` strings (one join per distinct order)."""
     orders, inverse = np.unique(perm, axis=0, return_inverse=True)
-    names = np.array(["|".join(METHODS[i] for i in order) for order in orders], dtype=object)
+    names = np.array(["|".join(methods[i] for i in order) for order in orders], dtype=object)
     return names[inverse.ravel()]
