@@ -33,11 +33,18 @@ __all__ = ["COMMANDS", "InputError", "analyze_command"]
     help="directory for summary.json, report.md, the plots and tables",
 )
 @click.option(
+    "--methods",
+    "methods_text",
+    default=None,
+    metavar="A,B,...",
+    help="the study's methods, in the order of the tables (default: read from the export)",
+)
+@click.option(
     "--min-checks",
     type=int,
-    default=4,
-    show_default=True,
-    help="attention checks a participant must pass to be kept (the paper: 4 of 5)",
+    default=None,
+    help="attention checks a participant must pass to be kept (default: all but one, "
+    "the paper's 4 of 5)",
 )
 @click.option(
     "--include-incomplete",
@@ -54,16 +61,16 @@ __all__ = ["COMMANDS", "InputError", "analyze_command"]
 @click.option(
     "--real-questions",
     type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="real questions in one complete survey",
+    default=None,
+    help="real questions in one complete survey (with --attention-checks; default: the "
+    "paper's 20 for its four methods, else the most common complete survey in the export)",
 )
 @click.option(
     "--attention-checks",
     type=click.IntRange(min=0),
-    default=5,
-    show_default=True,
-    help="attention checks in one complete survey",
+    default=None,
+    help="attention checks in one complete survey (with --real-questions; default: the "
+    "paper's 5 for its four methods, else read from the export)",
 )
 @click.option(
     "--exclude-speeders",
@@ -76,9 +83,9 @@ __all__ = ["COMMANDS", "InputError", "analyze_command"]
 )
 @click.option(
     "--reference",
-    default="lime",
-    show_default=True,
-    help="the method whose coefficient is 0 in the primary choice model",
+    default=None,
+    help="the method whose coefficient is 0 in the primary choice model (default: lime, "
+    "else the study's last method)",
 )
 @click.option(
     "--bootstrap",
@@ -100,6 +107,7 @@ def analyze_command(
     db_url,
     votes_path,
     out_dir,
+    methods_text,
     min_checks,
     include_incomplete,
     alpha,
@@ -122,14 +130,15 @@ def analyze_command(
     Reads the study server's export (--votes) or its database (--db), keeps participants
     who passed at least --min-checks attention checks in a complete survey, and writes
     summary.json, report.md (pasteable into a paper), votes.png and proportions.png to
-    --out.
+    --out.  The methods and the survey's length come from the export unless given.
     """
     from .pipeline import run_analysis
     from .report import format_p, write_outputs
-    from .votes import SurveyDesign, VotesError, read_votes_csv
+    from .votes import VotesError, read_votes_csv
 
     if (db_url is None) == (votes_path is None):
         raise InputError("give exactly one of --db URL or --votes CSV")
+    design = _design(real_questions, attention_checks)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} exists and is not a directory")
     try:
@@ -141,13 +150,14 @@ def analyze_command(
             raw,
             min_checks=min_checks,
             include_incomplete=include_incomplete,
-            design=SurveyDesign(real_questions, attention_checks),
+            design=design,
+            methods=_methods(methods_text),
             alpha=alpha,
             source=source,
             study=study,
             mode=mode,
             speeder_ms=speeder_ms,
-            reference=reference.strip().lower(),
+            reference=reference.strip().lower() if reference is not None else None,
             bootstrap=bootstrap,
             seed=seed,
         )
@@ -185,6 +195,25 @@ def analyze_command(
 
 
 COMMANDS: list = [analyze_command]
+
+
+def _methods(text: str | None) -> tuple[str, ...] | None:
+    """--methods a,b,c as names (validated with the data by validate_votes)."""
+    if text is None:
+        return None
+    return tuple(m.strip().lower() for m in text.split(","))
+
+
+def _design(real_questions: int | None, attention_checks: int | None):
+    """The stated survey, or None to read it from the data; a stated survey bounds no
+    class index (its classes are whatever the export's digit column holds)."""
+    from .votes import SurveyDesign
+
+    if real_questions is None and attention_checks is None:
+        return None
+    if real_questions is None or attention_checks is None:
+        raise InputError("give --real-questions and --attention-checks together")
+    return SurveyDesign(real_questions, attention_checks, classes=None)
 
 
 # ------------------------------------------------------------------ the database
@@ -285,8 +314,16 @@ SHARE_ROUNDING = 1e-3
 )
 @click.option(
     "--shares",
-    metavar="P1,P2,P3,P4",
-    help="assumed choice shares of normlime, lime, smoothgrad, vargrad (in that order; sum 1)",
+    metavar="P1,P2,...",
+    help="assumed choice shares of the methods, in --methods order (sum 1)",
+)
+@click.option(
+    "--methods",
+    "methods_text",
+    default=None,
+    metavar="A,B,...",
+    help="the planned study's methods (default: the pilot's, else normlime, lime, "
+    "smoothgrad, vargrad)",
 )
 @click.option(
     "--concentration",
@@ -298,10 +335,11 @@ SHARE_ROUNDING = 1e-3
 )
 @click.option(
     "--contrast",
-    default="normlime:lime",
-    show_default=True,
+    default=None,
     metavar="A:B",
-    help="the pairwise contrast to power (the omnibus test is always powered too)",
+    help="the pairwise contrast to power, two of the study's methods (default: the first "
+    "method against the reference, normlime:lime for the paper's); the omnibus test is "
+    "always powered too",
 )
 @click.option("--power", "target", type=float, default=0.8, show_default=True)
 @click.option("--alpha", type=float, default=0.05, show_default=True)
@@ -315,9 +353,8 @@ SHARE_ROUNDING = 1e-3
 @click.option(
     "--questions",
     type=click.IntRange(min=1),
-    default=20,
-    show_default=True,
-    help="real questions per participant",
+    default=None,
+    help="real questions per participant (default: the pilot's survey, else 20)",
 )
 @click.option("--max-participants", type=click.IntRange(min=5), default=5000, show_default=True)
 @click.option(
@@ -330,9 +367,8 @@ SHARE_ROUNDING = 1e-3
 @click.option(
     "--min-checks",
     type=int,
-    default=4,
-    show_default=True,
-    help="the pilot's inclusion rule (attention checks passed)",
+    default=None,
+    help="the pilot's inclusion rule (attention checks passed; default: all but one)",
 )
 @click.option("--pay-per-hour", type=float, default=None, metavar="X")
 @click.option("--minutes-per-survey", type=float, default=None, metavar="M")
@@ -355,6 +391,7 @@ SHARE_ROUNDING = 1e-3
 def power_command(
     pilot_path,
     shares,
+    methods_text,
     concentration,
     contrast,
     target,
@@ -378,12 +415,11 @@ def power_command(
     import json
     import math
 
-    from .power import DEFAULT_CONCENTRATION, PowerModel, power_search, study_cost
+    from .power import power_search, study_cost
     from .report import plot_power
-    from .votes import METHODS
 
     if (pilot_path is None) == (shares is None):
-        raise InputError("give exactly one of --pilot votes.csv or --shares P1,P2,P3,P4")
+        raise InputError("give exactly one of --pilot votes.csv or --shares P1,P2,...")
     if not 0 < target < 1 or not 0 < alpha < 1:
         raise InputError("--power and --alpha must be between 0 and 1")
     if (pay_per_hour is None) != (minutes_per_survey is None):
@@ -397,31 +433,22 @@ def power_command(
             raise InputError(f"{name} must be a non-negative number, got {value}")
     if keep_rate is not None and not 0 < keep_rate <= 1:
         raise InputError(f"--keep-rate must be in (0, 1], got {keep_rate}")
-    pair = tuple(m.strip().lower() for m in contrast.split(":"))
-    if len(pair) != 2 or pair[0] == pair[1] or any(m not in METHODS for m in pair):
-        raise InputError(
-            f"--contrast must name two different methods as A:B, from {', '.join(METHODS)}; "
-            f"got {contrast!r}"
-        )
     if concentration is not None and not concentration > 0:
         raise InputError(f"--concentration must be above 0, got {concentration}")
-    given = None if concentration is None or math.isinf(concentration) else concentration
-
+    methods = _methods(methods_text)
     try:
         if shares is not None:
-            model = PowerModel(
-                METHODS,
-                _parse_shares(shares),
-                concentration=given if concentration is not None else DEFAULT_CONCENTRATION,
-                questions=questions,
-                source="assumed shares",
-            )
+            model = _assumed_model(shares, methods, concentration, questions)
             rate, pilot = keep_rate or 1.0, None
         else:
-            model, rate, pilot = _pilot_model(pilot_path, min_checks, questions, concentration)
+            model, rate, pilot = _pilot_model(
+                pilot_path, min_checks, questions, concentration, methods
+            )
             rate = keep_rate or rate
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    pair = _contrast(contrast, model.methods)
+    k = len(model.methods)
 
     def progress(point):
         click.echo(
@@ -454,7 +481,7 @@ def power_command(
         "omnibus": {
             "participants_needed": search.needed_omnibus,
             "curve": [{"n": p.n, "power": p.omnibus_power} for p in search.points],
-            "test": "cluster-robust Wald test of no method effect, as F(3, n - 3)",
+            "test": f"cluster-robust Wald test of no method effect, as F({k - 1}, n - {k - 1})",
         },
         "failed_fits": {str(p.n): p.failed_fits for p in search.points if p.failed_fits},
         "model": model.as_dict(),
@@ -504,7 +531,42 @@ def power_command(
     click.echo(f"power.json: {out_dir / 'power.json'}")
 
 
-def _pilot_model(path, min_checks, questions, concentration):
+def _contrast(text: str | None, methods: tuple[str, ...]) -> tuple[str, str]:
+    """--contrast A:B checked against the study's methods (default: the first method
+    against the choice model's reference)."""
+    from .choice import default_reference
+
+    if text is None:
+        pair = (methods[0], default_reference(methods))
+        return pair if pair[0] != pair[1] else (methods[0], methods[1])
+    pair = tuple(m.strip().lower() for m in text.split(":"))
+    if len(pair) != 2 or pair[0] == pair[1] or any(m not in methods for m in pair):
+        raise InputError(
+            f"--contrast must name two different methods as A:B, from {', '.join(methods)}; "
+            f"got {text!r}"
+        )
+    return pair
+
+
+def _assumed_model(shares, methods, concentration, questions):
+    """The power model of --shares over --methods (the paper's four by default)."""
+    import math
+
+    from .power import DEFAULT_CONCENTRATION, PowerModel
+    from .votes import METHODS
+
+    if concentration is None:
+        concentration = DEFAULT_CONCENTRATION
+    return PowerModel(
+        methods or METHODS,
+        _parse_shares(shares),
+        concentration=None if math.isinf(concentration) else concentration,
+        questions=questions or 20,
+        source="assumed shares",
+    )
+
+
+def _pilot_model(path, min_checks, questions, concentration, methods=None):
     """The power model a pilot implies: its choice model's shares and slot effects, its
     heterogeneity (unless given) and its keep rate."""
     import math
@@ -514,10 +576,10 @@ def _pilot_model(path, min_checks, questions, concentration):
     from . import choice, stats
     from .attention import select_participants
     from .power import MIN_PARTICIPANTS, PowerModel, estimate_concentration
-    from .votes import METHODS, VotesError, read_votes_csv, validate_votes
+    from .votes import VotesError, read_votes_csv, validate_votes
 
     try:
-        votes = validate_votes(read_votes_csv(path), source=str(path))
+        votes = validate_votes(read_votes_csv(path), source=str(path), methods=methods)
         selection = select_participants(votes, min_checks)
     except VotesError as exc:
         raise ValueError(str(exc)) from None
@@ -526,15 +588,16 @@ def _pilot_model(path, min_checks, questions, concentration):
             f"the pilot has {selection.kept} kept participant(s); a power calculation needs at "
             f"least {MIN_PARTICIPANTS}"
         )
+    methods = votes.methods
     kept = selection.participants.index[selection.participants["kept"].to_numpy()]
-    counts = stats.vote_matrix(selection.votes, kept)
+    counts = stats.vote_matrix(selection.votes, kept, methods)
     position = None
     if votes.has_options:
-        data = choice.choice_data(selection.votes, METHODS)
+        data = choice.choice_data(selection.votes, methods)
         fitted = choice.fit_choice_model(data, draws=0)
-        beta = np.array([fitted.coef[m] for m in METHODS])
+        beta = np.array([fitted.coef[m] for m in methods])
         shares = np.exp(beta) / np.exp(beta).sum()
-        position = tuple(fitted.position_coef[str(s)] for s in range(1, len(METHODS) + 1))
+        position = tuple(fitted.position_coef[str(s)] for s in range(1, len(methods) + 1))
         how = "the pilot's conditional logit (method + screen slot)"
     else:
         totals = counts.sum(axis=0).to_numpy(dtype=float)
@@ -547,18 +610,18 @@ def _pilot_model(path, min_checks, questions, concentration):
     else:
         conc = None if math.isinf(concentration) else concentration
     model = PowerModel(
-        METHODS,
+        methods,
         tuple(float(s) for s in shares / shares.sum()),
         concentration=conc,
         position_logits=position,
-        questions=questions,
+        questions=questions or votes.design.real_questions,
         source=f"pilot {path}: {how}",
     )
     pilot = {
         "path": str(path),
         "participants": selection.total,
         "kept": selection.kept,
-        "min_checks": min_checks,
+        "min_checks": selection.min_checks,
         "estimated_concentration": concentration is None,
     }
     return model, selection.kept / selection.total, pilot
@@ -593,7 +656,21 @@ COMMANDS.append(power_command)
     default=None,
     help="the maps bundle shown to participants (its manifest is cited)",
 )
-@click.option("--min-checks", type=click.IntRange(0, 5), default=4, show_default=True)
+@click.option(
+    "--methods",
+    "methods_text",
+    default=None,
+    metavar="A,B,...",
+    help="the study's methods (default: those of --power-json, else the paper's four)",
+)
+@click.option("--real-questions", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--attention-checks", type=click.IntRange(min=0), default=5, show_default=True)
+@click.option(
+    "--min-checks",
+    type=click.IntRange(min=0),
+    default=None,
+    help="attention checks to pass (default: all but one, the paper's 4 of 5)",
+)
 @click.option(
     "--exclude-speeders",
     "speeder_ms",
@@ -612,23 +689,41 @@ COMMANDS.append(power_command)
     help="the markdown file to write, e.g. prereg.md",
 )
 def preregister_command(
-    study_name, db_url, power_path, maps_dir, min_checks, speeder_ms, alpha, seed, out_path
+    study_name,
+    db_url,
+    power_path,
+    maps_dir,
+    methods_text,
+    real_questions,
+    attention_checks,
+    min_checks,
+    speeder_ms,
+    alpha,
+    seed,
+    out_path,
 ):
     """Write the study's pre-registration (hypotheses, design, exclusions, analyses, N)."""
     from .preregister import render_preregistration
+    from .votes import METHODS
 
     if not 0 < alpha < 1:
         raise InputError(f"--alpha must be between 0 and 1, got {alpha}")
+    if min_checks is not None and min_checks > attention_checks:
+        raise InputError(f"--min-checks must be between 0 and {attention_checks}, got {min_checks}")
     power = _read_json(power_path, "--power-json") if power_path else None
     if power is not None and "participants_needed" not in power:
         raise InputError(f"{power_path} is not a power.json written by `normlime power`")
     manifest = _read_json(maps_dir / "manifest.json", "--maps") if maps_dir else None
     record = _study_record(db_url, study_name) if db_url else None
+    methods = _methods(methods_text) or tuple((power or {}).get("model", {}).get("methods", ()))
     text = render_preregistration(
         study_name,
         power=power,
         study_record=record,
         maps_manifest=manifest,
+        methods=_checked_methods(methods or METHODS),
+        real_questions=real_questions,
+        attention_checks=attention_checks,
         min_checks=min_checks,
         speeder_ms=speeder_ms,
         alpha=alpha,
@@ -640,6 +735,12 @@ def preregister_command(
     except OSError as exc:
         raise InputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
     click.echo(f"pre-registration: {out_path}")
+
+
+def _checked_methods(methods: tuple[str, ...]) -> tuple[str, ...]:
+    if len(methods) < 2 or len(set(methods)) != len(methods) or "" in methods:
+        raise InputError(f"--methods must name two or more distinct methods, got {methods}")
+    return methods
 
 
 def _read_json(path: Path, flag: str) -> dict:

@@ -10,10 +10,12 @@ what ``normlime analyze`` does.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
-from .choice import BOOTSTRAP_DRAWS, DEFAULT_REFERENCE
-from .report import DISPLAY
-from .votes import METHODS
+from .attention import pass_threshold
+from .choice import BOOTSTRAP_DRAWS, default_reference
+from .report import display_name
+from .votes import METHODS, SurveyDesign, is_replication
 
 __all__ = ["render_preregistration"]
 
@@ -24,7 +26,8 @@ def render_preregistration(
     power: dict | None = None,
     study_record: dict | None = None,
     maps_manifest: dict | None = None,
-    min_checks: int = 4,
+    methods: Sequence[str] = METHODS,
+    min_checks: int | None = None,
     speeder_ms: int | None = None,
     alpha: float = 0.05,
     seed: int = 0,
@@ -32,38 +35,42 @@ def render_preregistration(
     attention_checks: int = 5,
     today: dt.date | None = None,
 ) -> str:
+    """The pre-registration's markdown.  ``methods``: the study's (the paper's four by
+    default); ``min_checks`` None is the survey's pass threshold (all checks but one)."""
     today = today or dt.date.today()
-    ref = DISPLAY[DEFAULT_REFERENCE]
+    methods = tuple(methods)
+    k = len(methods)
+    reference = default_reference(methods)
+    ref = display_name(reference)
+    default = pass_threshold(SurveyDesign(real_questions, attention_checks))
+    min_checks = default if min_checks is None else min_checks
     parts = [
         f"# Pre-registration: {study}",
         "",
         f"Written {today.isoformat()} by `normlime preregister`, before data collection. "
-        "Replication of the human evaluation of Ahern et al. (2020), *NormLIME: A New "
+        + ("Replication of" if is_replication(methods) else "A study following")
+        + " the human evaluation of Ahern et al. (2020), *NormLIME: A New "
         "Feature Importance Metric for Explaining Deep Neural Networks*.",
         "",
         "## 1. Hypotheses",
         "",
-        "- H1 (primary): people choose NormLIME's class-level saliency maps as the best "
-        "explanation of a digit more often than LIME's: in the conditional logit below, "
-        f"the log-odds of NormLIME against {ref} is above 0.",
-        "- H2: the four methods are not chosen equally often (all method coefficients 0 "
-        "is rejected).",
-        "- H3 (the paper's orderings): NormLIME is chosen more than each other method, and "
-        "LIME more than SmoothGrad and VarGrad.",
+        *_hypotheses(methods, reference),
         "",
         "## 2. Dependent variable",
         "",
-        f"Each participant answers {real_questions} real questions (every digit 0-9 twice) "
-        "and "
+        f"Each participant answers {real_questions} real questions"
+        + (" (every digit 0-9 twice)" if is_replication(methods) else "")
+        + " and "
         f"{attention_checks} attention checks at random positions. A real question shows the "
-        f"{len(METHODS)} methods' maps of one digit side by side in an independently "
-        "shuffled order; the participant clicks the map that best explains the digit. The "
-        "recorded outcome is the chosen method and its screen slot (1-4, left to right).",
+        f"{k} methods' maps of one {_item(methods)} side by side in an independently "
+        f"shuffled order; the participant clicks the map that best explains the "
+        f"{_item(methods)}. The recorded outcome is the chosen method and its screen slot "
+        f"(1-{k}, left to right).",
         "",
         "## 3. Conditions",
         "",
-        "Within participants, every real question shows all four methods: "
-        + ", ".join(DISPLAY[m] for m in METHODS)
+        f"Within participants, every real question shows all {_word(k)} methods: "
+        + ", ".join(display_name(m) for m in methods)
         + ". The screen order is randomised per question from a seed stored with each "
         "participant.",
         "",
@@ -94,26 +101,37 @@ def render_preregistration(
         f"Reference method {ref} (beta = 0) and slot 1 (gamma = 0). 95% confidence "
         f"intervals by a percentile cluster bootstrap over participants, {BOOTSTRAP_DRAWS} "
         f"resamples, seed {seed}. Tests: cluster-robust Wald tests, each coefficient "
-        "against t(G - 1) and all method coefficients jointly as F(3, G - 3) (G = kept "
-        f"participants), at alpha = {alpha}. H1 is supported if the NormLIME coefficient's "
-        "t test rejects with a positive estimate; H2 if the joint test rejects.",
+        f"against t(G - 1) and all method coefficients jointly as F({k - 1}, G - {k - 1}) "
+        f"(G = kept participants), at alpha = {alpha}. H1 is supported if the "
+        f"{display_name(methods[0])} coefficient's t test rejects with a positive estimate; "
+        "H2 if the joint test rejects.",
         "",
         "**Reproduction of the paper's analysis** (reported beside, not used for the "
-        "hypotheses): per-participant vote proportions, one-way ANOVA with the four "
+        f"hypotheses): per-participant vote proportions, one-way ANOVA with the {_word(k)} "
         f"methods as groups, Tukey HSD at family-wise alpha = {alpha}.",
         "",
         "**Secondary analyses:** the repeated-measures ANOVA on the same proportions (whose "
-        "F is exactly 3/4 of the one-way F), Friedman's test and pairwise Wilcoxon "
-        "signed-rank tests with Holm's correction (H3 is judged on the Holm-corrected "
-        "Wilcoxon tests), a chi-square test of slot bias, a marginal model (NominalGEE) as "
+        f"F is exactly {k - 1}/{k} of the one-way F), "
+        + ("Friedman's test and " if k > 2 else "")
+        + "pairwise Wilcoxon signed-rank tests with Holm's correction"
+        + (" (H3 is judged on the Holm-corrected Wilcoxon tests)" if k > 2 else "")
+        + ", a chi-square test of slot bias, a marginal model (NominalGEE) as "
         "a cross-check of the primary estimates.",
         "",
         "**Robustness:** votes and participants needed to reverse each ordering and the "
         "top rank; leave-one-participant-out range of the primary estimates; the primary "
-        "model per digit; a permutation test (digits shuffled within participants, 199 "
-        f"permutations, seed {seed}) of a digit-by-method interaction.",
+        f"model per {_item(methods)}; a permutation test ({_items(methods)} shuffled within "
+        f"participants, 199 permutations, seed {seed}) of a {_item(methods)}-by-method "
+        "interaction.",
         "",
-        f"All of it is `normlime analyze --votes votes.csv --min-checks {min_checks} "
+        "All of it is `normlime analyze --votes votes.csv "
+        + ("" if is_replication(methods) else f"--methods {','.join(methods)} ")
+        + (
+            ""
+            if SurveyDesign(real_questions, attention_checks) == SurveyDesign()
+            else f"--real-questions {real_questions} --attention-checks {attention_checks} "
+        )
+        + f"--min-checks {min_checks} "
         f"--alpha {alpha} --seed {seed}"
         + (f" --exclude-speeders {speeder_ms}" if speeder_ms is not None else "")
         + " --out results/`.",
@@ -121,7 +139,9 @@ def render_preregistration(
         "## 5. Outliers and exclusions",
         "",
         f"Kept: participants who complete the survey and pass at least {min_checks} of "
-        f"{attention_checks} attention checks (the paper's rule). Incomplete surveys are "
+        f"{attention_checks} attention checks"
+        + (" (the paper's rule: every check but one). " if min_checks == default else ". ")
+        + "Incomplete surveys are "
         "excluded. "
         + (
             f"Speeders: participants whose median real-question response time is below "
@@ -146,6 +166,48 @@ def render_preregistration(
     return "\n".join(parts)
 
 
+_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+def _word(n: int) -> str:
+    return _WORDS[n] if 0 <= n < len(_WORDS) else str(n)
+
+
+def _item(methods: Sequence[str]) -> str:
+    """What a question asks about: the replication's digits, any other study's classes."""
+    return "digit" if is_replication(methods) else "class"
+
+
+def _items(methods: Sequence[str]) -> str:
+    return "digits" if is_replication(methods) else "classes"
+
+
+def _hypotheses(methods: tuple[str, ...], reference: str) -> list[str]:
+    """The paper's three hypotheses for its methods; the same questions for others, with
+    the first method in the study's order as the one under study."""
+    ref, lead = display_name(reference), display_name(methods[0])
+    if is_replication(methods):
+        return [
+            "- H1 (primary): people choose NormLIME's class-level saliency maps as the best "
+            "explanation of a digit more often than LIME's: in the conditional logit below, "
+            f"the log-odds of NormLIME against {ref} is above 0.",
+            "- H2: the four methods are not chosen equally often (all method coefficients 0 "
+            "is rejected).",
+            "- H3 (the paper's orderings): NormLIME is chosen more than each other method, "
+            "and LIME more than SmoothGrad and VarGrad.",
+        ]
+    lines = [
+        f"- H1 (primary): people choose {lead}'s maps as the best explanation of a class "
+        f"more often than {ref}'s: in the conditional logit below, the log-odds of {lead} "
+        f"against {ref} is above 0.",
+        f"- H2: the {_word(len(methods))} methods are not chosen equally often (all method "
+        "coefficients 0 is rejected).",
+    ]
+    if len(methods) > 2:
+        lines.append(f"- H3: {lead} is chosen more than each other method.")
+    return lines
+
+
 def _sample_size(power: dict | None) -> list[str]:
     if power is None:
         return [
@@ -165,7 +227,7 @@ def _sample_size(power: dict | None) -> list[str]:
         f"simulated studies per sample size, seed {power.get('seed')}). Assumed model: "
         f"{model.get('source')}; shares "
         + ", ".join(
-            f"{DISPLAY.get(m, m)} {s:.3f}"
+            f"{display_name(m)} {s:.3f}"
             for m, s in zip(model.get("methods", []), model.get("shares", []), strict=False)
         )
         + f"; preference concentration {model.get('concentration')}.",
