@@ -208,6 +208,9 @@ def precompute_project(
     data, dev, model, model_sha = _load(project, device)
     settings = _settings(project)
     _check_counts(project, data)
+    for method in project.methods:  # a bad class, layer or parameter fails before any work
+        if not method.aggregated:
+            _maker(project, method.name)(model, 0)
     names = [m.name for m in project.methods]
     try:
         plan = plan_run(
