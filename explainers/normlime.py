@@ -91,9 +91,11 @@ def splime_importance(m) -> np.ndarray:
     return np.sqrt(np.einsum("ji,ji->i", m, m))
 
 
-def _by_label(fn, m, labels, n_classes: int) -> np.ndarray:
+def _by_label(fn, m, labels, n_classes: int | None) -> np.ndarray:
     m = _matrix(m)
     labels = np.asarray(labels)
+    if n_classes is None:  # the labels say how many classes there are
+        n_classes = int(labels.max()) + 1 if labels.size else 0
     if labels.shape != (m.shape[0],):
         raise ValueError(f"labels must have shape ({m.shape[0]},), got {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
@@ -101,15 +103,16 @@ def _by_label(fn, m, labels, n_classes: int) -> np.ndarray:
     return np.stack([fn(m[labels == y]) for y in range(n_classes)])
 
 
-def class_normlime(m, labels, n_classes: int = 10) -> np.ndarray:
+def class_normlime(m, labels, n_classes: int | None = None) -> np.ndarray:
     """Class-specific NormLIME ``S_y(c_i)``, eq. (9), over ``E_y`` of eq. (7): (n_classes, d).
 
-    ``labels[j]`` is the model's predicted label of the point ``x_j`` that row ``j`` explains.
+    ``labels[j]`` is the model's predicted label of the point ``x_j`` that row ``j`` explains;
+    ``n_classes`` defaults to the largest label + 1 (pass it when a class may be absent).
     """
     return _by_label(normlime_scores, m, labels, n_classes)
 
 
-def class_splime(m, labels, n_classes: int = 10) -> np.ndarray:
+def class_splime(m, labels, n_classes: int | None = None) -> np.ndarray:
     """SP-LIME importance conditioned on the label: ``||omega_i||_2`` over ``E_y``."""
     return _by_label(splime_importance, m, labels, n_classes)
 
@@ -139,7 +142,7 @@ def positive_evidence(m) -> dict[str, np.ndarray]:
     }
 
 
-def class_usage_counts(m, labels, n_classes: int = 10) -> np.ndarray:
+def class_usage_counts(m, labels, n_classes: int | None = None) -> np.ndarray:
     """``|E_y(c_i)|``: how many local explanations of label ``y`` use feature ``i``."""
     return _by_label(lambda rows: np.count_nonzero(rows, axis=0), m, labels, n_classes)
 
@@ -160,7 +163,7 @@ def usage_spread(usage: np.ndarray) -> np.ndarray:
     return out
 
 
-def display_class_maps(m, labels, n_classes: int = 10) -> dict[str, np.ndarray]:
+def display_class_maps(m, labels, n_classes: int | None = None) -> dict[str, np.ndarray]:
     """Class maps as shown to people, plus the unsigned scores of the paper.
 
     Returns ``{"normlime", "lime"}`` (:func:`positive_evidence` per predicted label) and

@@ -137,7 +137,7 @@ def _settings(project: Project) -> Preset:
     return Preset("project", f"study project {project.name} ({project.path})", lime, per_image)
 
 
-def _load(project: Project, device):
+def _load(project: Project, device, module=None):
     project.importable()
     try:
         data = load_dataset(project.dataset, project.root, project.class_names)
@@ -147,9 +147,11 @@ def _load(project: Project, device):
         dev = pick_device(device)
     except DeviceError as exc:
         raise ProjectError(str(exc)) from None
+    spec = project.model if module is None else {"module": module, "input": project.model.get(
+        "input", {})}  # fmt: skip
     try:
         model, sha = load_classifier(
-            project.model, project.root, n_classes=len(project.class_names),
+            spec, project.root, n_classes=len(project.class_names),
             input_shape=tuple(data.test_images.shape[1:]), device=dev,
         )  # fmt: skip
     except ModelSpecError as exc:
@@ -199,13 +201,18 @@ def precompute_project(
     progress: bool = True,
     log: Callable[[str], None] = print,
     argv=None,
+    model=None,
 ) -> PrecomputeResult:
-    """Every method of ``project``: class maps and the survey block, as a v2 bundle."""
+    """Every method of ``project``: class maps and the survey block, as a v2 bundle.
+
+    ``model`` (an ``nn.Module`` from Python) replaces the project's ``[model]``; its
+    ``[model.input]`` normalisation still applies.
+    """
     started = time.perf_counter()
     out_dir = Path(out_dir) if out_dir is not None else project.maps_dir
     if out_dir.exists() and not out_dir.is_dir():
         raise ProjectError(f"--out {out_dir} exists and is not a directory")
-    data, dev, model, model_sha = _load(project, device)
+    data, dev, model, model_sha = _load(project, device, model)
     settings = _settings(project)
     _check_counts(project, data)
     for method in project.methods:  # a bad class, layer or parameter fails before any work

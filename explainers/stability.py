@@ -197,7 +197,7 @@ def as_displayed(maps: np.ndarray) -> np.ndarray:
 def class_maps_from_pool(pool: Pool, spec: FitSpec, n: int) -> dict[str, np.ndarray]:
     """Display and raw class maps from the first ``n`` explanations per digit of a pool."""
     rows = first_per_label(pool.true_label, n)
-    return display_class_maps(pool.weights[spec][rows], pool.pred_label[rows])
+    return display_class_maps(pool.weights[spec][rows], pool.pred_label[rows], 10)
 
 
 def stability_rows(

@@ -131,7 +131,11 @@ def load_classifier(
     ``weights=False`` leaves a callable's network as built (for training it).
     """
     base = Path(base)
-    if spec.get("callable"):
+    if spec.get("module") is not None:  # from Python: the module itself
+        net = spec["module"]
+        if not isinstance(net, nn.Module):
+            raise ModelSpecError(f"model must be a torch nn.Module, got {type(net).__name__}")
+    elif spec.get("callable"):
         net = _from_callable(spec, base, weights)
     elif spec.get("file"):
         net = _from_file(base / spec["file"])

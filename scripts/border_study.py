@@ -62,7 +62,7 @@ def main(argv=None) -> int:
             lime = LocalLime(forward, n_samples=args.samples, n_features=k, clip=clip,
                              random_state=args.seed)
             w = lime.explain(x, torch.as_tensor(pred)).weights
-            maps = display_class_maps(w, pred)
+            maps = display_class_maps(w, pred, 10)
             abs_w = np.abs(w)
             line = [f"K={k:<4} clip={'[0,1]' if clip else 'none':<5}"]
             for m in ("normlime", "lime"):

@@ -34,7 +34,7 @@ from explainers.stability import as_displayed, first_per_label, pearson_per_clas
 
 def _r(wa, pa, wb, pb) -> dict[str, np.ndarray]:
     """Per-digit r of the class maps as displayed (the rendering rule's values)."""
-    ma, mb = display_class_maps(wa, pa), display_class_maps(wb, pb)
+    ma, mb = display_class_maps(wa, pa, 10), display_class_maps(wb, pb, 10)
     return {
         m: pearson_per_class(as_displayed(ma[m]), as_displayed(mb[m])) for m in ("normlime", "lime")
     }
@@ -112,10 +112,10 @@ def pools_grid(paths: list[str], ns: list[int]) -> list[dict]:
                 wa, pa = z[f"p0_w_{tag}"][ra], z["p0_pred"][ra]
                 wb, pb = z[f"p1_w_{tag}"][rb], z["p1_pred"][rb]
                 r = _r(wa, pa, wb, pb)
-                ma = display_class_maps(wa, pa)
+                ma = display_class_maps(wa, pa, 10)
                 shown = {m: as_displayed(ma[m]) for m in ("normlime", "lime")}
                 cross = pearson_per_class(shown["normlime"], shown["lime"])
-                cv = usage_spread(class_usage_counts(wa, pa))
+                cv = usage_spread(class_usage_counts(wa, pa, 10))
                 share = (shown["normlime"] * border).sum(1) / shown["normlime"].sum(1)
                 row = {
                     "n_samples": n_samples, "K": k, "per_class": n,

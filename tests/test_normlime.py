@@ -172,3 +172,17 @@ def test_bad_input_is_rejected():
         class_normlime(np.zeros((3, 2)), [0, 1], 2)
     with pytest.raises(ValueError, match="labels must lie"):
         class_normlime(np.zeros((2, 2)), [0, 5], 2)
+
+
+def test_class_maps_have_one_row_per_class_of_the_labels_not_ten():
+    from explainers.normlime import class_usage_counts, display_class_maps
+
+    rng = np.random.default_rng(0)
+    m = rng.standard_normal((30, 12)) * (rng.random((30, 12)) < 0.3)
+    labels = np.arange(30) % 5
+    maps = display_class_maps(m, labels)
+    assert {k: v.shape for k, v in maps.items()} == {k: (5, 12) for k in maps}
+    assert class_usage_counts(m, labels).shape == (5, 12)
+    assert display_class_maps(m, labels, n_classes=7)["normlime"].shape == (7, 12)
+    np.testing.assert_array_equal(maps["normlime"][4], np.maximum(
+        display_class_maps(m[labels == 4], np.zeros(6, int))["normlime"][0], 0))

@@ -134,6 +134,7 @@ lr = 0.01
 
 
 def write_squares_project(root):
+    root.mkdir(parents=True, exist_ok=True)
     (root / "squares_data.py").write_text(textwrap.dedent(DATA_PY))
     (root / "squares_model.py").write_text(textwrap.dedent(MODEL_PY))
     (root / "study.toml").write_text(STUDY_TOML)
@@ -188,3 +189,25 @@ def test_the_survey_block_asks_the_chosen_classes_with_lookalikes(squares):
     assert params["gradcam"]["parameters"]["layer"] == "conv2"
     lime = json.dumps(params["normlime"]["parameters"])
     assert "fixed grid of 64 cells" in lime
+
+
+def test_the_python_api_takes_an_nn_module(tmp_path):
+    """precompute_project(model=...) with an nn.Module, no weights file (issue: an
+    nn.Module used to be a TypeError)."""
+    import torch
+
+    from explainers.project import load_project
+    from explainers.project_precompute import precompute_project
+
+    root = write_squares_project(tmp_path / "api")
+    project = load_project(root)
+    project.importable()
+    import squares_model
+
+    torch.manual_seed(0)
+    net = squares_model.build()
+    result = precompute_project(project, model=net, progress=False, log=lambda line: None)
+    assert set(result.maps) == {"normlime", "gradcam", "smoothgrad", "input_x_gradient"}
+    assert all(m.shape == (4, 32, 32) for m in result.maps.values())
+    with pytest.raises(ValueError, match="must be a torch nn.Module, got str"):
+        precompute_project(project, model="net.pt", progress=False, log=lambda line: None)
