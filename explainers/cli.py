@@ -413,7 +413,7 @@ def init_project_command(directory):
 
 
 @click.command("inspect-maps")
-@click.argument("bundle_dir", type=click.Path(path_type=Path))
+@click.argument("bundle_dir", type=click.Path(path_type=Path), required=False)
 @click.option(
     "--against",
     type=click.Path(path_type=Path),
@@ -430,20 +430,32 @@ def init_project_command(directory):
     help="where to write inspect.json and montage.png",
 )
 @click.option("--strict", is_flag=True, help="exit with code 1 when the report raises a flag")
-def inspect_maps_command(bundle_dir, against, data_spec, out_dir, strict):
+@project_option
+@click.pass_context
+def inspect_maps_command(ctx, bundle_dir, against, data_spec, out_dir, strict, project):
     """Report on a maps bundle's stimuli before a study: stability, sparsity, cues, bytes.
 
     The digit's ink (for the ink/border mass shares) is taken from the mean training image
-    of each digit in --data.
+    of each digit in --data.  With --project: the project's bundle (BUNDLE_DIR defaults to
+    its maps folder) and the ink of each class's mean image in its dataset.
     """
     from .bundle import BundleError, read_bundle
     from .inspect import format_report, inspect_bundle, save_report, write_montage
 
-    data = load_data_or_fail(data_spec)
+    if project is not None:
+        refuse_with_project(ctx, ("data_spec",))
+        data = _project_data(project)
+        bundle_dir = bundle_dir or project.maps_dir
+    else:
+        if bundle_dir is None:
+            raise InputError("give the bundle directory (or --project DIR)")
+        data = load_data_or_fail(data_spec)
+    images, labels = (
+        (data.train_images, data.train_labels) if data.n_train else
+        (data.test_images, data.test_labels)
+    )  # fmt: skip
     try:
-        report = inspect_bundle(
-            bundle_dir, against=against, images=data.train_images, labels=data.train_labels
-        )
+        report = inspect_bundle(bundle_dir, against=against, images=images, labels=labels)
     except BundleError as exc:
         raise InputError(str(exc)) from None
     if out_dir.exists() and not out_dir.is_dir():
@@ -455,6 +467,17 @@ def inspect_maps_command(bundle_dir, against, data_spec, out_dir, strict):
     click.echo(f"wrote {out_dir / 'inspect.json'} and {out_dir / 'montage.png'}", err=True)
     if strict and report["flags"]:
         raise SystemExit(1)
+
+
+def _project_data(project):
+    from .data import DataError
+    from .datasets import load_dataset
+
+    project.importable()
+    try:
+        return load_dataset(project.dataset, project.root, project.class_names)
+    except DataError as exc:
+        raise InputError(f"{project.path}: {exc}") from None
 
 
 COMMANDS = [train_command, precompute_command, inspect_maps_command, init_project_command]

@@ -69,10 +69,20 @@ def border_mask(shape: tuple[int, int] = (28, 28), width: int = BORDER) -> np.nd
     return mask
 
 
-def ink_masks(images: np.ndarray, labels: np.ndarray, level: float = INK_LEVEL) -> np.ndarray:
-    """(10, 28, 28) booleans: where each digit's mean image (pixels in [0, 1]) is >= level."""
+def ink_masks(
+    images: np.ndarray, labels: np.ndarray, level: float = INK_LEVEL, n_classes: int = 10
+) -> np.ndarray:
+    """(n_classes, H, W) booleans: where each class's mean image (pixels in [0, 1], the
+    mean over channels for colour images) is >= level."""
     images = np.asarray(images, dtype=np.float64) / 255.0
-    return np.stack([images[labels == c].mean(0) >= level for c in range(10)])
+    if images.ndim == 4:
+        images = images.mean(1)
+    return np.stack([images[labels == c].mean(0) >= level for c in range(n_classes)])
+
+
+def border_width(shape: tuple[int, int]) -> int:
+    """BORDER pixels for MNIST's 28 x 28, the same share of smaller or larger images."""
+    return max(1, round(BORDER * min(shape) / 28))
 
 
 def pearson_per_class(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -154,8 +164,10 @@ def inspect_bundle(
     other = read_bundle(against) if against is not None else None
     methods = bundle.methods
     shown = {m: _displayed(bundle.maps[m]) for m in methods}
-    border = border_mask()
-    ink = ink_masks(images, labels) if images is not None else None
+    n = bundle.n_classes
+    unit = "digit" if bundle.classes == [str(d) for d in range(10)] else "class"
+    border = border_mask(bundle.map_shape, border_width(bundle.map_shape))
+    ink = ink_masks(images, labels, n_classes=n) if images is not None else None
     digests = bundle_image_digests(bundle.root)
     other_digests = bundle_image_digests(other.root) if other is not None else {}
     report: dict = {
@@ -166,7 +178,7 @@ def inspect_bundle(
         "criteria": {
             "stability_min_r": STABILITY_MIN_R,
             "hot_pixel_ratio": HOT_PIXEL_RATIO,
-            "border_pixels": BORDER,
+            "border_pixels": border_width(bundle.map_shape),
             "ink_level": INK_LEVEL,
         },
         "methods": {},
@@ -175,11 +187,11 @@ def inspect_bundle(
     flags: list[str] = report["flags"]
     sizes: dict[str, list[int]] = {}
     for m in methods:
-        raw = bundle.maps[m].astype(np.float64).reshape(10, -1)
-        vals = shown[m].reshape(10, -1)
+        raw = bundle.maps[m].astype(np.float64).reshape(n, -1)
+        vals = shown[m].reshape(n, -1)
         positive = np.clip(raw, 0, None)
         top_share = np.divide(
-            positive.max(1), positive.sum(1), out=np.zeros(10), where=positive.sum(1) > 0
+            positive.max(1), positive.sum(1), out=np.zeros(n), where=positive.sum(1) > 0
         )
         p99 = np.percentile(positive, 99, axis=1)
         peak_ratio = np.divide(
@@ -197,7 +209,7 @@ def inspect_bundle(
         if ink is not None:
             entry["ink_mass_share"] = _shares(shown[m], ink)
             entry["brightest_pixel_on_ink"] = [
-                bool(ink[d].ravel()[int(np.argmax(raw[d]))]) for d in range(10)
+                bool(ink[d].ravel()[int(np.argmax(raw[d]))]) for d in range(n)
             ]
         if m in ("normlime", "lime"):
             spread = _usage_spread(bundle.root)
@@ -212,17 +224,17 @@ def inspect_bundle(
         entry["correlation"] = {
             o: float(pearson_per_class(shown[m], shown[o]).mean()) for o in methods if o != m
         }
-        for d in range(10):
+        for d in range(n):
             png = bundle.png_path(m, d)
             entry["png_bytes"].append(png.stat().st_size if png.is_file() else None)
         sizes[m] = entry["png_bytes"]
-        for d in range(10):
+        for d in range(n):
             span = raw[d].max() - raw[d].min()
             if span <= _CONSTANT_RTOL * max(1.0, abs(raw[d]).max()):
-                flags.append(f"{m} digit {d}: the map is constant; it shows nothing")
+                flags.append(f"{m} {unit} {d}: the map is constant; it shows nothing")
             elif peak_ratio[d] >= HOT_PIXEL_RATIO:
                 flags.append(
-                    f"{m} digit {d}: hot pixel: the peak holds {top_share[d]:.1%} of the map's "
+                    f"{m} {unit} {d}: hot pixel: the peak holds {top_share[d]:.1%} of the map's "
                     f"mass and is {min(peak_ratio[d], 1e6):.1f}x its 99th percentile (the "
                     "rendering saturates it; check the montage)"
                 )
@@ -243,8 +255,8 @@ def inspect_bundle(
             if r.min() < STABILITY_MIN_R:
                 worst = int(np.argmin(r))
                 flags.append(
-                    f"{m}: unstable against {other.root}: r = {r.min():.3f} on digit {worst} "
-                    f"(criterion r >= {STABILITY_MIN_R} on every digit)"
+                    f"{m}: unstable against {other.root}: r = {r.min():.3f} on {unit} {worst} "
+                    f"(criterion r >= {STABILITY_MIN_R} on every {unit})"
                 )
             if shared:
                 flags.append(
@@ -267,11 +279,12 @@ def inspect_bundle(
 def format_report(report: dict) -> str:
     """The report as a plain-text table (what the CLI prints)."""
     methods = list(report["methods"])
+    w = max(11, max((len(m) for m in methods), default=0) + 1)
     lines = [f"maps bundle {report['bundle']}"]
     if report.get("against"):
         lines.append(f"stability against {report['against']}")
     head = (
-        f"{'method':<11}{'r min':>7}{'r mean':>8}{'shared':>7}{'zero':>6}{'black':>6}"
+        f"{'method':<{w}}{'r min':>7}{'r mean':>8}{'shared':>7}{'zero':>6}{'black':>6}"
         f"{'sat.':>6}{'ink':>6}{'border':>7}{'top px':>7}{'pk/p99':>7}{'E CV':>6}{'bytes':>8}"
     )
     lines.append(head)
@@ -285,7 +298,7 @@ def format_report(report: dict) -> str:
         ink = e.get("ink_mass_share")
         usage = e.get("usage_cv")
         lines.append(
-            f"{m:<11}{cell(st.get('r_min'), 7)}{cell(st.get('r_mean'), 8)}"
+            f"{m:<{w}}{cell(st.get('r_min'), 7)}{cell(st.get('r_mean'), 8)}"
             f"{cell(st.get('images_shared'), 7, 'd')}"
             f"{cell(float(np.mean(e['exact_zero_share'])), 6, '.2f')}"
             f"{cell(float(np.mean(e['black_share'])), 6, '.2f')}"
@@ -298,11 +311,11 @@ def format_report(report: dict) -> str:
             f"{cell(float(np.mean(e['png_bytes'])), 8, ',.0f')}"
         )
     lines.append("correlation between methods (displayed maps, mean over digits):")
-    lines.append(" " * 11 + "".join(f"{o:>11}" for o in methods))
+    lines.append(" " * w + "".join(f"{o:>{w}}" for o in methods))
     for m in methods:
         corr = report["methods"][m]["correlation"]
         lines.append(
-            f"{m:<11}" + "".join(f"{corr.get(o, 1.0):>11.3f}" for o in methods)
+            f"{m:<{w}}" + "".join(f"{corr.get(o, 1.0):>{w}.3f}" for o in methods)
         )
     lines.append(
         "columns: r vs the other bundle (worst digit, mean) and images shared; share of "
@@ -328,18 +341,19 @@ def write_montage(bundle: MapsBundle, path: str | Path, methods: Sequence[str] |
     from PIL import Image
 
     methods = list(methods or bundle.methods)
+    n = bundle.n_classes
     fig, axes = plt.subplots(
-        len(methods), 10, figsize=(10 * 1.1, len(methods) * 1.2), squeeze=False
+        len(methods), n, figsize=(n * 1.1, len(methods) * 1.2), squeeze=False
     )
     for i, m in enumerate(methods):
-        for d in range(10):
+        for d in range(n):
             ax = axes[i][d]
             img = Image.open(io.BytesIO(bundle.png_path(m, d).read_bytes())).convert("RGB")
             ax.imshow(np.asarray(img), interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title(str(d), fontsize=10)
+                ax.set_title(bundle.classes[d], fontsize=10)
             if d == 0:
                 ax.set_ylabel(m, fontsize=9)
     fig.tight_layout(pad=0.3)

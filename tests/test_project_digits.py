@@ -140,3 +140,14 @@ def test_the_survey_export_and_analysis_run_on_the_projects_bundle(
     assert set(props) == set(METHODS)
     # six of nine participants always chose NormLIME, the other three one method each
     assert props["normlime"]["mean"] == pytest.approx(7 / 9)
+
+
+def test_inspect_maps_reports_on_the_projects_bundle(project, tmp_path):
+    out = run_cli("inspect-maps", "--project", project, "--out", tmp_path)
+    report = json.loads((tmp_path / "inspect.json").read_text())
+    assert set(report["methods"]) == set(METHODS)
+    for m in METHODS:
+        entry = report["methods"][m]
+        assert len(entry["png_bytes"]) == len(entry["ink_mass_share"]) == 10
+    assert report["png_bytes_equal"] and report["criteria"]["border_pixels"] == 1
+    assert "integrated_gradients" in out and (tmp_path / "montage.png").is_file()
