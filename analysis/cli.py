@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .benchmarks.cli import COMMANDS as BENCHMARK_COMMANDS
-from .errors import InputError
+from .errors import InputError, mnist_only_project_option
 from .study.cli import COMMANDS as STUDY_COMMANDS
 
 __all__ = ["COMMANDS", "reproduce_command"]
@@ -60,6 +60,7 @@ __all__ = ["COMMANDS", "reproduce_command"]
     required=True,
     help="output folder (rerun the same command to resume)",
 )
+@mnist_only_project_option("reproduce")
 def reproduce_command(preset, votes_path, model_path, data_spec, scheduler, seed, out_dir):
     """Reproduce the paper into one report: model, maps, study analysis, KAR, occlusion.
 

@@ -132,3 +132,10 @@ def test_init_project_refuses_to_overwrite_and_missing_projects_are_named(projec
     line = run_cli_error("precompute", "--project", project, "--methods", "lime")
     assert line.endswith("--methods does not apply with --project: the project's study.toml "
                          "sets it")  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["kar", "occlusion", "reproduce"])
+def test_mnist_only_benchmarks_refuse_a_project_in_one_line(command, tmp_path):
+    line = run_cli_error(command, "--project", tmp_path, "--out", tmp_path / "out")
+    assert f"`normlime {command}` runs on the MNIST replication only" in line
+    assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ import click
 
 from explainers.cli import device_option
 
-from ..errors import InputError
+from ..errors import InputError, mnist_only_project_option
 
 __all__ = ["COMMANDS", "InputError", "kar_command", "occlusion_command"]
 
@@ -202,6 +202,7 @@ def _with_common(fn):
     help="explain this trained model instead of training one in --out",
 )
 @_with_common
+@mnist_only_project_option("kar")
 def kar_command(
     features,
     methods,
@@ -340,6 +341,7 @@ def kar_command(
     help="the trained model to explain [default: train one into --out per the preset]",
 )
 @_with_common
+@mnist_only_project_option("occlusion")
 def occlusion_command(
     methods,
     images,
