@@ -37,7 +37,7 @@ from .flow import Refused
 from .models import Study, db
 from .pages import render_item_page
 from .recruitment import AdapterError, Entry, completion_action, parse_entry
-from .survey import SurveyDesign
+from .survey import MNIST_DESIGN, SurveyDesign
 
 bp = Blueprint("participant", __name__)
 
@@ -153,6 +153,42 @@ def _design() -> SurveyDesign:
     return _maps().design
 
 
+_OPTION_WORDS = {2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}
+# beyond this many asked classes a list of names stops helping a participant
+_MAX_NAMED_CLASSES = 10
+
+
+def _survey_words(design: SurveyDesign) -> dict:
+    """What the preview, consent and instructions pages say about the survey.
+
+    The MNIST study keeps, byte for byte, the wording and worked example it ran with, so
+    the replication shows what its participants saw; any other design is described from
+    its own counts and class names (the worked example is of a handwritten 4)."""
+    asked = [design.class_name(c) for c in design.classes]
+    if len(asked) > _MAX_NAMED_CLASSES:
+        named = ""
+    elif len(asked) == 1:
+        named = f"the class {asked[0]}"
+    else:
+        named = "the classes " + ", ".join(asked[:-1]) + f" and {asked[-1]}"
+    return {
+        "mnist": design == MNIST_DESIGN,
+        "n_items": design.n_items,
+        "n_options": _OPTION_WORDS[design.n_options],
+        "n_classes": len(design.class_names),
+        "asked": named,
+        "checks": design.attention_checks > 0,
+        "minutes": _minutes(design.n_items),
+    }
+
+
+def _minutes(n_items: int) -> tuple[int, int]:
+    """The time a survey of ``n_items`` takes, scaled from the MNIST study's own estimate
+    (25 items in 10-15 minutes) so that a shorter survey does not promise the MNIST time."""
+    low = max(1, round(n_items * 2 / 5))
+    return low, max(low + 1, round(n_items * 3 / 5))
+
+
 # ----------------------------------------------------------------------------- entry
 
 
@@ -168,7 +204,7 @@ def entry(key: str, adapter: str):
     except AdapterError as exc:
         raise Refused(400, f"{exc}. Please reopen the link from the site that sent you.") from None
     if ent.preview:
-        return _page(render_template("preview.html", mode=study.mode))
+        return _page(render_template("preview.html", mode=study.mode, **_survey_words(_design())))
     if ent.worker_id:
         existing = flow.find_by_worker(study, ent.worker_id)
         if existing is not None:
@@ -190,7 +226,7 @@ def entry(key: str, adapter: str):
             params=params,
             signature=tokens.entry_signature(study.secret, adapter, nonce, params),
             mode=study.mode,
-            n_items=_design().n_items,
+            **_survey_words(_design()),
         )
     )
 
@@ -262,10 +298,10 @@ def home(token: str):
                 "instructions.html",
                 action=url_for("participant.start", token=token),
                 mode=p.mode,
-                n_items=_design().n_items,
                 resume_url=url_for("participant.home", token=token, _external=True)
                 if p.worker_key is None
                 else None,
+                **_survey_words(_design()),
             )
         )
     item = flow.current_item(p, _design().n_items)
