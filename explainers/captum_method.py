@@ -16,23 +16,29 @@ Captum differentiates the model's class scores (``output = "logit"``, as Captum'
 tutorials do) or its softmax probabilities.  A layer method's coarse map (GradCAM's
 (N, 1, h, w)) is upsampled bilinearly to the input's H x W, as Captum's
 ``LayerAttribution.interpolate`` does for display.  Captum's stochastic methods draw
-from torch's global generator, so every call runs under a generator seeded from
-``random_state`` and a digest of the inputs and targets: a map depends on its image, not
-on the order images come in.
+from torch's and numpy's global generators, so every call runs under generators seeded
+from ``random_state`` and a digest of the inputs and targets (and restored after it): a
+map depends on its image and its batch, not on what ran before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 
+import numpy as np
 import torch
 
 from . import seeds
 from .base import as_target, check_inputs, check_target
 from .registry import register_kind
 
-__all__ = ["CaptumAttribution", "resolve_layer"]
+__all__ = ["CaptumAttribution", "resolve_layer", "seeded_global_rngs"]
 
+#: Captum classes that draw random numbers: run one image per call, each under its own
+#: seeded generators, so a map depends on its image and not on the batch around it
+_STOCHASTIC = ("GradientShap", "KernelShap", "Lime", "ShapleyValueSampling",
+               "FeaturePermutation")  # fmt: skip
 #: Captum classes whose baselines must be a distribution (a tensor), not a number
 _TENSOR_BASELINES = ("GradientShap", "DeepLiftShap")
 OUTPUTS = ("logit", "probability")
@@ -50,6 +56,21 @@ class _Scores(torch.nn.Module):
         if self.output == "logit" and callable(getattr(self.model, "logits", None)):
             return self.model.logits(x)
         return self.model(x)
+
+
+@contextlib.contextmanager
+def seeded_global_rngs(seed: int, device: torch.device):
+    """torch's and numpy's global generators seeded with ``seed`` for the block, restored
+    after it (Captum draws GradientShap's interpolation points from numpy's)."""
+    devices = [device] if device.type == "cuda" else []
+    state = np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(int(seed))
+            np.random.seed(int(seed) % 2**32)
+            yield
+    finally:
+        np.random.set_state(state)
 
 
 def resolve_layer(model, path: str):
@@ -171,9 +192,7 @@ class CaptumAttribution:
         return kwargs
 
     def _one_batch(self, inputs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        devices = [inputs.device] if inputs.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self._call_seed(inputs, target))
+        with seeded_global_rngs(self._call_seed(inputs, target), inputs.device):
             attr = self._method.attribute(
                 inputs.detach().clone().requires_grad_(True), target=target, **self._kwargs(inputs)
             )
@@ -191,8 +210,13 @@ class CaptumAttribution:
         inputs = check_inputs(inputs)
         target = check_target(as_target(target, inputs.shape[0]), self.forward_func, inputs)
         target = target.to(inputs.device)
+        step = 1 if self.stochastic else self.batch_size
         parts = [
-            self._one_batch(inputs[s : s + self.batch_size], target[s : s + self.batch_size])
-            for s in range(0, inputs.shape[0], self.batch_size)
+            self._one_batch(inputs[s : s + step], target[s : s + step])
+            for s in range(0, inputs.shape[0], step)
         ]
         return torch.cat(parts)
+
+    @property
+    def stochastic(self) -> bool:
+        return self.noise_tunnel is not None or self.attribution in _STOCHASTIC

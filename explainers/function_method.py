@@ -11,8 +11,8 @@
 ``f`` receives the model (inputs in [0, 1] -> softmax probabilities; its class scores are
 ``model.logits(inputs)``), a float tensor (N, *shape) and a long tensor (N,) of target
 classes, and returns one map per input: (N, H, W), (N, 1, H, W) or the inputs' shape.  It
-runs under torch's global generator seeded with the method's seed, so a stochastic ``f``
-that draws from torch is reproducible.
+runs under torch's and numpy's global generators seeded with the method's seed (restored
+after the call), so a stochastic ``f`` that draws from either is reproducible.
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ class FunctionAttribution:
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor | int) -> torch.Tensor:
         inputs = check_inputs(inputs)
         target = check_target(as_target(target, inputs.shape[0]), self.forward_func, inputs)
-        devices = [inputs.device] if inputs.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(self.random_state or 0))
+        from .captum_method import seeded_global_rngs
+
+        with seeded_global_rngs(int(self.random_state or 0), inputs.device):
             out = self.fn(self.forward_func, inputs, target.to(inputs.device), **self.args)
         if not isinstance(out, torch.Tensor):
             out = torch.as_tensor(out)
