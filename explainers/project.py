@@ -37,6 +37,14 @@ _SECTIONS = {"project", "model", "dataset", "classes", "methods", "lime", "per_i
              "train"}  # fmt: skip
 
 
+_DATASET_KEYS = {
+    "imagefolder": {"kind", "path", "train_path", "size", "channels"},
+    "torchvision": {"kind", "name", "root", "download", "train"},
+    "mnist-idx": {"kind", "path"},
+    "callable": {"kind", "callable", "args"},
+}
+
+
 class ProjectError(ValueError):
     """study.toml is missing or invalid (one readable line)."""
 
@@ -110,6 +118,12 @@ class _Checker:
     def fail(self, key: str, message: str):
         raise ProjectError(f"{self.path}: [{self.section}] {key} {message}")
 
+    def only(self, known) -> None:
+        unknown = sorted(set(self.table) - set(known))
+        if unknown:
+            self.fail(unknown[0], f"is not a [{self.section}] setting (known: "
+                      f"{', '.join(sorted(known))})")  # fmt: skip
+
     def int(self, key, default=None, low=None, high=None):
         value = self.table.get(key, default)
         if value is None and default is None:
@@ -169,11 +183,13 @@ def _load_toml(path: Path) -> dict:
 
 def _model(path, doc) -> dict:
     c = _Checker(path, "model", doc.get("model", {}))
+    c.only({"callable", "file", "weights", "args", "input"})
     has_callable, has_file = "callable" in c.table, "file" in c.table
     if has_callable == has_file:
         raise ProjectError(f"{path}: [model] needs exactly one of callable or file")
     c.str("callable" if has_callable else "file")
     inp = _Checker(path, "model.input", c.table.get("input", {}))
+    inp.only({"mean", "std"})
     for key in ("mean", "std"):
         v = inp.table.get(key, [0.0] if key == "mean" else [1.0])
         if not isinstance(v, list) or not v or not all(
@@ -230,11 +246,8 @@ def _methods(path, doc) -> tuple[MethodConfig, ...]:
 
 def _lime(path, doc) -> dict:
     c = _Checker(path, "lime", doc.get("lime", {}))
-    known = {"per_class", "n_samples", "sigma", "n_features", "kernel_width", "images",
-             "features", "clip", "perturbation", "baseline"}  # fmt: skip
-    unknown = set(c.table) - known
-    if unknown:
-        c.fail(sorted(unknown)[0], "is not a [lime] setting")
+    c.only({"per_class", "n_samples", "sigma", "n_features", "kernel_width", "images",
+            "features", "clip", "perturbation", "baseline"})  # fmt: skip
     out = {
         "per_class": c.int("per_class", 40, low=1),
         "n_samples": c.int("n_samples", 1000, low=2),
@@ -268,17 +281,23 @@ def _lime(path, doc) -> dict:
 
 def _per_image(path, doc) -> dict:
     c = _Checker(path, "per_image", doc.get("per_image", {}))
+    c.only({"per_class", "images"})
     return {"per_class": c.int("per_class", 10, low=1),
             "images": c.str("images", "test", ("test", "all"))}  # fmt: skip
 
 
 def _survey(path, doc, class_names, methods) -> dict:
     c = _Checker(path, "survey", doc.get("survey", {}))
+    c.only({"methods", "classes", "repeats", "options", "attention_checks", "check_methods",
+            "question", "display"})  # fmt: skip
     method_names = [m.name for m in methods]
     shown = c.names("methods", method_names, method_names)
     if not 2 <= len(shown) <= MAX_OPTIONS:
         c.fail("methods", f"must show 2 to {MAX_OPTIONS} methods (one option each), got "
                f"{len(shown)}")  # fmt: skip
+    if "options" in c.table and c.int("options", low=2, high=MAX_OPTIONS) != len(shown):
+        c.fail("options", f"= {c.table['options']} must equal the number of methods shown "
+               f"({len(shown)}): each option is one method's map")  # fmt: skip
     asked = c.names("classes", list(class_names), list(class_names))
     if not asked:
         c.fail("classes", "must ask at least one class")
@@ -304,6 +323,7 @@ def _survey(path, doc, class_names, methods) -> dict:
 
 def _train(path, doc) -> dict:
     c = _Checker(path, "train", doc.get("train", {}))
+    c.only({"epochs", "batch_size", "lr"})
     return {"epochs": c.int("epochs", 20, low=1), "batch_size": c.int("batch_size", 64, low=1),
             "lr": c.float("lr", 1e-3)}  # fmt: skip
 
@@ -327,11 +347,13 @@ def load_project(directory: str | Path) -> Project:
     doc = _load_toml(path)
     root = path.parent.resolve()
     head = _Checker(path, "project", doc.get("project", {}))
+    head.only({"name", "seed", "maps", "cache"})
     name = head.str("name", root.name)
     class_names = _classes(path, doc)
     methods = _methods(path, doc)
     dataset = _Checker(path, "dataset", doc.get("dataset", {}))
-    dataset.str("kind")
+    kind = dataset.str("kind", choices=tuple(_DATASET_KEYS))
+    dataset.only(_DATASET_KEYS[kind])
     return Project(
         root=root,
         name=name,

@@ -100,6 +100,11 @@ def test_an_unknown_captum_class_and_an_unknown_kind(project):
         ("n_features = 16", "n_features = 600", "K=600 needs n_samples >= 1200"),
         ('name = "saliency"', 'name = "normlime"', "two [[methods]] are named 'normlime'"),
         ('features = "pixels"', 'features = { kind = "slic" }', "[lime] features"),
+        ("repeats = 1", "repeats = 1\noptions = 4",
+         "[survey] options = 4 must equal the number of methods shown (3)"),
+        ("repeats = 1", "repeat = 1", "[survey] repeat is not a [survey] setting"),
+        ('kind = "callable"', 'kind = "csv"', "[dataset] kind must be a string (one of"),
+        ("batch_size = 64", "batch_size = 64\nmomentum = 0.9", "[train] momentum is not a [train]"),
     ],
 )  # fmt: skip
 def test_an_invalid_study_toml_is_one_line_naming_the_key(project, old, new, message):
