@@ -143,14 +143,17 @@ def interaction_test(
             "reason": "fewer than 5 votes for some digit and method: the data do not "
             "support a digit-by-method model",
         }
-    types = np.arange(len(order_table) * k * n_d)
-    shown = order_table[types // (k * n_d)]
-    chosen = (types // n_d) % k
+    # types over the (screen order, chosen slot) pairs some question has: shuffling
+    # digits never makes another, and with six methods most of the k! k pairs are unseen
+    pairs, pair_code = np.unique(order_codes * k + slot, return_inverse=True)
+    types = np.arange(len(pairs) * n_d)
+    shown = order_table[pairs[types // n_d] // k]
+    chosen = pairs[types // n_d] % k
     type_digit = levels[types % n_d]
     ref = methods.index(reference)
     x0, _ = design_matrix(shown, ref)
     x1, _ = design_matrix(shown, ref, digits=type_digit, n_methods=k)
-    base_key = (order_codes * k + slot) * n_d
+    base_key = pair_code.ravel() * n_d
 
     def counts(codes):
         return np.bincount(base_key + codes, minlength=len(types)).astype(np.float64)
