@@ -101,7 +101,8 @@ class Votes:
     passed (bool, False on real questions), position (Int64, missing when unknown),
     options (str: a real question's methods in screen order joined by ``|``, "" when
     unknown), response_ms (Int64, missing when unknown), completed (boolean, missing when
-    the export has no such column).
+    the export has no such column).  ``methods``: the study's methods in the order of
+    every table and plot; ``design``: one complete survey.
     """
 
     table: pd.DataFrame
@@ -318,7 +319,8 @@ def validate_votes(
         }
     )
     has = {c: c in raw.columns and _has_values(raw[c]) for c in _OPTIONAL}
-    design_source = "given" if design else "paper" if is_replication(methods) else "inferred"
+    given = design is not None
+    design_source = "given" if given else "paper" if is_replication(methods) else "inferred"
     design = design or infer_design(table, methods, has["completed"])
     _check_classes(table, design)
     _check_duplicates(table)
