@@ -144,3 +144,13 @@ def test_mnist_only_benchmarks_refuse_a_project_in_one_line(command, tmp_path):
     line = run_cli_error(command, "--project", tmp_path, "--out", tmp_path / "out")
     assert f"`normlime {command}` runs on the MNIST replication only" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_analyze_with_a_project_needs_its_bundle_and_no_conflicting_options(project, tmp_path):
+    votes = tmp_path / "votes.csv"
+    votes.write_text("participant_id,question_index,is_attention_check,digit,chosen_method,passed\n")
+    line = run_cli_error("analyze", "--votes", votes, "--out", tmp_path / "o", "--project", project)
+    assert "has no survey: run `normlime precompute --project" in line or "is missing" in line
+    line = run_cli_error("analyze", "--votes", votes, "--out", tmp_path / "o", "--project", project,
+                         "--methods", "a,b")  # fmt: skip
+    assert "--project sets the methods and the survey" in line

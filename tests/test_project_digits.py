@@ -130,8 +130,11 @@ def test_the_survey_export_and_analysis_run_on_the_projects_bundle(
     rows = list(csv.DictReader(votes.open()))
     assert len(rows) == 9 * 13
     assert {r["chosen_method"] for r in rows if r["is_attention_check"] == "false"} <= set(METHODS)
-    run_cli("analyze", "--votes", votes, "--out", tmp_path / "analysis")
+    run_cli("analyze", "--votes", votes, "--out", tmp_path / "analysis", "--project", project)
     details = json.loads((tmp_path / "analysis" / "details.json").read_text())
+    # the project's bundle stated them; nothing was guessed from the votes
+    assert details["settings"]["design_source"] == "given"
+    assert details["settings"]["methods_source"] != "inferred"
     assert details["settings"]["methods"] == METHODS
     assert (details["settings"]["real_questions"], details["settings"]["attention_checks"]) == (
         10, 3,

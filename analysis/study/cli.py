@@ -103,6 +103,14 @@ __all__ = ["COMMANDS", "InputError", "analyze_command"]
 )
 @click.option("--study", default=None, help="analyse only this study (export column 'study')")
 @click.option("--mode", default=None, help="analyse only this server mode: debug, sandbox or live")
+@click.option(
+    "--project",
+    "project_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="a study project: its methods (in its order) and survey length come from the maps "
+    "bundle its precompute wrote (instead of --methods, --real-questions, --attention-checks)",
+)
 def analyze_command(
     db_url,
     votes_path,
@@ -119,6 +127,7 @@ def analyze_command(
     seed,
     study,
     mode,
+    project_dir,
 ):
     """Filter participants, fit the primary choice model, reproduce the paper's ANOVA.
 
@@ -138,6 +147,11 @@ def analyze_command(
 
     if (db_url is None) == (votes_path is None):
         raise InputError("give exactly one of --db URL or --votes CSV")
+    if project_dir is not None:
+        if methods_text or real_questions is not None or attention_checks is not None:
+            raise InputError("--project sets the methods and the survey; drop --methods, "
+                             "--real-questions and --attention-checks")  # fmt: skip
+        methods_text, real_questions, attention_checks = _project_survey(project_dir)
     design = _design(real_questions, attention_checks)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"--out {out_dir} exists and is not a directory")
@@ -195,6 +209,26 @@ def analyze_command(
 
 
 COMMANDS: list = [analyze_command]
+
+
+def _project_survey(project_dir: Path) -> tuple[str, int, int]:
+    """(methods, real questions, checks) of a project's survey, from its bundle's manifest
+    (read as JSON: the analysis imports no torch)."""
+    from explainers.project import ProjectError, project_maps_dir
+
+    try:
+        manifest_path = project_maps_dir(project_dir) / "manifest.json"
+    except ProjectError as exc:
+        raise InputError(str(exc)) from None
+    survey = _read_json(manifest_path, "--project").get("survey") if manifest_path.is_file() \
+        else None  # fmt: skip
+    if not survey:
+        raise InputError(
+            f"{manifest_path} is missing or has no survey: run `normlime precompute --project "
+            f"{project_dir}` first"
+        )
+    real = len(survey["classes"]) * int(survey["repeats"])
+    return ",".join(survey["methods"]), real, int(survey["attention_checks"])
 
 
 def _methods(text: str | None) -> tuple[str, ...] | None:
