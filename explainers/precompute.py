@@ -898,14 +898,19 @@ def _manifest_extra(
             "disjoint_from": disjoint,
         },
         "local_explanations": extra_local,
-        "environment": {
-            "torch": torch.__version__,
-            "device": str(dev),
-            "threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "environment": environment(dev),
         "wall_time_s": round(wall, 2),
+    }
+
+
+def environment(dev: torch.device) -> dict:
+    """What a manifest records about the machine that made the maps."""
+    return {
+        "torch": torch.__version__,
+        "device": str(dev),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
     }
 
 

@@ -20,7 +20,6 @@ class.  What a project adds, each a stated step recorded in the manifest:
 from __future__ import annotations
 
 import hashlib
-import platform
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from .precompute import (
     _local_summary,
     _records,
     aggregate_local,
+    environment,
     method_seed,
     plan_run,
     run_local,
@@ -355,12 +355,6 @@ def _extra(project, settings, data, model_sha, local_summary, classes_info, dev,
         "seed": project.seed,
         "channels": CHANNEL_RULE,
         "local_explanations": local_summary,
-        "environment": {
-            "torch": torch.__version__,
-            "device": str(dev),
-            "threads": torch.get_num_threads(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-        },
+        "environment": environment(dev),
         "wall_time_s": round(wall, 2),
     }

@@ -430,3 +430,20 @@ def gunicorn(
             proc.wait()
         if log_path:
             log.close()
+
+
+@pytest.fixture
+def browser():
+    """Debian's Chromium through Playwright (skips, or fails under
+    NORMLIME_REQUIRE_BROWSER=1, when it is absent)."""
+    from tests.test_browser_mturk import CHROMIUM_ARGS, chromium_or_skip
+
+    executable = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

@@ -8,22 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.server_fixtures import LiveServer, make_server
-from tests.test_browser_mturk import CHROMIUM_ARGS, chromium_or_skip
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
-
-@pytest.fixture
-def browser():
-    executable = chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _begin(page, url: str) -> None:

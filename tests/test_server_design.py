@@ -214,20 +214,6 @@ def test_a_bundle_lacking_a_shown_map_is_refused(tmp_path, sqlite_url):
 SIX_METHODS = ("normlime", "lime", "smoothgrad", "vargrad", "occlusion", "kar")
 
 
-@pytest.fixture
-def browser():
-    from tests.test_browser_mturk import CHROMIUM_ARGS, chromium_or_skip
-
-    executable = chromium_or_skip()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
-
 
 def _option_boxes(browser, url: str, width: int, height: int) -> tuple[list, list]:
     page = browser.new_context(viewport={"width": width, "height": height}).new_page()
