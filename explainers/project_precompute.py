@@ -60,7 +60,8 @@ from .user_model import ModelSpecError, load_classifier
 __all__ = ["precompute_project", "project_method_seed", "lookalikes", "representatives"]
 
 LOOKALIKE_RULE = (
-    "the class each class is most often confused with on the test images (confusion "
+    "the class each class is most often confused with on the test images (train + test "
+    "when a class has no test image; confusion "
     "counts summed both ways, ties to the lower index); a class never confused takes the "
     "class whose mean test image is nearest (L2)"
 )
@@ -116,7 +117,7 @@ def lookalikes(labels: np.ndarray, pred: np.ndarray, means: np.ndarray) -> tuple
 
 
 def representatives(images: np.ndarray, labels: np.ndarray, pred: np.ndarray, n: int):
-    """(n, C, H, W) float images in [0, 1] and their test indices, by REPRESENTATIVE_RULE."""
+    """(n, C, H, W) float images in [0, 1] and their positions, by REPRESENTATIVE_RULE."""
     flat = images.reshape(len(images), -1).astype(np.float64)
     chosen = []
     for c in range(n):
@@ -305,12 +306,15 @@ def _local(project, plan, model, dev, model_sha, use_cache, batch_size, bar_opts
 
 def _survey(project: Project, data, model, dev) -> tuple[dict, dict, np.ndarray]:
     n = len(project.class_names)
-    images = as_float(data.test_images).to(dev)
-    pred = _predict(model, images)
-    labels = data.test_labels
-    means = _class_means(data.test_images, labels, n)
+    # the test images, unless some class has none there (then train + test)
+    pool = image_pool(data, "test")
+    if np.unique(pool.labels).size < n:
+        pool = image_pool(data, "all")
+    pred = _predict(model, as_float(pool.images).to(dev))
+    labels = pool.labels
+    means = _class_means(pool.images, labels, n)
     look, confusion = lookalikes(labels, pred, means)
-    reps, rep_index = representatives(data.test_images, labels, pred, n)
+    reps, rep_index = representatives(pool.images, labels, pred, n)
     s = project.survey
     index = {name: i for i, name in enumerate(project.class_names)}
     survey = {
@@ -327,8 +331,10 @@ def _survey(project: Project, data, model, dev) -> tuple[dict, dict, np.ndarray]
         "lookalike_rule": LOOKALIKE_RULE,
         "confusion_matrix": confusion,
         "test_accuracy": round(float((pred == labels).mean()), 4),
+        "lookalike_images": pool.describe(),
         "representative_rule": REPRESENTATIVE_RULE,
-        "representative_test_index": rep_index,
+        "representatives": {"split": pool.split[rep_index].tolist(),
+                            "index": pool.index[rep_index].tolist()},  # fmt: skip
     }
     return survey, extra, reps
 
