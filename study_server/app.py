@@ -47,6 +47,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import schema
 from .fields import FieldError
+from .flow import check_open_surveys
 from .limits import DEFAULT_RATES, check_storage_url, install_limits, normalize_rate, retry_after
 from .logs import install as install_redaction
 from .maps import default_maps_dir, load_maps
@@ -158,6 +159,7 @@ def create_app(config: dict | None = None) -> Flask:
         schema.check_current(engine)
         with Session(engine) as session:
             secret = schema.get_setting(session, "secret_key")
+            check_open_surveys(session, app.extensions["normlime_maps"].design)
         if not app.config.get("SECRET_KEY"):
             app.config["SECRET_KEY"] = secret
         engine.dispose()  # forked gunicorn workers open their own connections

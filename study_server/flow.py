@@ -517,3 +517,35 @@ def _complete(p: ParticipantRow, now, ip: str | None, n_items: int) -> None:
     )
     p.completed_at, p.completion_code = now, code
     log_event("completed", study_id=p.study_id, participant_id=p.id, ip=ip)
+
+
+def check_open_surveys(session, design: SurveyDesign) -> None:
+    """Refuse to serve a bundle whose survey design differs from that of surveys still open.
+
+    An open survey's items were drawn from the design it started under; under another
+    design its progress, answer bounds and completion would be wrong.  Checked on start-up:
+    the item count of every open survey, and the options of one open survey's first item.
+    """
+    from explainers.bundle import BundleError
+
+    open_ = and_(Participant.completed_at.is_(None), Participant.withdrawn_at.is_(None))
+    joined = select(Item.participant_id).join(Participant, Participant.id == Item.participant_id)
+    mismatch = session.execute(
+        joined.add_columns(func.count(Item.id)).where(open_).group_by(Item.participant_id)
+        .having(func.count(Item.id) != design.n_items).limit(1)
+    ).first()  # fmt: skip
+    first = session.execute(
+        select(Item.slots).join(Participant, Participant.id == Item.participant_id)
+        .where(open_, Item.position == 1).limit(1)
+    ).scalar_one_or_none()  # fmt: skip
+    methods = {slot[0] for slot in json.loads(first)} if first is not None else set()
+    wrong_options = first is not None and (
+        len(json.loads(first)) != design.n_options or not methods <= set(design.methods)
+    )
+    if mismatch is not None or wrong_options:
+        found = f"{mismatch[1]} items" if mismatch is not None else "other options"
+        raise BundleError(
+            f"surveys still open in the database have {found}, but this bundle's design has "
+            f"{design.n_items} items of {design.n_options} options: serve the bundle they "
+            "started with until they are finished or withdrawn"
+        )

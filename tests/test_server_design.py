@@ -259,3 +259,21 @@ def test_two_to_six_options_fit_the_screen(tmp_path, sqlite_url, browser, n, pho
             for left, top, w, h in boxes:
                 assert left >= 0 and top >= 0 and left + w <= width and top + h <= height
     srv.engine.dispose()
+
+
+def test_a_bundle_with_another_design_is_refused_while_surveys_are_open(
+    sqlite_url, bundle_dir, pets_bundle
+):
+    """Open MNIST surveys (25 items of 4 options) cannot be served from the pets bundle."""
+    from explainers.bundle import BundleError
+    from study_server import create_app
+
+    srv = make_server(sqlite_url, bundle_dir)
+    Walker(srv).begin()  # one survey started, not finished
+    before = srv.snapshot()
+    cfg = {"SQLALCHEMY_DATABASE_URI": sqlite_url, "MAPS_DIR": str(pets_bundle)}
+    with pytest.raises(BundleError, match="surveys still open in the database have 25 items"):
+        create_app(cfg)
+    assert srv.snapshot() == before
+    create_app({**cfg, "MAPS_DIR": str(bundle_dir)})  # the bundle they started with is fine
+    srv.engine.dispose()
