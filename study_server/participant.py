@@ -148,8 +148,8 @@ def _maps():
 
 def _design() -> SurveyDesign:
     """The study's survey design: the one of the bundle the server loaded.  Participants'
-    items are stored when they consent, so a bundle with another design must not replace
-    this one while surveys are open (each participant's bundle_sha256 says which ran)."""
+    items are stored when they consent, so the server refuses to start on a bundle with
+    another design while surveys are open (``flow.check_open_surveys``)."""
     return _maps().design
 
 
