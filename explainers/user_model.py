@@ -67,13 +67,30 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+def _is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold the module's code; torch.save archives do not."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any("/code/" in n for n in names)
+
+
 def _from_file(path: Path) -> nn.Module:
+    import warnings
+
     if not path.is_file():
         raise ModelSpecError(f"model file {path} does not exist")
-    try:
-        return torch.jit.load(str(path), map_location="cpu")
-    except (RuntimeError, ValueError):
-        pass  # not TorchScript: try a pickled module or a normlime checkpoint
+    if _is_torchscript(path):
+        try:
+            with warnings.catch_warnings():  # deprecated in torch, still a format people have
+                warnings.simplefilter("ignore", FutureWarning)
+                return torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise ModelSpecError(f"cannot read model file {path}: {_first_line(exc)}") from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
