@@ -435,12 +435,14 @@ def plan_run(
     *,
     aggregated: Callable[[str], bool] | None = None,
     seed_of: Callable[[str], int] | None = None,
+    n_classes: int | None = None,
 ) -> Plan:
     """Choose every image and seed of a run (no model needed).  Shapes come from the data.
 
     ``aggregated(name)`` says whether a method's class maps come from the local LIME
     explanations and ``seed_of(name)`` gives a per-image method's seed; by default both
-    come from the registry (a study project passes its own).
+    come from the registry (a study project passes its own).  ``n_classes`` defaults to
+    the largest label + 1.
     """
     aggregated = aggregated or (lambda m: method_spec(m).aggregate)
     seed_of = seed_of or (lambda m: method_seed(seed, m))
@@ -453,7 +455,8 @@ def plan_run(
         allowed = None if excluded is None else ~np.isin(pool.digest, excluded)
         return pool, allowed
 
-    n_classes = int(max(data.train_labels.max(), data.test_labels.max())) + 1
+    if n_classes is None:
+        n_classes = int(max(data.train_labels.max(initial=0), data.test_labels.max())) + 1
     local_methods = tuple(m for m in methods if aggregated(m))
     local = None
     if local_methods:

@@ -225,6 +225,7 @@ def precompute_project(
             data, names, settings, project.seed,
             aggregated=lambda n: project.method(n).aggregated,
             seed_of=lambda n: project_method_seed(project.seed, project.method(n)),
+            n_classes=len(project.class_names),
         )  # fmt: skip
     except PrecomputeError as exc:
         raise ProjectError(f"{project.path}: {exc}") from None

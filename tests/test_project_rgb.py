@@ -39,6 +39,12 @@ def squares(n_per_class=60, seed=0):
     half = labels.size // 2
     return {"train_images": images[:half], "train_labels": labels[:half],
             "test_images": images[half:], "test_labels": labels[half:]}
+
+
+def squares_test_only():
+    out = squares(n_per_class=6, seed=1)
+    return (np.concatenate([out["train_images"], out["test_images"]]),
+            np.concatenate([out["train_labels"], out["test_labels"]]))
 '''
 
 MODEL_PY = '''
@@ -208,6 +214,16 @@ def test_the_python_api_takes_an_nn_module(tmp_path):
     net = squares_model.build()
     result = precompute_project(project, model=net, progress=False, log=lambda line: None)
     assert set(result.maps) == {"normlime", "gradcam", "smoothgrad", "input_x_gradient"}
+    assert all(m.shape == (4, 32, 32) for m in result.maps.values())
+    # a dataset of (images, labels) alone: one split, used as the test images
+    toml = root / "study.toml"
+    toml.write_text(toml.read_text().replace('"squares_data:squares"',
+                                             '"squares_data:squares_test_only"')
+                    .replace("per_class = 10\n", "per_class = 5\n")
+                    .replace("per_class = 8\n", "per_class = 5\n"))  # fmt: skip
+    result = precompute_project(load_project(root), model=net, progress=False,
+                                log=lambda line: None, out_dir=tmp_path / "one-split")  # fmt: skip
+    assert result.manifest["data"]["n_train"] == 0
     assert all(m.shape == (4, 32, 32) for m in result.maps.values())
     with pytest.raises(ValueError, match="must be a torch nn.Module, got str"):
         precompute_project(project, model="net.pt", progress=False, log=lambda line: None)
