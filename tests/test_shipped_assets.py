@@ -68,6 +68,18 @@ DRIFT_TOL = 10 * DRIFT_MEASURED
 DISPLAYED_R_MIN = 0.9999
 
 
+def test_the_version_2_renderer_redraws_the_shipped_version_1_pngs_byte_for_byte(bundle):
+    """The bundle format grew (classes, any size, overlays); MNIST's pictures did not move."""
+    from explainers.bundle import RENDER_RULE, render_png
+
+    assert bundle.version == 1 and bundle.manifest["render"] == RENDER_RULE
+    for method in bundle.methods:
+        for digit in range(10):
+            assert render_png(bundle.maps[method][digit]) == bundle.png_path(
+                method, digit
+            ).read_bytes(), (method, digit)
+
+
 def test_gradient_maps_regenerate_within_measured_float_drift(
     bundle, embedded_data, tmp_path
 ):
