@@ -62,3 +62,20 @@ def test_the_server_commands_load_without_flask_or_torch(repo_root):
         [sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_serve_and_analyze_with_a_project_read_it_without_torch(repo_root, tmp_path):
+    """`--project` on the web and analysis commands reads study.toml with tomllib only."""
+    (tmp_path / "study.toml").write_text('[project]\nmaps = "out/maps"\n')
+    code = (
+        "import sys; from explainers.project import project_maps_dir; "
+        f"print(project_maps_dir({str(tmp_path)!r})); "
+        "import analysis.study.cli; "
+        "bad = [m for m in ('torch', 'torchvision', 'captum') if m in sys.modules]; "
+        "print(bad); assert not bad"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert str(tmp_path / "out" / "maps") in proc.stdout
