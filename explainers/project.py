@@ -272,7 +272,7 @@ def _lime(path, doc) -> dict:
         c.fail("n_features", f"K={out['n_features']} needs n_samples >= {2 * out['n_features']}")
     from .features import parse_features
 
-    try:
+    try:  # the spelling only: the image shape is known, and checked, at precompute
         parse_features(out["features"], (1, 8, 8))
     except ValueError as exc:
         c.fail("features", str(exc))
