@@ -26,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import seeds
 from .cache import LocalCache
@@ -43,6 +42,7 @@ from .precompute import (
     Preset,
     _jsonable,
     _local_summary,
+    _predict,
     _records,
     aggregate_local,
     environment,
@@ -82,14 +82,6 @@ def project_method_seed(seed: int, method) -> int:
         return method_seed(seed, method.name)
     number = int.from_bytes(hashlib.blake2b(method.name.encode(), digest_size=7).digest(), "big")
     return seeds.derive(seed, 3, number)
-
-
-def _predict(model, images: torch.Tensor, batch: int = 256) -> np.ndarray:
-    out = []
-    with torch.inference_mode():
-        for s in range(0, images.shape[0], batch):
-            out.append(model(images[s : s + batch]).argmax(1).cpu())
-    return torch.cat(out).numpy()
 
 
 def _class_means(images: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
@@ -311,7 +303,7 @@ def _survey(project: Project, data, model, dev) -> tuple[dict, dict, np.ndarray]
     pool = image_pool(data, "test")
     if np.unique(pool.labels).size < n:
         pool = image_pool(data, "all")
-    pred = _predict(model, as_float(pool.images).to(dev))
+    pred = _predict(model, as_float(pool.images).to(dev), batch=256)
     labels = pool.labels
     means = _class_means(pool.images, labels, n)
     look, confusion = lookalikes(labels, pred, means)

@@ -447,3 +447,19 @@ def browser():
             yield b
         finally:
             b.close()
+
+
+def option_geometry(page) -> tuple[list, list]:
+    """On a loaded item page: every option's [left, top, width, height] and every map's
+    [width, height] on screen, once the last map has loaded."""
+    page.locator(".option img").last.evaluate(
+        "img => img.complete || new Promise(r => img.addEventListener('load', r))"
+    )
+    boxes = page.locator(".option").evaluate_all(
+        "els => els.map(e => { const r = e.getBoundingClientRect();"
+        " return [r.left, r.top, r.width, r.height]; })"
+    )
+    imgs = page.locator(".option img").evaluate_all(
+        "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })"
+    )
+    return boxes, imgs

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server_fixtures import LiveServer, make_server
+from tests.server_fixtures import LiveServer, make_server, option_geometry
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -56,17 +56,7 @@ def test_four_equal_options_fit_the_screen(sqlite_url, bundle_dir, browser, widt
         _begin(page, f"{study.url}/s/{srv.study_key}")
         page.get_by_role("button", name="Start").click()
         page.get_by_text("Question 1 of 25").wait_for()
-        page.locator(".option img").last.evaluate(
-            "img => img.complete || new Promise(r => img.addEventListener('load', r))"
-        )
-        boxes = page.locator(".option").evaluate_all(
-            "els => els.map(e => { const r = e.getBoundingClientRect();"
-            " return [r.left, r.top, r.width, r.height]; })"
-        )
-        imgs = page.locator(".option img").evaluate_all(
-            "els => els.map(e => { const r = e.getBoundingClientRect();"
-            " return [r.width, r.height]; })"
-        )
+        boxes, imgs = option_geometry(page)
         page.screenshot(
             path=str(
                 Path(os.environ.get("NORMLIME_SCREENSHOTS", tmp_path)) / f"question-{width}.png"

@@ -19,6 +19,7 @@ from tests.server_fixtures import (
     hidden_fields,
     image_urls,
     make_server,
+    option_geometry,
     participant_items,
 )
 
@@ -222,17 +223,7 @@ def _option_boxes(browser, url: str, width: int, height: int) -> tuple[list, lis
     page.get_by_role("button", name="Continue").click()
     page.get_by_role("button", name="Start").click()
     page.get_by_text("Question 1 of").wait_for()
-    page.locator(".option img").last.evaluate(
-        "img => img.complete || new Promise(r => img.addEventListener('load', r))"
-    )
-    boxes = page.locator(".option").evaluate_all(
-        "els => els.map(e => { const r = e.getBoundingClientRect();"
-        " return [r.left, r.top, r.width, r.height]; })"
-    )
-    imgs = page.locator(".option img").evaluate_all(
-        "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; })"
-    )
-    return boxes, imgs
+    return option_geometry(page)
 
 
 @pytest.mark.browser
