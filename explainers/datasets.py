@@ -116,7 +116,7 @@ def _read_folder(root: Path, class_names, size, channels) -> tuple[np.ndarray, n
     if len(shapes) > 1:
         raise DataError(f"images in {root} have different sizes {sorted(shapes)[:3]}: set size")
     stacked = np.stack(images)
-    return to_uint8_nchw(stacked if stacked.ndim == 3 else stacked, str(root)), np.array(labels)
+    return to_uint8_nchw(stacked, str(root)), np.array(labels, dtype=np.int64)
 
 
 def _from_imagefolder(spec: dict, base: Path, class_names) -> MnistData:
