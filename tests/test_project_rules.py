@@ -51,3 +51,20 @@ def test_method_seeds_follow_names_not_positions():
     )
     assert project_method_seed(5, MethodConfig("smoothgrad", "smoothgrad", {"n_samples": 9})) \
         != method_seed(5, "smoothgrad")  # fmt: skip
+
+
+def test_an_image_folder_loads_as_uint8_nchw_with_the_projects_labels(tmp_path):
+    from PIL import Image
+
+    from explainers.datasets import load_dataset
+
+    for name, value in (("cat", 40), ("dog", 200)):
+        (tmp_path / "imgs" / name).mkdir(parents=True)
+        for k in range(3):
+            Image.new("RGB", (12, 10), (value, k, 0)).save(tmp_path / "imgs" / name / f"{k}.png")
+    spec = {"kind": "imagefolder", "path": "imgs", "size": [8, 6], "channels": 3}
+    data = load_dataset(spec, tmp_path, ["dog", "cat"])
+    assert data.test_images.shape == (6, 3, 8, 6) and data.test_images.dtype == np.uint8
+    assert data.test_labels.tolist() == [1, 1, 1, 0, 0, 0]  # folder names -> class indices
+    assert data.test_images[0, 0].max() == 40 and data.test_images[3, 0].min() == 200
+    assert data.n_train == 0
