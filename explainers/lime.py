@@ -8,8 +8,10 @@ For each input ``x0`` (any feature shape) and the label ``y`` to explain:
    of samples, never one per sample);
 3. weight every sample by its proximity ``pi = exp(-D(x0, x')^2 / kernel_width^2)`` with
    ``D`` the Euclidean distance;
-4. select ``K`` features with the LASSO: the regularisation path (LARS, sklearn's
-   ``lars_path(method="lasso")``) is followed until ``K`` features are active;
+4. select ``K`` features with the LASSO: the regularisation path (LARS with the lasso
+   modification, as sklearn's ``lars_path(method="lasso")``) is followed until ``K``
+   features are active -- for a batch of inputs at once (``explainers.lars``,
+   ``explainers.local_fit``);
 5. fit weighted least squares (with an intercept) on those ``K`` features only.
 
 The explanation is ``w`` with at most ``K`` non-zeros, in units of "change of the probability
@@ -46,19 +48,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
-from sklearn.linear_model import lars_path
 from threadpoolctl import threadpool_limits
 
 from . import seeds
 from .base import ForwardFunc, as_target, check_inputs, check_target
 from .features import describe_features, features_digest
+from .local_fit import fit_local_model, fit_local_models, fit_local_models_batch
 from .registry import register
 
 __all__ = [
     "LimeResult",
     "LocalLime",
     "fit_local_model",
+    "fit_local_models",
     "inference_forward",
     "per_input_seeds",
     "retain_freed_memory",
@@ -73,6 +75,8 @@ DEFAULT_SIGMA = 0.5
 DEFAULT_N_FEATURES = 100
 #: the forward-pass batch size measured fastest for the paper's CNN on CPU (benchmarks/)
 DEFAULT_BATCH_SIZE = 200
+#: local fits whose LASSO paths run together (measured in benchmarks/explainers.py)
+DEFAULT_FIT_BATCH_SIZE = 16
 
 
 @dataclass
@@ -94,92 +98,6 @@ class LimeResult:
 
 #: n independent child seeds of ``random_state`` (explainers.seeds.spawned)
 per_input_seeds = seeds.spawned
-
-
-def fit_local_model(
-    z: np.ndarray, y: np.ndarray, pi: np.ndarray, n_features: int
-) -> tuple[np.ndarray, float, float]:
-    """LASSO-path selection of ``n_features`` columns, then weighted least squares on them.
-
-    ``z`` (n, d) perturbations, ``y`` (n,) model outputs, ``pi`` (n,) sample weights.
-    Returns ``(w (d,), intercept, weighted R^2)``; ``w`` has at most ``n_features`` non-zeros.
-    """
-    return fit_local_models(z, y, pi, (n_features,))[0]
-
-
-def fit_local_models(
-    z: np.ndarray, y: np.ndarray, pi: np.ndarray, ks: Sequence[int]
-) -> list[tuple[np.ndarray, float, float]]:
-    """:func:`fit_local_model` for several ``K`` at once, sharing one LASSO path."""
-    z = np.asarray(z, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    pi = np.asarray(pi, dtype=np.float64)
-    d = z.shape[1]
-    total = pi.sum()
-    z_bar = pi @ z / total
-    y_bar = float(pi @ y / total)
-    sw = np.sqrt(pi)
-    xc = (z - z_bar) * sw[:, None]
-    yc = (y - y_bar) * sw
-    ss_tot = float(yc @ yc)
-    if ss_tot <= 1e-24 * max(1.0, y_bar * y_bar) * len(y):
-        return [(np.zeros(d), y_bar, 0.0) for _ in ks]  # f is flat here: nothing to explain
-    norms = np.sqrt(np.einsum("ij,ij->j", xc, xc))
-    usable = np.flatnonzero(norms > 0)
-    k_path = max(k for k in ks if k < usable.size) if min(ks) < usable.size else 0
-    if k_path:
-        # Unit-norm target too: LARS stops once correlations fall below float32 epsilon,
-        # and a saturated softmax varies by only ~1e-6 around a confident x0.
-        supports = _lasso_supports(
-            xc[:, usable] / norms[usable], yc / np.sqrt(ss_tot), [k for k in ks if k <= k_path]
-        )
-    out = []
-    for k in ks:
-        selected = usable if k >= usable.size else usable[supports[k]]
-        coef = _least_squares(xc[:, selected], yc)
-        w = np.zeros(d)
-        w[selected] = coef
-        resid = yc - xc[:, selected] @ coef
-        r2 = 1.0 - float(resid @ resid) / ss_tot
-        out.append((w, y_bar - float(z_bar[selected] @ coef), r2))
-    return out
-
-
-def _least_squares(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """argmin ||x b - y||: normal equations by Cholesky, SVD-based lstsq as the fallback.
-
-    The columns are independent Gaussian perturbations, so ``x^T x`` is well conditioned
-    (condition number ~20 for 784 columns and 2,000 samples) and the Cholesky solve is
-    about 6x cheaper than ``np.linalg.lstsq``'s SVD for a dense 784-feature fit.
-    """
-    if x.shape[0] > 2 * x.shape[1]:
-        try:
-            factor = cho_factor(x.T @ x, check_finite=False)
-            return cho_solve(factor, x.T @ y, check_finite=False)
-        except LinAlgError:
-            pass  # (near-)collinear columns: fall through to the SVD
-    return np.linalg.lstsq(x, y, rcond=None)[0]
-
-
-def _lasso_supports(xs: np.ndarray, y: np.ndarray, ks: Sequence[int]) -> dict[int, np.ndarray]:
-    """For each ``k``: the features active where the LASSO path first has ``k`` of them.
-
-    Each LARS-lasso step adds or drops one feature, so ``max(ks)`` steps suffice unless
-    features were dropped on the way; then the path is extended.  Of the path's knots, the
-    last one with at most ``k`` active features is used (as LIME's ``lasso_path`` does).
-    """
-    k_max = max(ks)
-    max_iter = k_max
-    while True:
-        alphas, _, coefs, n_iter = lars_path(
-            xs, y, method="lasso", max_iter=max_iter, return_path=True, return_n_iter=True
-        )
-        nnz = np.count_nonzero(coefs, axis=0)
-        finished = n_iter < max_iter or alphas[-1] <= 0
-        if nnz[-1] >= k_max or finished or max_iter >= 4 * k_max + 20:
-            break
-        max_iter += 2 * (k_max - int(nnz[-1])) + 2
-    return {k: np.flatnonzero(coefs[:, np.flatnonzero(nnz <= k)[-1]]) for k in ks}
 
 
 def inference_forward(
@@ -298,9 +216,9 @@ def _feature_labels(features) -> np.ndarray:
 
 
 def _finish(future: Future, progress) -> None:
-    future.result()  # re-raises a worker's exception here
+    done = future.result()  # re-raises a worker's exception here
     if progress is not None:
-        progress(1)
+        progress(done)
 
 
 @register("lime", stream=1, study=True)
@@ -343,6 +261,10 @@ class LocalLime:
         worker threads for the LASSO/least-squares fits, which then overlap with the
         sampling and forward passes of the next inputs (0: everything in the calling
         thread).  Results do not depend on it.
+    fit_batch_size:
+        explanations whose LASSO paths are followed together (``explainers.lars``;
+        default 16: larger batches gain little once the per-step cost is amortised).
+        Results do not depend on it beyond rounding.
     random_state:
         seed of the noise; every input gets its own child seed (``per_input_seeds``).
     """
@@ -365,6 +287,7 @@ class LocalLime:
         batch_size: int = DEFAULT_BATCH_SIZE,
         clip: tuple[float | None, float | None] | None = (0.0, 1.0),
         n_jobs: int = 1,
+        fit_batch_size: int = DEFAULT_FIT_BATCH_SIZE,
         random_state: int | None = None,
         features: np.ndarray | None = None,
         perturbation: str = "gaussian",
@@ -386,6 +309,8 @@ class LocalLime:
             raise ValueError(f"clip must be (low, high) or None, got {clip!r}")
         if int(n_jobs) < 0:
             raise ValueError(f"n_jobs must be >= 0, got {n_jobs}")
+        if int(fit_batch_size) < 1:
+            raise ValueError(f"fit_batch_size must be at least 1, got {fit_batch_size}")
         self.forward_func = forward_func
         self.n_samples = int(n_samples)
         self.sigma = float(sigma)
@@ -394,6 +319,7 @@ class LocalLime:
         self.batch_size = int(batch_size)
         self.clip = None if clip is None else tuple(clip)
         self.n_jobs = int(n_jobs)
+        self.fit_batch_size = int(fit_batch_size)
         self.random_state = random_state
         self.features = None if features is None else _feature_labels(features)
         if perturbation not in PERTURBATIONS:
@@ -550,40 +476,51 @@ class LocalLime:
             prob = probs.gather(1, target.view(-1, 1).to(probs.device))[:, 0]
             prob = prob.detach().to("cpu", torch.float64).numpy()
 
-        def fit(i, z, y):
-            z = z.reshape(self.n_samples, d).numpy()
-            dist2 = np.einsum("ij,ij->i", z, z, dtype=np.float64)
-            pi = np.exp(-dist2 / (width * width))
-            weights[i], intercept[i], r2[i] = fit_local_model(z, y, pi, self.n_features)
+        def fit(rows, zs, ys) -> int:
+            zs = [z.reshape(self.n_samples, d).numpy() for z in zs]
+            pis = [
+                np.exp(-np.einsum("ij,ij->i", z, z, dtype=np.float64) / (width * width)) for z in zs
+            ]
+            fits = fit_local_models_batch(zs, ys, pis, (self.n_features,))
+            for i, [(w, b, fit_r2)] in zip(rows, fits, strict=True):
+                weights[i], intercept[i], r2[i] = w, b, fit_r2
+            return len(rows)
 
-        # The LASSO path is a sequence of small matrix-vector products: multithreaded BLAS
-        # only adds synchronisation cost there (measured 9 ms single-threaded vs 170 ms with
-        # two threads next to a busy torch), so BLAS runs single-threaded during the fits;
-        # torch's own OpenMP threads are not affected.  With n_jobs > 0 the fits run in
-        # worker threads while the main thread samples and evaluates the next inputs, so
-        # the fits use cores the forward passes leave idle.
+        groups = [
+            range(s, min(s + self.fit_batch_size, n)) for s in range(0, n, self.fit_batch_size)
+        ]
+        # The fits are small matrix products: multithreaded BLAS next to a busy torch only
+        # adds synchronisation cost (measured 9 ms single-threaded vs 170 ms with two
+        # threads), so BLAS runs single-threaded during the fits; torch's own OpenMP
+        # threads are not affected.  With n_jobs > 0 the fits of a group run in worker
+        # threads while the main thread samples and evaluates the next group.
         with threadpool_limits(limits=1, user_api="blas"):
             if self.n_jobs == 0:
-                for i in range(n):
-                    fit(i, *self._draw(inputs, target, seeds, i))
+                for rows in groups:
+                    done = fit(rows, *self._draw_group(inputs, target, seeds, rows))
                     if progress is not None:
-                        progress(1)
+                        progress(done)
             else:
                 with ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
                     pending: deque = deque()
-                    for i in range(n):
-                        # bound the samples held in memory to a few inputs per worker
+                    for rows in groups:
+                        # bound the samples held in memory to two groups per worker
                         while len(pending) >= 2 * self.n_jobs:
                             _finish(pending.popleft(), progress)
-                        pending.append(pool.submit(fit, i, *self._draw(inputs, target, seeds, i)))
+                        draws = self._draw_group(inputs, target, seeds, rows)
+                        pending.append(pool.submit(fit, rows, *draws))
                     while pending:
                         _finish(pending.popleft(), progress)
         return LimeResult(weights=weights, intercept=intercept, r2=r2, prob=prob, seeds=seeds)
 
-    def _draw(self, inputs, target, seeds, i) -> tuple[torch.Tensor, np.ndarray]:
-        """Perturbations ``z`` and model outputs ``y`` for input ``i``."""
-        xs, z = self.sample(inputs[i], int(seeds[i]))
-        return z, self.model_outputs(xs, int(target[i]), inputs.device)
+    def _draw_group(self, inputs, target, seeds, rows) -> tuple[list, list]:
+        """Perturbations ``z`` and model outputs ``y`` for the inputs ``rows``."""
+        zs, ys = [], []
+        for i in rows:
+            xs, z = self.sample(inputs[i], int(seeds[i]))
+            zs.append(z)
+            ys.append(self.model_outputs(xs, int(target[i]), inputs.device))
+        return zs, ys
 
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor | int) -> torch.Tensor:
         """Local weight vectors (at most K non-zeros each), shaped and placed like ``inputs``."""

@@ -198,9 +198,18 @@ def resolve_preset(
     return replace(preset, lime=lime, per_image=per_image)
 
 
-def fit_threads() -> int:
-    """Worker threads for LASSO fits: the cores beyond one, at least one (overlap)."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+def fit_threads(device: torch.device | str = "cpu") -> int:
+    """Worker threads for the local fits, which then overlap the forward passes.
+
+    Worth it only where the forward passes leave cores idle: on a GPU, the cores beyond
+    one.  On CPUs with at most 2 cores the forward passes keep both busy and a worker
+    thread only contends with them (measured here, K = 20 / 100: 55.1 / 63.7 ms per
+    explanation inline vs 59.4 / 66.9 ms with one worker), so the fits run inline.
+    """
+    cores = os.cpu_count() or 2
+    if torch.device(device).type != "cpu":
+        return max(1, min(8, cores - 1))
+    return 0 if cores <= 2 else max(1, min(8, cores - 1))
 
 
 # --------------------------------------------------------------------------- seeds
@@ -546,7 +555,7 @@ def run_local(
         "batch_size": batch_size,
         **(lime_extra or {}),
     }
-    lime = LocalLime(forward, **lime_kwargs, n_jobs=fit_threads())
+    lime = LocalLime(forward, **lime_kwargs, n_jobs=fit_threads(dev))
     run_chunks = None
     if scheduler is not None:
         from .distributed import dask_runner

@@ -200,27 +200,53 @@ def test_model_randomisation_sanity_check(trained_model, random_model, test_imag
         assert r.mean() < 0.5, (method, r)
 
 
-def test_worker_threads_do_not_change_the_result():
+def test_worker_threads_and_fit_batches_do_not_change_the_result():
     forward, _, _ = sparse_logistic_model(seed=4)
     x = torch.rand(5, 1, 28, 28)
     kw = {"n_samples": 200, "sigma": 0.1, "n_features": 8, "random_state": 9}
     ticks = []
     serial = LocalLime(forward, n_jobs=0, **kw).explain(x, 0, progress=ticks.append)
-    threaded = LocalLime(forward, n_jobs=3, **kw).explain(x, 0, progress=ticks.append)
+    threaded = LocalLime(forward, n_jobs=3, fit_batch_size=2, **kw).explain(
+        x, 0, progress=ticks.append
+    )
+    one_by_one = LocalLime(forward, n_jobs=0, fit_batch_size=1, **kw).explain(x, 0)
     np.testing.assert_array_equal(serial.weights, threaded.weights)
     np.testing.assert_array_equal(serial.r2, threaded.r2)
-    assert len(ticks) == 10
+    # a batch of LASSO paths selects what each path alone selects; values up to rounding
+    np.testing.assert_array_equal(serial.weights != 0, one_by_one.weights != 0)
+    np.testing.assert_allclose(serial.weights, one_by_one.weights, rtol=1e-9, atol=1e-12)
+    assert sum(ticks) == 10 and len(ticks) == 1 + 3  # one tick per batch of fits
 
 
 def test_least_squares_paths_agree():
-    from explainers.lime import _least_squares
+    from explainers.local_fit import _solve_normal_equations
 
     rng = np.random.default_rng(2)
     x = rng.normal(size=(500, 40))
     y = x @ rng.normal(size=40) + 0.1 * rng.normal(size=500)
     np.testing.assert_allclose(
-        _least_squares(x, y), np.linalg.lstsq(x, y, rcond=None)[0], rtol=1e-9, atol=1e-12
+        _solve_normal_equations(x.T @ x, x.T @ y),
+        np.linalg.lstsq(x, y, rcond=None)[0],
+        rtol=1e-9,
+        atol=1e-12,
     )
-    collinear = np.column_stack([x[:, :5], x[:, 0]])  # Cholesky fails: SVD fallback
-    b = _least_squares(collinear, y)
+    collinear = np.column_stack([x[:, :5], x[:, 0]])  # Cholesky fails: least-squares fallback
+    b = _solve_normal_equations(collinear.T @ collinear, collinear.T @ y)
     np.testing.assert_allclose(collinear @ b, collinear @ np.linalg.lstsq(collinear, y)[0])
+
+
+def test_local_fit_is_weighted_least_squares_on_the_selected_features():
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(300, 25))
+    y = np.tanh(z[:, :6] @ rng.normal(size=6)) + 0.05 * rng.normal(size=300)
+    pi = rng.uniform(0.2, 1.0, 300)
+    w, b, r2 = fit_local_model(z, y, pi, 6)
+    selected = np.flatnonzero(w)
+    design = np.column_stack([np.ones(300), z[:, selected]])
+    sw = np.sqrt(pi)
+    ref = np.linalg.lstsq(design * sw[:, None], y * sw, rcond=None)[0]
+    np.testing.assert_allclose(w[selected], ref[1:], rtol=1e-9)
+    assert b == pytest.approx(ref[0], rel=1e-9)
+    resid = (y - design @ ref) * sw
+    y_bar = pi @ y / pi.sum()
+    assert r2 == pytest.approx(1 - resid @ resid / (pi @ (y - y_bar) ** 2), rel=1e-9)
