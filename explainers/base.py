@@ -52,21 +52,27 @@ def as_target(target: torch.Tensor | int | np.ndarray | list, n: int) -> torch.T
     return t
 
 
-def check_target(target: torch.Tensor, forward_func, inputs: torch.Tensor) -> torch.Tensor:
-    """Refuse class indices the model does not have (one forward pass of one input)."""
+def check_target(
+    target: torch.Tensor, forward_func, inputs: torch.Tensor, *, n_classes: int | None = None
+) -> torch.Tensor:
+    """Refuse class indices the model does not have.
+
+    The number of classes is ``n_classes`` where the caller knows it (it has the model's
+    outputs already), else one forward pass of one input tells it.
+    """
     if target.numel() == 0:
         return target
     low, high = int(target.min()), int(target.max())
     if low < 0:
         raise ValueError(f"target {low} is not a class index (classes are numbered from 0)")
-    if forward_func is not None:
+    if n_classes is None and forward_func is not None:
         with torch.no_grad():
             n_classes = int(forward_func(inputs[:1]).shape[-1])
-        if high >= n_classes:
-            raise ValueError(
-                f"target {high} is out of range: the model has {n_classes} classes "
-                f"(0-{n_classes - 1})"
-            )
+    if n_classes is not None and high >= n_classes:
+        raise ValueError(
+            f"target {high} is out of range: the model has {n_classes} classes "
+            f"(0-{n_classes - 1})"
+        )
     return target
 
 

@@ -47,7 +47,7 @@ def _worker_lime(model_bytes: bytes, lime_kwargs: dict, threads: int | None):
                 torch.set_num_threads(int(threads))
             model = load_bytes(model_bytes)
             forward = inference_forward(model, compile=False)
-            _WORKER_STATE[key] = (LocalLime(forward, **lime_kwargs, n_jobs=1),)
+            _WORKER_STATE[key] = (LocalLime(forward, **lime_kwargs),)  # fits inline
         return _WORKER_STATE[key][0]
 
 

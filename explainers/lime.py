@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import ctypes
+import functools
 import math
 import warnings
 from collections import deque
@@ -48,7 +49,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from . import seeds
 from .base import ForwardFunc, as_target, check_inputs, check_target
@@ -215,6 +216,13 @@ def _feature_labels(features) -> np.ndarray:
     return labels.astype(np.int64)
 
 
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """One inspection of the loaded BLAS libraries per process (``threadpool_limits``
+    repeats it on every call: ~1 ms, measurable next to a 50 ms explanation)."""
+    return ThreadpoolController()
+
+
 def _finish(future: Future, progress) -> None:
     done = future.result()  # re-raises a worker's exception here
     if progress is not None:
@@ -259,8 +267,10 @@ class LocalLime:
         the fill value of hidden features, in pixel units (default 0.5, mid-grey).
     n_jobs:
         worker threads for the LASSO/least-squares fits, which then overlap with the
-        sampling and forward passes of the next inputs (0: everything in the calling
-        thread).  Results do not depend on it.
+        sampling and forward passes of the next inputs (default 0: everything in the
+        calling thread, the faster choice wherever the forward passes keep every core
+        busy; ``explainers.precompute.fit_threads`` picks it per device).  Results do not
+        depend on it.
     fit_batch_size:
         explanations whose LASSO paths are followed together (``explainers.lars``;
         default 16: larger batches gain little once the per-step cost is amortised).
@@ -286,7 +296,7 @@ class LocalLime:
         kernel_width: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         clip: tuple[float | None, float | None] | None = (0.0, 1.0),
-        n_jobs: int = 1,
+        n_jobs: int = 0,
         fit_batch_size: int = DEFAULT_FIT_BATCH_SIZE,
         random_state: int | None = None,
         features: np.ndarray | None = None,
@@ -462,7 +472,9 @@ class LocalLime:
         inputs = check_inputs(inputs)
         self._check_clip_range(inputs)
         n = inputs.shape[0]
-        target = check_target(as_target(target, n), self.forward_func, inputs)
+        with torch.inference_mode():
+            probs = self.forward_func(inputs)
+        target = check_target(as_target(target, n), None, inputs, n_classes=probs.shape[-1])
         seeds = per_input_seeds(self.random_state, n) if seeds is None else np.asarray(seeds)
         if seeds.shape != (n,):
             raise ValueError(f"seeds must have shape ({n},), got {seeds.shape}")
@@ -471,10 +483,8 @@ class LocalLime:
         weights = np.zeros((n, d), dtype=np.float32)
         intercept = np.zeros(n)
         r2 = np.zeros(n)
-        with torch.inference_mode():
-            probs = self.forward_func(inputs)
-            prob = probs.gather(1, target.view(-1, 1).to(probs.device))[:, 0]
-            prob = prob.detach().to("cpu", torch.float64).numpy()
+        prob = probs.gather(1, target.view(-1, 1).to(probs.device))[:, 0]
+        prob = prob.detach().to("cpu", torch.float64).numpy()
 
         def fit(rows, zs, ys) -> int:
             zs = [z.reshape(self.n_samples, d).numpy() for z in zs]
@@ -494,7 +504,7 @@ class LocalLime:
         # threads), so BLAS runs single-threaded during the fits; torch's own OpenMP
         # threads are not affected.  With n_jobs > 0 the fits of a group run in worker
         # threads while the main thread samples and evaluates the next group.
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             if self.n_jobs == 0:
                 for rows in groups:
                     done = fit(rows, *self._draw_group(inputs, target, seeds, rows))
