@@ -256,20 +256,24 @@ def main(argv=None) -> int:
             f"same features in {same}/32"
         )
 
-    # the stable preset's setting as precompute runs it: a batch of images, fits on worker
-    # threads overlapping the next image's forward passes; against its own forward bound
+    # the stable preset's setting as precompute runs it: a batch of images, the fits inline
+    # or on worker threads as fit_threads decides; against its own forward bound
     stable = PRESETS["stable"].lime
+
+    def stable_lime(forward, **extra) -> LocalLime:
+        return LocalLime(
+            forward,
+            n_samples=stable.n_samples,
+            sigma=stable.sigma,
+            n_features=stable.n_features,
+            batch_size=best_bs,
+            **extra,
+        )
+
     images = as_float(data.test_images[:10])
     with torch.no_grad():
         targets = model(images).argmax(1)
-    big = LocalLime(
-        fast,
-        n_samples=stable.n_samples,
-        sigma=stable.sigma,
-        n_features=stable.n_features,
-        batch_size=best_bs,
-        n_jobs=fit_threads("cpu"),
-    )
+    big = stable_lime(fast, n_jobs=fit_threads("cpu"))
     big_samples, _ = big.sample(x0[0], seed=0)
 
     t_stable_bound = median_time(lambda: in_batches(fast, big_samples, best_bs), args.repeats)
@@ -303,14 +307,7 @@ def main(argv=None) -> int:
     tol_seeds = list(range(50_000, 50_000 + picks.size))
     tol = {}
     for name, fwd in (("fp32", fast), ("bf16", bf16)):
-        explainer = LocalLime(
-            fwd,
-            n_samples=stable.n_samples,
-            sigma=stable.sigma,
-            n_features=stable.n_features,
-            batch_size=best_bs,
-        )
-        tol[name] = explainer.explain(tol_images, tol_targets, seeds=tol_seeds).weights
+        tol[name] = stable_lime(fwd).explain(tol_images, tol_targets, seeds=tol_seeds).weights
     same_k = np.mean(np.all((tol["fp32"] != 0) == (tol["bf16"] != 0), axis=1))
     labels = tol_targets.numpy()
     maps = {k: class_normlime(w, labels, 10) for k, w in tol.items()}
