@@ -250,3 +250,32 @@ def test_local_fit_is_weighted_least_squares_on_the_selected_features():
     resid = (y - design @ ref) * sw
     y_bar = pi @ y / pi.sum()
     assert r2 == pytest.approx(1 - resid @ resid / (pi @ (y - y_bar) ** 2), rel=1e-9)
+
+
+def test_real_explanations_select_what_lars_path_selects(trained_model, test_images):
+    """The batched LASSO path on the CNN's own explanations (10 images, K = 100) against
+    scikit-learn's lars_path run on the same samples, as LocalLime once did."""
+    from sklearn.linear_model import lars_path
+
+    images, _ = test_images
+    images = images[::5][:10]
+    forward = inference_forward(trained_model)
+    targets = forward(images).argmax(1)
+    lime = LocalLime(forward, n_samples=600, sigma=0.5, n_features=100, random_state=3)
+    result = lime.explain(images, targets)
+    width = lime.width_for(784)
+    for i in range(images.shape[0]):
+        xs, z = lime.sample(images[i], int(result.seeds[i]))
+        y = lime.model_outputs(xs, int(targets[i]), "cpu")  # the same batches, the same y
+        z = z.reshape(600, -1).double().numpy()
+        pi = np.exp(-np.einsum("ij,ij->i", z, z) / width**2)
+        sw = np.sqrt(pi)
+        xc = (z - pi @ z / pi.sum()) * sw[:, None]
+        yc = (y - pi @ y / pi.sum()) * sw
+        norms = np.linalg.norm(xc, axis=0)
+        xs_unit = xc / np.where(norms > 0, norms, 1.0)
+        _, _, coefs = lars_path(xs_unit, yc / np.linalg.norm(yc), method="lasso", max_iter=150)
+        first = np.flatnonzero(np.count_nonzero(coefs, axis=0) == 100)[0]
+        np.testing.assert_array_equal(
+            np.flatnonzero(result.weights[i]), np.flatnonzero(coefs[:, first])
+        )
