@@ -258,8 +258,8 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
     "--compile/--no-compile",
     "compile_model",
     default=None,
-    help="torch.compile the model for LIME's forward passes [default: only for runs of at "
-    "least 1M samples, where the faster passes repay the compilation]",
+    help="torch.compile the model for LIME's forward passes [default: only on a CPU and for "
+    "runs of at least 1M samples, where the faster passes repay the compilation]",
 )
 @click.option(
     "--disjoint-from",

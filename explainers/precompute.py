@@ -80,8 +80,9 @@ __all__ = [
 
 #: the bundle's record of which images every method's class maps were made from
 IMAGES_FILE = "images.npz"
-#: LIME runs with at least this many model evaluations are compiled by default: compilation
-#: costs ~10 s with a warm inductor cache and ~1 min cold, and saves ~20% of forward time
+#: LIME runs on a CPU with at least this many model evaluations are compiled by default:
+#: compilation costs ~10 s with a warm inductor cache and ~1 min cold, and saves 20-30% of
+#: forward time
 COMPILE_MIN_SAMPLES = 1_000_000
 DISPLAY_FILTER = (
     "signed scores, positive part: NormLIME shows max(0, mean over E_y(c_i) of "
@@ -540,7 +541,9 @@ def run_local(
     if scheduler is not None:
         compile_model = False  # workers run eager; the cache key names the forward path
     elif compile_model is None:
-        compile_model = lp.index.size * ls.n_samples >= COMPILE_MIN_SAMPLES
+        # On a GPU the forward passes are not what bounds LIME (the CPU draws the noise and
+        # fits), so compilation time could not be won back there.
+        compile_model = dev.type == "cpu" and lp.index.size * ls.n_samples >= COMPILE_MIN_SAMPLES
     forward = inference_forward(model, compile=compile_model, compile_batch_size=batch_size)
     forward_desc = "inference_forward(channels_last, float64 softmax" + (
         ", torch.compile)" if compile_model else ")"
