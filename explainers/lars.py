@@ -281,6 +281,14 @@ class GramRows:
         self.where[b][features] = np.arange(features.size) + self.cache[b].shape[0]
         self.cache[b] = np.concatenate([self.cache[b], rows]) if self.cache[b].size else rows
 
+    def block(self, b: int, features: np.ndarray) -> np.ndarray:
+        """The Gram block of ``features`` of problem ``b`` (their rows computed first if
+        need be)."""
+        missing = features[self.where[b][features] < 0]
+        if missing.size:
+            self._compute(b, missing)
+        return self.cache[b][self.where[b][features]][:, features]
+
     def __call__(self, idx: np.ndarray, j: np.ndarray, c: np.ndarray) -> np.ndarray:
         for b, jb in zip(idx, j, strict=True):
             if self.where[b][jb] < 0:

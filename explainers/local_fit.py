@@ -88,15 +88,21 @@ def fit_local_models_batch(
             rows=rows,
         )
         supports = dict(zip(on_path, found, strict=True))
+    slot = {i: b for b, i in enumerate(on_path)}
     out = []
     for i, s in enumerate(stats):
         if s.flat:
             out.append([(np.zeros(d), s.y_bar, 0.0) for _ in ks])
             continue
         usable = np.flatnonzero(s.norms)
-        out.append(
-            [_least_squares_fit(s, usable if k >= usable.size else supports[i][k]) for k in ks]
-        )
+        fits = []
+        for k in ks:
+            if k >= usable.size:  # dense: every usable feature
+                fits.append(_least_squares_fit(s, usable))
+            else:  # every selected feature joined its path, so its Gram row is known
+                selected = supports[i][k]
+                fits.append(_least_squares_fit(s, selected, rows.block(slot[i], selected)))
+        out.append(fits)
     return out
 
 
@@ -124,12 +130,16 @@ def _statistics(z: np.ndarray, y: np.ndarray, pi: np.ndarray) -> _Statistics:
     return _Statistics(out, xy, norms, z_bar, y_bar, ss_tot, False)
 
 
-def _least_squares_fit(s: _Statistics, selected: np.ndarray) -> Fit:
-    """Weighted least squares (with intercept) on the ``selected`` columns, from statistics."""
+def _least_squares_fit(s: _Statistics, selected: np.ndarray, g: np.ndarray | None = None) -> Fit:
+    """Weighted least squares (with intercept) on the ``selected`` columns, from statistics.
+
+    ``g``: the unit-norm columns' Gram block of ``selected``, where it is known already.
+    """
     d = s.design.shape[1]
-    x = s.design[:, selected]
-    g = x.T @ x
-    g /= np.outer(s.norms[selected], s.norms[selected])  # the unit-norm columns' Gram
+    if g is None:
+        x = s.design[:, selected]
+        g = x.T @ x
+        g /= np.outer(s.norms[selected], s.norms[selected])
     xy = s.xy[selected]
     b = _solve_normal_equations(g, xy)  # in unit-norm column units
     coef = b / s.norms[selected]
