@@ -101,8 +101,11 @@ def test_several_k_share_one_path():
     many = fit_local_models(z, y, pi, [3, 10, 30])
     for k, (w, b, r2) in zip([3, 10, 30], many, strict=True):
         w1, b1, r21 = fit_local_model(z, y, pi, k)
-        np.testing.assert_array_equal(w, w1)
-        assert np.count_nonzero(w) == k and b == b1 and r2 == r21
+        # the same features; values up to rounding (the Gram rows come in other blocks)
+        np.testing.assert_array_equal(w != 0, w1 != 0)
+        np.testing.assert_allclose(w, w1, rtol=1e-12, atol=0)
+        assert np.count_nonzero(w) == k
+        assert b == pytest.approx(b1, rel=1e-12) and r2 == pytest.approx(r21, rel=1e-12)
     assert many[0][2] < many[1][2] < many[2][2]  # more features, better fit
 
 
