@@ -30,6 +30,7 @@ class _Statistics:
     design: np.ndarray  # (n, d) weighted, centred columns
     xy: np.ndarray  # (d,) the columns scaled to unit norm against the centred target
     norms: np.ndarray  # (d,) the columns' norms (0: the feature never moved)
+    yc: np.ndarray  # (n,) the weighted, centred target
     z_bar: np.ndarray  # (d,) weighted mean perturbation
     y_bar: float
     ss_tot: float  # weighted total sum of squares of y
@@ -121,13 +122,13 @@ def _statistics(z: np.ndarray, y: np.ndarray, pi: np.ndarray) -> _Statistics:
     yc = (y - y_bar) * sw
     ss_tot = float(yc @ yc)
     if ss_tot <= 1e-24 * max(1.0, y_bar * y_bar) * len(y):
-        return _Statistics(out, np.zeros(d), np.zeros(d), z_bar, y_bar, ss_tot, True)
+        return _Statistics(out, np.zeros(d), np.zeros(d), yc, z_bar, y_bar, ss_tot, True)
     np.subtract(z, z_bar, out=out)  # float64 from here on
     out *= sw[:, None]
     norms = np.sqrt(np.einsum("ij,ij->j", out, out))
     xy = out.T @ yc
     xy *= np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
-    return _Statistics(out, xy, norms, z_bar, y_bar, ss_tot, False)
+    return _Statistics(out, xy, norms, yc, z_bar, y_bar, ss_tot, False)
 
 
 def _least_squares_fit(s: _Statistics, selected: np.ndarray, g: np.ndarray | None = None) -> Fit:
@@ -135,17 +136,24 @@ def _least_squares_fit(s: _Statistics, selected: np.ndarray, g: np.ndarray | Non
 
     ``g``: the unit-norm columns' Gram block of ``selected``, where it is known already.
     """
-    d = s.design.shape[1]
-    if g is None:
-        x = s.design[:, selected]
-        g = x.T @ x
-        g /= np.outer(s.norms[selected], s.norms[selected])
+    n, d = s.design.shape
     xy = s.xy[selected]
-    b = _solve_normal_equations(g, xy)  # in unit-norm column units
+    if n <= 2 * selected.size:
+        # Few samples per column: the normal equations would square a poor conditioning.
+        x = s.design[:, selected] / s.norms[selected]
+        b = np.linalg.lstsq(x, s.yc, rcond=None)[0]  # in unit-norm column units
+        r = s.yc - x @ b
+        residual = float(r @ r)
+    else:
+        if g is None:
+            x = s.design[:, selected]
+            g = x.T @ x
+            g /= np.outer(s.norms[selected], s.norms[selected])
+        b = _solve_normal_equations(g, xy)  # in unit-norm column units
+        residual = s.ss_tot - 2.0 * float(b @ xy) + float(b @ g @ b)
     coef = b / s.norms[selected]
     w = np.zeros(d)
     w[selected] = coef
-    residual = s.ss_tot - 2.0 * float(b @ xy) + float(b @ g @ b)
     return w, s.y_bar - float(s.z_bar[selected] @ coef), 1.0 - residual / s.ss_tot
 
 

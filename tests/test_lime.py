@@ -238,14 +238,16 @@ def test_least_squares_paths_agree():
     np.testing.assert_allclose(collinear @ b, collinear @ np.linalg.lstsq(collinear, y)[0])
 
 
-def test_local_fit_is_weighted_least_squares_on_the_selected_features():
+@pytest.mark.parametrize("n, k", [(300, 6), (60, 40)])  # normal equations; few samples
+def test_local_fit_is_weighted_least_squares_on_the_selected_features(n, k):
     rng = np.random.default_rng(5)
-    z = rng.normal(size=(300, 25))
-    y = np.tanh(z[:, :6] @ rng.normal(size=6)) + 0.05 * rng.normal(size=300)
-    pi = rng.uniform(0.2, 1.0, 300)
-    w, b, r2 = fit_local_model(z, y, pi, 6)
+    z = rng.normal(size=(n, 50))
+    y = np.tanh(z[:, :6] @ rng.normal(size=6)) + 0.05 * rng.normal(size=n)
+    pi = rng.uniform(0.2, 1.0, n)
+    w, b, r2 = fit_local_model(z, y, pi, k)
     selected = np.flatnonzero(w)
-    design = np.column_stack([np.ones(300), z[:, selected]])
+    assert selected.size == k
+    design = np.column_stack([np.ones(n), z[:, selected]])
     sw = np.sqrt(pi)
     ref = np.linalg.lstsq(design * sw[:, None], y * sw, rcond=None)[0]
     np.testing.assert_allclose(w[selected], ref[1:], rtol=1e-9)
