@@ -31,7 +31,8 @@ from threadpoolctl import threadpool_limits
 
 from .bundle import display_values
 from .inspect import pearson_per_class
-from .lime import LocalLime, fit_local_models
+from .lime import LocalLime
+from .local_fit import fit_local_models_batch
 from .normlime import display_class_maps
 
 __all__ = [
@@ -143,24 +144,28 @@ def fit_pool(
     d = int(np.prod(images.shape[1:]))
     weights = {s: np.zeros((n, d), dtype=np.float32) for s in specs}
     r2 = {s: np.zeros(n) for s in specs}
+    groups: dict[tuple[int, float], list[FitSpec]] = {}
+    for s in specs:
+        width = s.kernel_width(sigma, d) or lime.width_for(d)
+        groups.setdefault((s.n_samples, width), []).append(s)
     with threadpool_limits(limits=1, user_api="blas"):
-        for i in range(n):
-            _, z = lime.sample(images[i], int(seeds[i]))
-            z = z.reshape(n_max, d).numpy()
-            y = outputs[i]
-            dist2 = np.einsum("ij,ij->i", z, z, dtype=np.float64)
-            groups: dict[tuple[int, float], list[FitSpec]] = {}
-            for s in specs:
-                width = s.kernel_width(sigma, d) or lime.width_for(d)
-                groups.setdefault((s.n_samples, width), []).append(s)
+        for start in range(0, n, lime.fit_batch_size):  # the LASSO paths of a batch together
+            rows = range(start, min(start + lime.fit_batch_size, n))
+            zs = [lime.sample(images[i], int(seeds[i]))[1].reshape(n_max, d).numpy() for i in rows]
+            dist2 = [np.einsum("ij,ij->i", z, z, dtype=np.float64) for z in zs]
             for (m, width), group in groups.items():
-                pi = np.exp(-dist2[:m] / (width * width))
-                fits = fit_local_models(z[:m], y[:m], pi, [s.n_features for s in group])
-                for s, (w, _, fit_r2) in zip(group, fits, strict=True):
-                    weights[s][i] = w
-                    r2[s][i] = fit_r2
+                fits = fit_local_models_batch(
+                    [z[:m] for z in zs],
+                    [outputs[i, :m] for i in rows],
+                    [np.exp(-d2[:m] / (width * width)) for d2 in dist2],
+                    [s.n_features for s in group],
+                )
+                for i, image_fits in zip(rows, fits, strict=True):
+                    for s, (w, _, fit_r2) in zip(group, image_fits, strict=True):
+                        weights[s][i] = w
+                        r2[s][i] = fit_r2
             if progress is not None:
-                progress(1)
+                progress(len(rows))
     return weights, r2
 
 
