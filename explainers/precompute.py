@@ -590,6 +590,7 @@ def run_local(
     params = {
         **lime.params(),
         "kernel_width_used": lime.width_for(d),
+        "forward_batch_size": batch_size,  # speed only: the outputs do not depend on it
         "per_class": ls.per_class,
         "images": f"{lp.pool.describe()} drawn per true digit; partitioned by predicted label",
         "image_pool": ls.images,

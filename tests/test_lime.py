@@ -284,3 +284,15 @@ def test_real_explanations_select_what_lars_path_selects(trained_model, test_ima
         np.testing.assert_array_equal(
             np.flatnonzero(result.weights[i]), np.flatnonzero(coefs[:, first])
         )
+
+
+def test_the_batch_size_changes_speed_not_outputs(trained_model, test_images):
+    images, _ = test_images
+    forward = inference_forward(trained_model)
+    xs, _ = LocalLime(forward, n_samples=500).sample(images[0], seed=1)
+    outputs = [
+        LocalLime(forward, n_samples=500, batch_size=b).model_outputs(xs, 3, "cpu")
+        for b in (64, 128, 500)
+    ]
+    for y in outputs[1:]:  # measured identical here; oneDNN may pick other kernels elsewhere
+        np.testing.assert_allclose(y, outputs[0], rtol=1e-6, atol=1e-12)

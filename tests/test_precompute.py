@@ -81,6 +81,22 @@ def test_rerun_hits_the_cache_and_gives_identical_maps(tiny_bundle, tmp_path):
     assert second.manifest["local_explanations"]["cache_hits"] == 20
 
 
+def test_the_forward_batch_size_is_recorded_and_leaves_the_maps_alone(tiny_bundle, tmp_path):
+    out, _, _ = tiny_bundle
+    other = tmp_path / "batch64"
+    result = run_cli(["precompute", *TINY, "--no-cache", "--batch-size", "64", "--out", str(other)])
+    assert result.exit_code == 0, result.output
+    first, second = read_bundle(out), read_bundle(other)
+    assert first.manifest["methods"]["normlime"]["parameters"]["forward_batch_size"] == 200
+    assert second.manifest["methods"]["normlime"]["parameters"]["forward_batch_size"] == 64
+    # Identical here. Elsewhere oneDNN may round other batch shapes differently, and a
+    # near-tie in the LASSO path may then swap a feature in these 2-image class maps; a
+    # batching bug (samples mixed up between passes) would leave no resemblance at all.
+    for method in STUDY_METHODS:
+        a, b = first.maps[method].reshape(10, -1), second.maps[method].reshape(10, -1)
+        assert min(np.corrcoef(a[d], b[d])[0, 1] for d in range(10)) > 0.9, method
+
+
 def test_another_seed_uses_other_images_and_noise(tiny_bundle, tmp_path):
     out, cache, _ = tiny_bundle
     other = tmp_path / "seed1"
