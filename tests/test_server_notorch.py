@@ -39,16 +39,19 @@ SCRIPT = textwrap.dedent(
 )
 
 
+def run_fresh(code: str, *args: str, cwd, timeout: int = 60) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter (nothing imported yet); fails the test if it fails."""
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
 def test_create_app_and_a_whole_survey_do_not_import_torch(tmp_path, bundle_dir, repo_root):
     url = f"sqlite:///{tmp_path / 'nt.sqlite3'}"
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, url, str(bundle_dir)],
-        cwd=repo_root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_fresh(SCRIPT, url, str(bundle_dir), cwd=repo_root, timeout=120)
     assert "HEAVY []" in proc.stdout
 
 
@@ -58,10 +61,7 @@ def test_the_server_commands_load_without_flask_or_torch(repo_root):
         "bad = [m for m in ('torch', 'flask', 'sqlalchemy', 'numpy') if m in sys.modules]; "
         "print(bad); assert not bad"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run_fresh(code, cwd=repo_root)
 
 
 def test_serve_and_analyze_with_a_project_read_it_without_torch(repo_root, tmp_path):
@@ -74,8 +74,5 @@ def test_serve_and_analyze_with_a_project_read_it_without_torch(repo_root, tmp_p
         "bad = [m for m in ('torch', 'torchvision', 'captum') if m in sys.modules]; "
         "print(bad); assert not bad"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=repo_root, capture_output=True, text=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = run_fresh(code, cwd=repo_root)
     assert str(tmp_path / "out" / "maps") in proc.stdout
