@@ -38,6 +38,8 @@ __all__ = [
     "STABILITY_MIN_R",
     "HOT_PIXEL_RATIO",
     "ink_masks",
+    "support_masks",
+    "SUPPORT_SHARE",
     "pearson_per_class",
     "border_mask",
     "bundle_image_digests",
@@ -51,6 +53,9 @@ __all__ = [
 BORDER = 3
 #: a pixel is ink for a digit where that digit's mean image is at least this (in [0, 1])
 INK_LEVEL = 0.2
+#: a pixel is on a class's support where it is non-zero in at least this share of the
+#: class's training images (docs/stimuli-protocol.md, part two)
+SUPPORT_SHARE = 0.01
 #: the stability criterion of the default preset (issue 9, item 3)
 STABILITY_MIN_R = 0.9
 #: a map has a hot pixel when its largest value is at least this many times its 99th
@@ -78,6 +83,19 @@ def ink_masks(
     if images.ndim == 4:
         images = images.mean(1)
     return np.stack([images[labels == c].mean(0) >= level for c in range(n_classes)])
+
+
+def support_masks(
+    images: np.ndarray, labels: np.ndarray, share: float = SUPPORT_SHARE, n_classes: int = 10
+) -> np.ndarray:
+    """(n_classes, H, W) booleans: pixels non-zero (in any channel) in at least ``share``
+    of the class's images (uint8 (N, H, W) or (N, C, H, W))."""
+    images = np.asarray(images)
+    nonzero = images != 0
+    if nonzero.ndim == 4:
+        nonzero = nonzero.any(1)
+    labels = np.asarray(labels)
+    return np.stack([nonzero[labels == c].mean(0) >= share for c in range(n_classes)])
 
 
 def border_width(shape: tuple[int, int]) -> int:

@@ -25,9 +25,11 @@ with ``k`` non-zeros whenever no feature leaves on the way); the final active se
 path ends with fewer.  Behaviour where ``lars_path`` differs, both only on degenerate
 data: an exact tie between inactive features goes to the lower feature index
 (``lars_path`` breaks it by its internal, swapped column order); a feature that is a
-linear combination of the active ones (Cholesky pivot below 1e-7, ``lars_path``'s
-threshold) is excluded from that path for good, where ``lars_path`` warns and may
-reconsider it later.  tests/test_lars.py checks all of this against ``lars_path``.
+(near-)linear combination of the active ones (Schur pivot below 1e-8, where
+``lars_path``'s Cholesky threshold is 1e-14: see ``_DEGENERATE_PIVOT``) is excluded from
+that path for good, where ``lars_path`` warns and may reconsider it later; a path whose
+active block loses positive definiteness all the same ends there.  tests/test_lars.py
+checks all of this against ``lars_path``.
 """
 
 from __future__ import annotations
@@ -39,15 +41,21 @@ import numpy as np
 __all__ = ["GramRows", "lasso_supports"]
 
 _EPS32 = float(np.finfo(np.float32).eps)
-#: lars_path's threshold for a degenerate Cholesky pivot (its ``diag < 1e-7``)
-_DEGENERATE_PIVOT = 1e-7
+#: a joining column whose part orthogonal to the active columns has a squared norm below
+#: this (the Schur pivot; the columns have unit norm) is degenerate and excluded.
+#: ``lars_path`` excludes below 1e-14 (its Cholesky ``diag < 1e-7``); the explicit inverse
+#: kept here loses precision with the square of the conditioning, so a column that is
+#: 99.99% a combination of the active ones (pivot 1e-8) is already excluded.  Gaussian
+#: noise designs have pivots of 0.1-1; designs of a few distinct data neighbours whose
+#: pixels move together reach 1e-12, where the inverse broke down (tests/test_lars.py).
+_DEGENERATE_PIVOT = 1e-8
 
 
 def lasso_supports(
     xy: np.ndarray,
     ks: Sequence[int],
     *,
-    n_samples: int,
+    n_samples: int | np.ndarray,
     gram: np.ndarray | None = None,
     rows: GramRows | None = None,
     max_steps: int | None = None,
@@ -57,9 +65,9 @@ def lasso_supports(
     ``xy`` (B, d): each problem's ``X^T y``, with the columns of ``X`` scaled to unit norm.
     The Gram matrices ``X^T X`` come either whole, as ``gram`` (B, d, d), or as a
     :class:`GramRows` of the ``B`` designs, which computes only the rows of features
-    that may join a path.  ``n_samples`` sets the stopping rule (``lars_path``'s
-    ``alpha = C / n_samples``).  ``max_steps`` bounds the path (default
-    ``4 * max(ks) + 20`` steps, enough for the joins and leaves of any path seen in
+    that may join a path.  ``n_samples`` (one number, or one per problem) sets the
+    stopping rule (``lars_path``'s ``alpha = C / n_samples``).  ``max_steps`` bounds the
+    path (default ``4 * max(ks) + 20`` steps, enough for the joins and leaves of any path seen in
     practice).  Returns, per problem, ``{k: sorted feature indices}``.
     """
     xy = np.asarray(xy, dtype=np.float64)
@@ -101,7 +109,9 @@ def lasso_supports(
         full = running & (path.n_active >= k_max)
         _finish(found, full, path, ks)
         running &= ~full
-        path.step(running)
+        broken = path.step(running)
+        _finish(found, broken, path, ks)
+        running &= ~broken
     _finish(found, running, path, ks)
     return found
 
@@ -129,7 +139,9 @@ class _Path:
         self.beta = np.zeros((n_problems, n_slots))
         self.inverse = np.zeros((n_problems, n_slots, n_slots))  # (G_AA)^-1, by slot
         self.rows = np.zeros((n_problems, n_slots, d))  # G[A, :], by slot
-        self.width = 0  # slots 0 .. width-1 have ever been used
+        # every problem's arrays keep all n_slots slots (free ones zero), so that the
+        # arithmetic of a problem never depends on the other problems of its batch
+        self.width = n_slots
 
     def support(self, b: int) -> np.ndarray:
         return np.sort(self.feature[b][self.feature[b] >= 0])
@@ -141,13 +153,12 @@ class _Path:
             return added
         jj = j[idx]
         slot = np.argmax(self.feature[idx] < 0, axis=1)  # the first free slot
-        self.width = max(self.width, int(slot.max()) + 1)
         w = self.width
         g = self.rows[idx, :w, jj]  # G[A, j] (zero in free slots)
         u = np.matmul(self.inverse[idx, :w, :w], g[:, :, None])[:, :, 0]
         new_rows = self.gram_rows(idx, jj, self.c)
         pivot = new_rows[np.arange(idx.size), jj] - np.einsum("bs,bs->b", g, u)
-        ok = pivot > _DEGENERATE_PIVOT**2
+        ok = pivot > _DEGENERATE_PIVOT
         self.candidate[idx, jj] = False  # joined, or excluded as degenerate
         if not ok.all():
             idx, jj, slot, u, pivot = idx[ok], jj[ok], slot[ok], u[ok], pivot[ok]
@@ -167,8 +178,11 @@ class _Path:
         added[idx] = True
         return added
 
-    def step(self, running: np.ndarray) -> None:
+    def step(self, running: np.ndarray) -> np.ndarray:
         """One LARS-lasso step of every running problem (the others stay where they are).
+
+        Returns the problems whose active block is no longer positive definite (rounding
+        on nearly collinear columns): they do not move, and their paths end there.
 
         All problems are computed together, stopped ones with a zero step length: paths of
         one batch end within a few steps of each other, and gathering the running ones
@@ -186,6 +200,8 @@ class _Path:
         moving = running & (self.n_active > 0)
         direction = np.matmul(self.inverse[:, :w, :w], sign[:, :, None])[:, :, 0]
         norm = np.einsum("bs,bs->b", sign, direction)
+        broken = moving & ~(norm > 0)
+        moving &= ~broken
         scale = 1.0 / np.sqrt(np.where(moving, norm, 1.0))  # lars_path's AA
         direction *= scale[:, None]
         a = np.matmul(direction[:, None, :], self.rows[:, :w])[:, 0]  # d c / d gamma
@@ -211,6 +227,7 @@ class _Path:
         self.c -= gamma[:, None] * a
         for b, s in zip(np.flatnonzero(drops), slot[drops], strict=True):
             self._leave(int(b), int(s))
+        return broken
 
     def _leave(self, b: int, s: int) -> None:
         w = self.width

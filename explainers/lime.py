@@ -1,6 +1,15 @@
 """Local LIME, the NormLIME paper's variant (its eq. 1-2).
 
-For each input ``x0`` (any feature shape) and the label ``y`` to explain:
+For each input ``x0`` (any feature shape) and the label ``y`` to explain, the samples
+``x'`` come from one of two neighbourhoods (docs/stimuli-protocol.md, part two, says which
+reading of the paper's eq. 1-2 each is):
+
+* ``neighbourhood=DataNeighbourhood(...)`` (the paper's text: "sample from our dataset"):
+  ``n_samples`` draws from a pool of real inputs with probability proportional to a
+  Gaussian kernel around ``x0`` (``explainers.neighbourhood``); ``f(x')`` is a row of the
+  model's outputs on the pool, computed once; the draws' counts are the sample weights and
+  the kernel enters through the draws only.  Steps 1-3 below are replaced by this.
+* the Gaussian-noise reading (``neighbourhood=None``):
 
 1. draw ``n_samples`` points ``x' = clip(x0 + eta)``, ``eta ~ N(0, sigma^2 I)``, in feature
    space (pixels for images; clipping keeps them valid, e.g. in [0, 1]);
@@ -8,6 +17,9 @@ For each input ``x0`` (any feature shape) and the label ``y`` to explain:
    of samples, never one per sample);
 3. weight every sample by its proximity ``pi = exp(-D(x0, x')^2 / kernel_width^2)`` with
    ``D`` the Euclidean distance;
+
+and then, for both:
+
 4. select ``K`` features with the LASSO: the regularisation path (LARS with the lasso
    modification, as sklearn's ``lars_path(method="lasso")``) is followed until ``K``
    features are active -- for a batch of inputs at once (``explainers.lars``,
@@ -55,6 +67,7 @@ from . import seeds
 from .base import ForwardFunc, as_target, check_inputs, check_target
 from .features import describe_features, features_digest
 from .local_fit import fit_local_model, fit_local_models, fit_local_models_batch
+from .neighbourhood import DataNeighbourhood
 from .registry import register
 
 __all__ = [
@@ -265,6 +278,12 @@ class LocalLime:
         can only add green and blue), hence this option for RGB images.
     baseline:
         the fill value of hidden features, in pixel units (default 0.5, mid-grey).
+    neighbourhood:
+        None (default): the Gaussian-noise samples above.  A
+        :class:`explainers.neighbourhood.DataNeighbourhood`: ``n_samples`` neighbours drawn
+        from its pool of real inputs (the paper's "sample from our dataset"); ``sigma``,
+        ``kernel_width`` and ``clip`` then play no part, and ``perturbation="hide"`` is
+        refused (it is a neighbourhood of its own).
     n_jobs:
         worker threads for the LASSO/least-squares fits, which then overlap with the
         sampling and forward passes of the next inputs (default 0: everything in the
@@ -302,6 +321,7 @@ class LocalLime:
         features: np.ndarray | None = None,
         perturbation: str = "gaussian",
         baseline: float = 0.5,
+        neighbourhood: DataNeighbourhood | None = None,
     ):
         if not callable(forward_func):
             raise TypeError("forward_func must be callable")
@@ -340,9 +360,31 @@ class LocalLime:
             raise ValueError("perturbation='hide' needs features (e.g. a grid of superpixels)")
         self.perturbation = perturbation
         self.baseline = float(baseline)
+        if neighbourhood is not None and not isinstance(neighbourhood, DataNeighbourhood):
+            raise TypeError("neighbourhood must be None or a DataNeighbourhood")
+        if neighbourhood is not None and perturbation == "hide":
+            raise ValueError(
+                "perturbation='hide' is a neighbourhood of its own: it cannot be combined "
+                "with neighbours drawn from data"
+            )
+        self.neighbourhood = neighbourhood
 
     def params(self) -> dict:
         """The parameters that determine an explanation (recorded in manifests/cache keys)."""
+        if self.neighbourhood is not None:
+            return {
+                "n_samples": self.n_samples,
+                "n_features": self.n_features,
+                **self.neighbourhood.params(),
+                **(
+                    {}
+                    if self.features is None
+                    else {
+                        "features": describe_features(self.features),
+                        "features_digest": features_digest(self.features),
+                    }
+                ),
+            }
         return {
             "n_samples": self.n_samples,
             "sigma": self.sigma,
@@ -363,6 +405,12 @@ class LocalLime:
 
     def n_dims(self, inputs: torch.Tensor) -> int:
         """The number of interpretable features of ``inputs`` (N, *shape)."""
+        nb = self.neighbourhood
+        if nb is not None and tuple(inputs.shape[1:]) != nb.input_shape:
+            raise ValueError(
+                f"inputs are {tuple(inputs.shape[1:])} but the neighbour pool holds "
+                f"{nb.input_shape}"
+            )
         if self.features is None:
             return int(np.prod(inputs.shape[1:]))
         if tuple(inputs.shape[-2:]) != self.features.shape:
@@ -386,7 +434,7 @@ class LocalLime:
         """Inputs outside ``clip`` would be clamped into it before any noise: every sample
         would then differ from x0 by the same offset and the local model would explain
         nothing (R^2 = 0, all-zero weights).  Refuse instead of returning silent zeros."""
-        if self.clip is None:
+        if self.clip is None or self.neighbourhood is not None:
             return
         low, high = self.clip
         lo, hi = float(inputs.min()), float(inputs.max())
@@ -486,11 +534,7 @@ class LocalLime:
         prob = probs.gather(1, target.view(-1, 1).to(probs.device))[:, 0]
         prob = prob.detach().to("cpu", torch.float64).numpy()
 
-        def fit(rows, zs, ys) -> int:
-            zs = [z.reshape(self.n_samples, d).numpy() for z in zs]
-            pis = [
-                np.exp(-np.einsum("ij,ij->i", z, z, dtype=np.float64) / (width * width)) for z in zs
-            ]
+        def fit(rows, zs, ys, pis) -> int:
             fits = fit_local_models_batch(zs, ys, pis, (self.n_features,))
             for i, [(w, b, fit_r2)] in zip(rows, fits, strict=True):
                 weights[i], intercept[i], r2[i] = w, b, fit_r2
@@ -507,7 +551,7 @@ class LocalLime:
         with _blas_controller().limit(limits=1, user_api="blas"):
             if self.n_jobs == 0:
                 for rows in groups:
-                    done = fit(rows, *self._draw_group(inputs, target, seeds, rows))
+                    done = fit(rows, *self._draw_group(inputs, target, seeds, rows, d, width))
                     if progress is not None:
                         progress(done)
             else:
@@ -517,20 +561,40 @@ class LocalLime:
                         # bound the samples held in memory to two groups per worker
                         while len(pending) >= 2 * self.n_jobs:
                             _finish(pending.popleft(), progress)
-                        draws = self._draw_group(inputs, target, seeds, rows)
+                        draws = self._draw_group(inputs, target, seeds, rows, d, width)
                         pending.append(pool.submit(fit, rows, *draws))
                     while pending:
                         _finish(pending.popleft(), progress)
         return LimeResult(weights=weights, intercept=intercept, r2=r2, prob=prob, seeds=seeds)
 
-    def _draw_group(self, inputs, target, seeds, rows) -> tuple[list, list]:
-        """Perturbations ``z`` and model outputs ``y`` for the inputs ``rows``."""
+    def _draw_group(self, inputs, target, seeds, rows, d, width) -> tuple[list, list, list]:
+        """Perturbations ``z`` (n, d), model outputs ``y`` and sample weights for ``rows``."""
+        if self.neighbourhood is not None:
+            return self._draw_data(inputs, target, seeds, rows, d)
         zs, ys = [], []
         for i in rows:
             xs, z = self.sample(inputs[i], int(seeds[i]))
-            zs.append(z)
+            zs.append(z.reshape(self.n_samples, d).numpy())
             ys.append(self.model_outputs(xs, int(target[i]), inputs.device))
-        return zs, ys
+        pis = [
+            np.exp(-np.einsum("ij,ij->i", z, z, dtype=np.float64) / (width * width)) for z in zs
+        ]
+        return zs, ys, pis
+
+    def _draw_data(self, inputs, target, seeds, rows, d) -> tuple[list, list, list]:
+        """Neighbours drawn from the data: no forward pass, the counts are the weights."""
+        nb = self.neighbourhood
+        x0s = inputs[list(rows)].detach().to("cpu", torch.float32)
+        found = nb.neighbours(x0s, [int(seeds[i]) for i in rows], self.n_samples)
+        zs, ys, pis = [], [], []
+        for x0, i, (idx, counts) in zip(x0s, rows, found, strict=True):
+            z = nb.pool[torch.from_numpy(idx)] - x0.unsqueeze(0)
+            if self.features is not None:
+                z = self._feature_means(z)
+            zs.append(z.reshape(idx.size, d).numpy())
+            ys.append(nb.outputs[idx, int(target[i])])
+            pis.append(counts)
+        return zs, ys, pis
 
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor | int) -> torch.Tensor:
         """Local weight vectors (at most K non-zeros each), shaped and placed like ``inputs``."""

@@ -61,14 +61,16 @@ def fit_local_models_batch(
     pis: Sequence[np.ndarray],
     ks: Sequence[int],
 ) -> list[list[Fit]]:
-    """:func:`fit_local_models` for a batch of explanations (same ``(n, d)``), one LASSO pass.
+    """:func:`fit_local_models` for a batch of explanations (same ``d``), one LASSO pass.
 
-    Returns, per explanation, one fit per ``k`` in ``ks`` (in that order).
+    Explanations may have different numbers of samples (distinct neighbours drawn from
+    data, weighted by their counts).  Returns, per explanation, one fit per ``k`` in
+    ``ks`` (in that order).
     """
     if not zs:
         return []
     ks = [int(k) for k in ks]
-    n, d = np.shape(zs[0])
+    d = np.shape(zs[0])[1]
     stats, on_path = [], []
     rows = GramRows(d)
     for i, (z, y, pi) in enumerate(zip(zs, ys, pis, strict=True)):
@@ -85,7 +87,7 @@ def fit_local_models_batch(
         found = lasso_supports(
             np.stack([stats[i].xy / np.sqrt(stats[i].ss_tot) for i in on_path]),
             path_ks,
-            n_samples=n,
+            n_samples=np.array([np.shape(zs[i])[0] for i in on_path]),
             rows=rows,
         )
         supports = dict(zip(on_path, found, strict=True))

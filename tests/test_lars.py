@@ -139,3 +139,36 @@ def test_bad_arguments_are_refused():
         lasso_supports(xy, [0], n_samples=200, gram=gram)
     with pytest.raises(ValueError, match="rows hold"):
         lasso_supports(xy, [3], n_samples=200, rows=GramRows(10))
+
+
+def few_distinct_neighbours(seed, n=40, d=120):
+    """A design like a data neighbourhood's: few distinct sparse images, pixels that move
+    together, so that some columns are (nearly) combinations of others."""
+    rng = np.random.default_rng(seed)
+    base = (rng.random((n, d // 4)) < 0.3) * rng.random((n, d // 4))
+    x = np.repeat(base, 4, axis=1) + 1e-7 * rng.normal(size=(n, d))  # blocks of 4 near-twins
+    x[:, 0 : d - 7 : 7] = 0.5 * x[:, 1 : d - 6 : 7]  # exact multiples of other columns
+    y = x[:, :10] @ rng.normal(size=10) + 0.01 * rng.normal(size=n)
+    x, y = x - x.mean(0), y - y.mean()
+    norms = np.linalg.norm(x, axis=0)
+    x = np.where(norms > 0, x / np.where(norms > 0, norms, 1), 0)
+    return x, y / np.linalg.norm(y)
+
+
+def test_nearly_collinear_designs_end_cleanly_and_do_not_depend_on_the_batch():
+    """Degenerate columns are excluded (the explicit inverse would break down on them),
+    and a problem's supports do not depend on which other problems share its batch."""
+    import warnings
+
+    problems = [few_distinct_neighbours(seed) for seed in range(12)]
+    ks = [5, 20, 35]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no invalid sqrt, no division by zero
+        together = ours(problems, ks)
+        alone = [ours([p], ks)[0] for p in problems]
+        reordered = ours(problems[::-1], ks)[::-1]
+    for a, b, c in zip(together, alone, reordered, strict=True):
+        for k in ks:
+            np.testing.assert_array_equal(a[k], b[k])
+            np.testing.assert_array_equal(a[k], c[k])
+            assert a[k].size <= k
