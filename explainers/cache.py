@@ -27,10 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CachedExplanation", "LocalCache", "default_local_cache_dir", "explanation_key"]
+__all__ = [
+    "CachedExplanation",
+    "LocalCache",
+    "PoolOutputsCache",
+    "default_local_cache_dir",
+    "explanation_key",
+    "pool_outputs_key",
+]
 
 #: bump when the meaning of a cached explanation changes (algorithm, not parameters)
-SCHEMA = "locallime-v1"
+SCHEMA = "locallime-v2"  # v2: LASSO paths of fixed width, degenerate pivots < 1e-8
 
 
 def default_local_cache_dir() -> Path:
@@ -107,6 +114,44 @@ class LocalCache:
                     prob=np.float64(prob),
                 )
             os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def pool_outputs_key(*, model_sha256: str, pool_digest: str, forward: str) -> str:
+    """sha256 over what determines the model's outputs on a neighbour pool."""
+    header = {"schema": "pool-outputs-v1", "model": model_sha256, "pool": pool_digest,
+              "forward": forward}  # fmt: skip
+    return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()
+
+
+class PoolOutputsCache:
+    """The model's outputs on a neighbour pool, one ``.npy`` file per key under ``root/pool``.
+
+    Computed once per (model, pool, evaluation path) and reused by every run; written to a
+    temporary name and renamed, and an unreadable or misshapen file counts as a miss.
+    """
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = (Path(root) if root is not None else default_local_cache_dir()) / "pool"
+
+    def get(self, key: str, rows: int) -> np.ndarray | None:
+        """The (rows, C) outputs stored under ``key``, or None."""
+        try:
+            out = np.load(self.root / f"{key}.npy")
+        except (OSError, ValueError, EOFError):
+            return None
+        usable = out.ndim == 2 and out.shape[0] == rows and np.isfinite(out).all()
+        return out if usable else None
+
+    def put(self, key: str, outputs: np.ndarray) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".npy")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.save(fh, np.asarray(outputs, dtype=np.float64))
+            os.replace(tmp, self.root / f"{key}.npy")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

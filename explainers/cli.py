@@ -217,12 +217,13 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
 )
 @click.option(
     "--preset",
-    type=click.Choice(["stable", "paper", "demo"]),
+    type=click.Choice(["stable", "paper", "noise", "demo"]),
     default="stable",
     show_default=True,
-    help="stable: sparse local models, maps reproducible across seeds and images (see "
-    "docs/explainers-lime.md); paper: the paper's stated settings (10 images per digit for "
-    "SmoothGrad/VarGrad); demo: under 2 minutes, noisier",
+    help="stable: neighbours drawn from the training data, sparse local models, maps "
+    "reproducible across seeds and images (docs/stimuli.md); paper: the paper's stated "
+    "settings (10 images per digit for SmoothGrad/VarGrad); noise: LIME on Gaussian noise "
+    "around each image (the former stable preset); demo: under 2 minutes, noisier",
 )
 @click.option(
     "--per-class",
@@ -242,6 +243,13 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
     type=click.IntRange(min=1),
     default=None,
     help="LIME's K, features per local explanation (overrides the preset)",
+)
+@click.option(
+    "--effective-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="m, the data neighbourhood's effective sample size: each image's kernel width is "
+    "set so that its neighbourhood is worth m training images (overrides the preset)",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="images and noise")
 @device_option
@@ -306,6 +314,7 @@ def precompute_command(
     per_class,
     samples,
     n_features,
+    effective_size,
     seed,
     device,
     cache_dir,
@@ -358,6 +367,7 @@ def precompute_command(
             per_class=per_class,
             samples=samples,
             n_features=n_features,
+            effective_size=effective_size,
             seed=seed,
             device=device,
             cache_dir=cache_dir,
@@ -389,7 +399,8 @@ def _precompute_project(ctx, project, device, no_cache, quiet, out_dir) -> None:
     from .project_precompute import precompute_project
 
     refuse_with_project(ctx, ("model_path", "data_spec", "methods", "preset", "per_class",
-                              "samples", "n_features", "seed", "cache_dir", "compile_model",
+                              "samples", "n_features", "effective_size", "seed", "cache_dir",
+                              "compile_model",
                               "disjoint_from", "keep_local", "batch_size",
                               "scheduler"))  # fmt: skip
     try:

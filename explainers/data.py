@@ -117,7 +117,9 @@ class ImagePool:
     digest: np.ndarray
 
     def describe(self) -> str:
-        return "train + test images" if self.name == "all" else "test images"
+        return {"all": "train + test images", "train": "training images"}.get(
+            self.name, "test images"
+        )
 
 
 def image_digests(images: np.ndarray) -> np.ndarray:
@@ -136,12 +138,13 @@ def image_digests(images: np.ndarray) -> np.ndarray:
 
 
 def image_pool(data: MnistData, name: str = "all") -> ImagePool:
-    """The pool ``name`` (one of IMAGE_POOLS) of ``data``."""
-    if name not in IMAGE_POOLS:
+    """The pool ``name`` (one of IMAGE_POOLS, or "train": the training split, where a
+    data neighbourhood draws from) of ``data``."""
+    if name not in (*IMAGE_POOLS, "train"):
         raise DataError(f"unknown image pool {name!r}; choose from {', '.join(IMAGE_POOLS)}")
-    parts = [("test", 1, data.test_images, data.test_labels)]
-    if name == "all":
-        parts.insert(0, ("train", 0, data.train_images, data.train_labels))
+    train = [("train", 0, data.train_images, data.train_labels)]
+    test = [("test", 1, data.test_images, data.test_labels)]
+    parts = {"all": train + test, "train": train, "test": test}[name]
     images = np.concatenate([p[2] for p in parts])
     return ImagePool(
         name=name,

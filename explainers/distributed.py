@@ -11,6 +11,10 @@ more than the weight matrix it is assembling.
 An explanation depends only on its image, target, parameters and noise seed, not on the
 chunk or the worker, so a Dask run writes the maps a local run writes (up to float
 reductions that depend on the thread count; ``tests/test_precompute_dask.py``).
+
+A data neighbourhood (its pool of images and the model's outputs on them) also goes to
+every worker once, scattered like the model; a worker keeps the explainer it built for
+the (model, parameters, pool) it was sent.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ _WORKER_STATE: dict[str, tuple] = {}
 _WORKER_LOCK = threading.Lock()
 
 
-def _worker_lime(model_bytes: bytes, lime_kwargs: dict, threads: int | None):
+def _worker_lime(model_bytes: bytes, lime_kwargs: dict, threads: int | None, neighbourhood=None):
     """This worker process's model, forward function and explainer (built once)."""
     import torch
 
@@ -38,6 +42,9 @@ def _worker_lime(model_bytes: bytes, lime_kwargs: dict, threads: int | None):
     from .model import load_bytes
 
     key = hashlib.sha256(model_bytes).hexdigest() + repr(sorted(lime_kwargs.items()))
+    if neighbourhood is not None:
+        key += neighbourhood.digest + repr(neighbourhood.effective_size)
+        lime_kwargs = {**lime_kwargs, "neighbourhood": neighbourhood}
     with _WORKER_LOCK:
         if key not in _WORKER_STATE:
             # a worker process exists to run these tasks: take the same malloc setting as
@@ -58,11 +65,12 @@ def explain_chunk(
     targets: np.ndarray,
     seeds: np.ndarray,
     threads: int | None = None,
+    neighbourhood=None,
 ) -> dict:
     """One task: the local explanations of a chunk of images (runs on a worker)."""
     import torch
 
-    lime = _worker_lime(model_bytes, lime_kwargs, threads)
+    lime = _worker_lime(model_bytes, lime_kwargs, threads, neighbourhood)
     part = lime.explain(torch.from_numpy(images), torch.from_numpy(targets), seeds=seeds)
     return {
         "weights": part.weights.astype(np.float32),
@@ -89,8 +97,13 @@ def explain_chunks_on_dask(
     own = not isinstance(scheduler, Client)
     client = Client(scheduler, timeout=CONNECT_TIMEOUT_S) if own else scheduler
     futures: dict = {}
+    lime_kwargs = dict(lime_kwargs)
+    neighbourhood = lime_kwargs.pop("neighbourhood", None)
     try:
         [model_f] = client.scatter([model_bytes], broadcast=True)
+        nb_f = None
+        if neighbourhood is not None:
+            [nb_f] = client.scatter([neighbourhood], broadcast=True)
         token = uuid.uuid4().hex[:12]  # task keys must be unique per submission
         for n, rows in enumerate(chunks):
             future = client.submit(
@@ -101,6 +114,7 @@ def explain_chunks_on_dask(
                 np.asarray(targets[rows], dtype=np.int64),
                 np.asarray(seeds[rows], dtype=np.int64),
                 threads,
+                nb_f,
                 key=f"lime-chunk-{n}-{token}",
                 pure=False,
             )

@@ -13,6 +13,11 @@ For every method of a maps bundle it measures, on the maps *as participants see 
 * where the map's mass lies: on the digit's ink (pixels where the digit's mean image is
   at least ``INK_LEVEL``), in the 3-pixel image border, elsewhere;
 * hot pixels: the share of a map's stored mass in its single largest pixel;
+* mass off the class: the share of displayed mass outside the class's pixel support (the
+  pixels non-zero in at least ``SUPPORT_SHARE`` of its images), and how bright the map is
+  there, and in the frame outside the support, against on the support;
+* near-duplicates: pairs of shown methods whose displayed maps correlate at
+  r >= ``NEAR_DUPLICATE_R`` in at least half of the classes;
 * the PNG byte length of every map (all must be equal: the download must not name the
   method).
 
@@ -37,6 +42,9 @@ __all__ = [
     "INK_LEVEL",
     "STABILITY_MIN_R",
     "HOT_PIXEL_RATIO",
+    "NEAR_DUPLICATE_R",
+    "near_duplicate_pairs",
+    "off_class",
     "ink_masks",
     "support_masks",
     "SUPPORT_SHARE",
@@ -63,6 +71,10 @@ STABILITY_MIN_R = 0.9
 #: third of full brightness or less.  (The share of the mass in the top pixel is reported
 #: too, but it is no criterion: a sparse map's top pixel holds a large share legitimately.)
 HOT_PIXEL_RATIO = 3.0
+#: two shown methods are near-duplicates when their displayed maps correlate at least this
+#: much in at least half of the classes: the stability criterion, at which two runs of one
+#: method count as the same map (docs/stimuli-protocol.md, part two)
+NEAR_DUPLICATE_R = STABILITY_MIN_R
 #: a stored map this close to constant cannot show anything
 _CONSTANT_RTOL = 1e-12
 
@@ -127,6 +139,60 @@ def _shares(values: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return np.divide(part, total, out=np.zeros_like(part), where=total > 0)
 
 
+def near_duplicate_pairs(shown: dict[str, np.ndarray]) -> dict[str, dict]:
+    """Every pair of methods: displayed r per class, its median, and whether the pair is a
+    near-duplicate (median r >= NEAR_DUPLICATE_R)."""
+    names = list(shown)
+    out = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            r = pearson_per_class(shown[a], shown[b])
+            out[f"{a}|{b}"] = {
+                "r_per_class": r,
+                "median_r": float(np.median(r)),
+                "classes_at_or_above": int((r >= NEAR_DUPLICATE_R).sum()),
+                "near_duplicate": bool(np.median(r) >= NEAR_DUPLICATE_R),
+            }
+    return out
+
+
+def off_class(shown: np.ndarray, support: np.ndarray, frame: np.ndarray) -> dict:
+    """Where a method's displayed class maps (C, H, W) lie relative to each class's support.
+
+    ``off_support_mass_share``: share of the displayed mass outside the support;
+    ``off_support_brightness`` / ``frame_off_support_brightness``: the mean displayed value
+    outside the support (in the frame outside the support) divided by the mean on the
+    support -- 1 or more means the map is as bright where the class never has ink as where
+    it does (None where the region is empty).
+    """
+    n = len(shown)
+    vals = shown.reshape(n, -1)
+    sup = support.reshape(n, -1)
+    off = ~sup
+    frame_off = off & frame.reshape(1, -1)
+
+    def mean(mask):
+        count = mask.sum(1)
+        total = (vals * mask).sum(1)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan), count
+
+    on_mean, _ = mean(sup)
+    off_mean, off_count = mean(off)
+    frame_mean, frame_count = mean(frame_off)
+
+    def ratio(x, count):
+        return [
+            None if c == 0 or not np.isfinite(x_) else float(x_ / o) if o > 0 else float("inf")
+            for x_, o, c in zip(x, on_mean, count, strict=True)
+        ]
+
+    return {
+        "off_support_mass_share": _shares(shown, off.reshape(shown.shape)),
+        "off_support_brightness": ratio(off_mean, off_count),
+        "frame_off_support_brightness": ratio(frame_mean, frame_count),
+    }
+
+
 def bundle_image_digests(root: str | Path) -> dict[str, np.ndarray]:
     """The bundle's ``images.npz`` as {method: pixel digests} ({} when it has none).
 
@@ -186,6 +252,7 @@ def inspect_bundle(
     unit = "digit" if bundle.classes == [str(d) for d in range(10)] else "class"
     border = border_mask(bundle.map_shape, border_width(bundle.map_shape))
     ink = ink_masks(images, labels, n_classes=n) if images is not None else None
+    support = support_masks(images, labels, n_classes=n) if images is not None else None
     digests = bundle_image_digests(bundle.root)
     other_digests = bundle_image_digests(other.root) if other is not None else {}
     report: dict = {
@@ -198,6 +265,8 @@ def inspect_bundle(
             "hot_pixel_ratio": HOT_PIXEL_RATIO,
             "border_pixels": border_width(bundle.map_shape),
             "ink_level": INK_LEVEL,
+            "support_share": SUPPORT_SHARE,
+            "near_duplicate_r": NEAR_DUPLICATE_R,
         },
         "methods": {},
         "flags": [],
@@ -229,6 +298,9 @@ def inspect_bundle(
             entry["brightest_pixel_on_ink"] = [
                 bool(ink[d].ravel()[int(np.argmax(raw[d]))]) for d in range(n)
             ]
+        if support is not None:
+            entry.update(off_class(shown[m], support, border))
+            flags += _off_class_flags(m, entry, unit)
         if m in ("normlime", "lime"):
             spread = _usage_spread(bundle.root)
             if spread is not None:
@@ -282,6 +354,18 @@ def inspect_bundle(
                     "needs disjoint images (precompute --disjoint-from)"
                 )
         report["methods"][m] = _round(entry)
+    shown_methods = [m for m in bundle.study_methods if m in shown]
+    pairs = near_duplicate_pairs({m: shown[m] for m in shown_methods})
+    report["pairs"] = _round(pairs)
+    for key, pair in pairs.items():
+        if pair["near_duplicate"]:
+            a, b = key.split("|")
+            flags.append(
+                f"{a} and {b}: near-duplicates: their displayed maps correlate at "
+                f"r >= {NEAR_DUPLICATE_R} on {pair['classes_at_or_above']} of {n} {unit}s "
+                f"(median r {pair['median_r']:.3f}), as closely as two runs of one method; "
+                "participants would split their votes between two copies"
+            )
     all_sizes = {s for v in sizes.values() for s in v}
     report["png_bytes_equal"] = len(all_sizes) == 1
     if len(all_sizes) > 1:
@@ -294,6 +378,25 @@ def inspect_bundle(
     return report
 
 
+def _off_class_flags(method: str, entry: dict, unit: str) -> list[str]:
+    """One flag per method and region where the map is as bright off the class's support
+    as on it (mean displayed value ratio >= 1)."""
+    flags = []
+    for key, where in (
+        ("off_support_brightness", "outside the %s's support"),
+        ("frame_off_support_brightness", "in the image frame outside the %s's support"),
+    ):
+        bad = [(d, v) for d, v in enumerate(entry[key]) if v is not None and v >= 1.0]
+        if bad:
+            worst = max(v for _, v in bad)
+            flags.append(
+                f"{method}: as bright {where % unit} as on it on {unit} "
+                f"{', '.join(str(d) for d, _ in bad)} (up to {min(worst, 1e6):.2f}x the mean "
+                f"displayed value on the support): the map does not show the {unit}"
+            )
+    return flags
+
+
 def format_report(report: dict) -> str:
     """The report as a plain-text table (what the CLI prints)."""
     methods = list(report["methods"])
@@ -303,7 +406,8 @@ def format_report(report: dict) -> str:
         lines.append(f"stability against {report['against']}")
     head = (
         f"{'method':<{w}}{'r min':>7}{'r mean':>8}{'shared':>7}{'zero':>6}{'black':>6}"
-        f"{'sat.':>6}{'ink':>6}{'border':>7}{'top px':>7}{'pk/p99':>7}{'E CV':>6}{'bytes':>8}"
+        f"{'sat.':>6}{'ink':>6}{'border':>7}{'off':>6}{'top px':>7}{'pk/p99':>7}{'E CV':>6}"
+        f"{'bytes':>8}"
     )
     lines.append(head)
     for m in methods:
@@ -314,6 +418,7 @@ def format_report(report: dict) -> str:
             return f"{'-':>{width}}" if v is None else f"{v:>{width}{fmt}}"
 
         ink = e.get("ink_mass_share")
+        off = e.get("off_support_mass_share")
         usage = e.get("usage_cv")
         lines.append(
             f"{m:<{w}}{cell(st.get('r_min'), 7)}{cell(st.get('r_mean'), 8)}"
@@ -323,6 +428,7 @@ def format_report(report: dict) -> str:
             f"{cell(float(np.mean(e['saturated_share'])), 6, '.2f')}"
             f"{cell(None if ink is None else float(np.mean(ink)), 6, '.2f')}"
             f"{cell(float(np.mean(e['border_mass_share'])), 7, '.2f')}"
+            f"{cell(None if off is None else float(np.mean(off)), 6, '.2f')}"
             f"{cell(float(np.max(e['top_pixel_mass_share'])), 7, '.3f')}"
             f"{cell(float(np.max(e['peak_to_p99'])), 7, '.1f')}"
             f"{cell(None if usage is None else float(np.median(usage)), 6, '.2f')}"
@@ -338,7 +444,8 @@ def format_report(report: dict) -> str:
     lines.append(
         "columns: r vs the other bundle (worst digit, mean) and images shared; share of "
         "pixels exactly 0 / drawn black / saturated; share of displayed mass on the digit's "
-        f"ink and in the {report['criteria']['border_pixels']}-pixel border; largest "
+        f"ink, in the {report['criteria']['border_pixels']}-pixel border and off the digit's "
+        "support; largest "
         "single-pixel share of the stored mass and its ratio to the 99th percentile (worst "
         "digit); median CV of |E_y(c_i)|; mean PNG bytes"
     )

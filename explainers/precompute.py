@@ -33,6 +33,7 @@ model, images, parameters and seed costs only the aggregation.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -47,7 +48,7 @@ import torch
 
 from . import seeds
 from .bundle import write_bundle
-from .cache import LocalCache, explanation_key
+from .cache import LocalCache, PoolOutputsCache, explanation_key, pool_outputs_key
 from .class_maps import mean_class_maps
 from .data import ImagePool, MnistData, as_float, image_pool
 from .lime import (
@@ -57,6 +58,7 @@ from .lime import (
     inference_forward,
 )
 from .model import file_checksum, load
+from .neighbourhood import DataNeighbourhood
 from .normlime import class_usage_counts, display_class_maps, usage_spread
 from .registry import ALL_METHODS, STUDY_METHODS, explainer_class, method_spec
 from .sampling import SamplingError, per_class_sample
@@ -80,6 +82,8 @@ __all__ = [
 
 #: the bundle's record of which images every method's class maps were made from
 IMAGES_FILE = "images.npz"
+#: images per forward pass when the model's outputs on a neighbour pool are computed
+POOL_BATCH_SIZE = 500
 #: LIME runs on a CPU with at least this many model evaluations are compiled by default:
 #: compilation costs ~10 s with a warm inductor cache and ~1 min cold, and saves 20-30% of
 #: forward time
@@ -97,16 +101,47 @@ class PrecomputeError(ValueError):
     """Bad input to precompute (one readable line; the CLI turns it into exit code 2)."""
 
 
+#: the stable preset's K, m and explanations per digit: what the rule of
+#: docs/stimuli-protocol.md (part two) picked from the grid of docs/stimuli.md
+STABLE_K = 20
+STABLE_EFFECTIVE_SIZE = 300
+STABLE_PER_CLASS = 900
+
+
 @dataclass(frozen=True)
 class LimeSettings:
-    """How the local explanations behind the NormLIME and LIME class maps are made."""
+    """How the local explanations behind the NormLIME and LIME class maps are made.
 
-    per_class: int  # local explanations (test images) per true digit
-    n_samples: int  # perturbed samples per local explanation
-    sigma: float  # Gaussian perturbation std in pixel units
+    ``neighbourhood`` is the reading of the paper's eq. (1)-(2) (docs/stimuli-protocol.md,
+    part two): ``"data"`` draws each explanation's ``n_samples`` neighbours from the
+    training images with a Gaussian kernel whose effective sample size is
+    ``effective_size``; ``"gaussian"`` adds noise of ``sigma`` to the image, weighted by
+    a kernel of ``kernel_width``.
+    """
+
+    per_class: int  # local explanations (images) per true digit
+    n_samples: int  # samples (data: draws of neighbours) per local explanation
+    sigma: float | None  # Gaussian perturbation std in pixel units (the noise reading)
     n_features: int  # K, features selected by the LASSO
-    kernel_width: float | None = None  # None: 0.75 * sqrt(784) * sigma
-    images: str = "all"  # the image pool: "all" (train + test) or "test"
+    kernel_width: float | None = None  # None: 0.75 * sqrt(784) * sigma (the noise reading)
+    images: str = "all"  # the explained images: "all" (train + test) or "test"
+    neighbourhood: str = "gaussian"  # "data" or "gaussian"
+    effective_size: int | None = None  # m, the data kernel's effective sample size
+
+    def __post_init__(self):
+        if self.neighbourhood not in NEIGHBOURHOODS:
+            raise PrecomputeError(
+                f"neighbourhood must be one of {', '.join(NEIGHBOURHOODS)}, "
+                f"got {self.neighbourhood!r}"
+            )
+        if self.neighbourhood == "data" and not self.effective_size:
+            raise PrecomputeError("a data neighbourhood needs its effective_size")
+        if self.neighbourhood == "gaussian" and self.sigma is None:
+            raise PrecomputeError("the Gaussian-noise neighbourhood needs its sigma")
+
+
+#: the readings of eq. (1)-(2): neighbours drawn from the training data, or Gaussian noise
+NEIGHBOURHOODS = ("data", "gaussian")
 
 
 @dataclass(frozen=True)
@@ -127,33 +162,51 @@ class Preset:
     per_image: PerImageSettings = field(default_factory=PerImageSettings)
 
 
-#: the stable preset's LIME settings, chosen by the rule of docs/stimuli-protocol.md
-_STABLE_LIME = LimeSettings(per_class=900, n_samples=1000, sigma=0.5, n_features=100)
+#: the stable preset's LIME settings, chosen by the rule of docs/stimuli-protocol.md,
+#: part two (the data reading; docs/stimuli.md has the grid)
+_STABLE_LIME = LimeSettings(
+    per_class=STABLE_PER_CLASS, n_samples=1000, sigma=None, n_features=STABLE_K,
+    neighbourhood="data", effective_size=STABLE_EFFECTIVE_SIZE,
+)  # fmt: skip
+#: part one's stable preset: the Gaussian-noise reading
+_NOISE_LIME = LimeSettings(per_class=900, n_samples=1000, sigma=0.5, n_features=100)
 #: SmoothGrad/VarGrad: 50 images per digit, the paper's 100 draws and sigma 0.3, the logit
 _STABLE_PER_IMAGE = PerImageSettings(per_class=50)
 
 PRESETS: dict[str, Preset] = {
     "stable": Preset(
         "stable",
-        "sparse local models chosen by the rule of docs/stimuli-protocol.md; class maps of "
-        "two runs with different seeds and disjoint images meet r >= 0.9 per digit "
-        "(docs/explainers-lime.md)",
+        "neighbours drawn from the training data (the paper's 'sample from our dataset'), "
+        "sparse local models; settings chosen by the rule of docs/stimuli-protocol.md "
+        "(part two); class maps of two runs with different seeds and disjoint images meet "
+        "r >= 0.9 per digit (docs/stimuli.md)",
         _STABLE_LIME,
         _STABLE_PER_IMAGE,
     ),
     "paper": Preset(
         "paper",
-        "the paper's stated settings (SmoothGrad/VarGrad: 100 draws, sigma 0.3, 10 images per "
-        "digit) and our choices where it is silent (LIME/NormLIME: K=20, N=1000, sigma 0.5, "
-        "100 test images per digit; test images; the logit); noisier than stable",
-        LimeSettings(per_class=100, n_samples=1000, sigma=0.5, n_features=20, images="test"),
+        "the paper's stated settings (neighbours drawn from the training data; SmoothGrad/"
+        "VarGrad: 100 draws, sigma 0.3, 10 images per digit) and our choices where it is "
+        "silent (LIME/NormLIME: K=20, N=1000 draws, effective size 300, 100 test images per "
+        "digit; test images; the logit); noisier than stable",
+        LimeSettings(
+            per_class=100, n_samples=1000, sigma=None, n_features=20, images="test",
+            neighbourhood="data", effective_size=300,
+        ),  # fmt: skip
         PerImageSettings(per_class=10, images="test"),
+    ),
+    "noise": Preset(
+        "noise",
+        "the Gaussian-noise reading of eq. (1)-(2) (x' = clip(x0 + eta), eta ~ N(0, 0.5^2)): "
+        "part one's stable preset, K=100, N=1000, 900 explanations per digit",
+        _NOISE_LIME,
+        _STABLE_PER_IMAGE,
     ),
     "demo": Preset(
         "demo",
-        "the stable settings with 20 local explanations and 10 gradient images per digit: "
-        "under 2 minutes on 2 CPU cores, visibly noisier maps",
-        replace(_STABLE_LIME, per_class=20),
+        "the stable settings with 40 local explanations and 10 gradient images per digit: "
+        "well under 2 minutes on 2 CPU cores, visibly noisier maps",
+        replace(_STABLE_LIME, per_class=40),
         replace(_STABLE_PER_IMAGE, per_class=10),
     ),
 }
@@ -165,12 +218,14 @@ def resolve_preset(
     per_class: int | None = None,
     samples: int | None = None,
     n_features: int | None = None,
+    effective_size: int | None = None,
 ) -> Preset:
     """The preset ``name`` with ``--per-class``/``--samples`` applied to every method.
 
     ``name`` may also be a :class:`Preset` (custom settings from Python).  ``n_features``
-    overrides LIME's K.  A K that is not below half the number of samples would leave the
-    local least-squares fit (nearly) underdetermined and is refused.
+    overrides LIME's K, ``effective_size`` the data neighbourhood's m.  A K that is not
+    below half the number of samples would leave the local least-squares fit (nearly)
+    underdetermined and is refused.
     """
     if isinstance(name, Preset):
         preset = name
@@ -190,6 +245,13 @@ def resolve_preset(
         per_image = replace(per_image, n_samples=int(samples))
     if n_features is not None:
         lime = replace(lime, n_features=int(n_features))
+    if effective_size is not None:
+        if lime.neighbourhood != "data":
+            raise PrecomputeError(
+                f"--effective-size applies to neighbours drawn from data; the {preset.name} "
+                "preset adds Gaussian noise"
+            )
+        lime = replace(lime, effective_size=int(effective_size))
     if 2 * lime.n_features > lime.n_samples:
         raise PrecomputeError(
             f"LIME with K={lime.n_features} features needs at least {2 * lime.n_features} "
@@ -411,6 +473,8 @@ class LocalPlan:
     pool: ImagePool
     index: np.ndarray  # pool positions of the explained images
     seeds: np.ndarray  # their noise seeds
+    #: where a data neighbourhood draws from: the training split (None: Gaussian noise)
+    neighbours: ImagePool | None = None
 
 
 @dataclass
@@ -474,7 +538,8 @@ def plan_run(
         pool, allowed = pool_of(ls.images)
         index = select_lime_images(pool.labels, ls.per_class, seed, allowed, n_classes)
         seeds_ = np.array([image_seed(seed, int(t)) for t in index], dtype=np.int64)
-        local = LocalPlan(local_methods, ls, pool, index, seeds_)
+        neighbours = neighbour_pool(data, ls) if ls.neighbourhood == "data" else None
+        local = LocalPlan(local_methods, ls, pool, index, seeds_, neighbours)
     per_image = []
     for method in methods:
         if aggregated(method):
@@ -489,6 +554,21 @@ def plan_run(
         per_image.append(PerImagePlan(method, pi, pool, chosen, mseed))
     image_shape = tuple(next(iter(pools.values())).images.shape[1:]) if pools else ()
     return Plan(settings, seed, n_classes, image_shape, local, per_image)
+
+
+def neighbour_pool(data: MnistData, ls: LimeSettings) -> ImagePool:
+    """The images a data neighbourhood draws from: the training split (the data's only
+    split where it has no training split), which must be larger than the kernel's
+    effective size."""
+    name = "train" if data.n_train else "test"
+    pool = image_pool(data, name)
+    if pool.images.shape[0] <= (ls.effective_size or 0):
+        raise PrecomputeError(
+            f"a neighbourhood of effective size {ls.effective_size} needs more than "
+            f"{ls.effective_size} {name} images, the data has {pool.images.shape[0]}: "
+            "pass --effective-size with a smaller number or --data with more images"
+        )
+    return pool
 
 
 # --------------------------------------------------------------------------- execution
@@ -538,8 +618,10 @@ def run_local(
 
     ls = lp.settings
     t0 = time.perf_counter()
-    if scheduler is not None:
-        compile_model = False  # workers run eager; the cache key names the forward path
+    if scheduler is not None or lp.neighbours is not None:
+        # Dask workers run eager (the cache key names the forward path); neighbours drawn
+        # from data need no forward pass per sample, so compilation could not pay
+        compile_model = False
     elif compile_model is None:
         # On a GPU the forward passes are not what bounds LIME (the CPU draws the noise and
         # fits), so compilation time could not be won back there.
@@ -552,12 +634,23 @@ def run_local(
     pred = _predict(forward, images)
     lime_kwargs = {
         "n_samples": ls.n_samples,
-        "sigma": ls.sigma,
         "n_features": ls.n_features,
-        "kernel_width": ls.kernel_width,
         "batch_size": batch_size,
+        **(
+            {"sigma": ls.sigma, "kernel_width": ls.kernel_width}
+            if lp.neighbours is None
+            else {}
+        ),
         **(lime_extra or {}),
     }
+    pool_info = None
+    if lp.neighbours is not None:
+        nb, pool_info = data_neighbourhood(
+            lp, forward, dev, model_sha=model_sha, forward_desc=forward_desc,
+            cache_root=None if cache is None else cache.root, log=log,
+        )  # fmt: skip
+        lime_kwargs["neighbourhood"] = nb
+        lime_kwargs.pop("clip", None)  # neighbours are real images: nothing to clip
     lime = LocalLime(forward, **lime_kwargs, n_jobs=fit_threads(dev))
     run_chunks = None
     if scheduler is not None:
@@ -589,7 +682,11 @@ def run_local(
     d = lime.n_dims(images)
     params = {
         **lime.params(),
-        "kernel_width_used": lime.width_for(d),
+        **(
+            {"kernel_width_used": lime.width_for(d)}
+            if lp.neighbours is None
+            else {"neighbour_pool": pool_info, "kernel_width_rule": KERNEL_WIDTH_RULE}
+        ),
         "forward_batch_size": batch_size,  # speed only: the outputs do not depend on it
         "per_class": ls.per_class,
         "images": f"{lp.pool.describe()} drawn per true digit; partitioned by predicted label",
@@ -598,6 +695,50 @@ def run_local(
     }
     root = str(cache.root) if cache is not None else None
     return LocalRun(local, pred, params, hits, time.perf_counter() - t0, root, lime.features)
+
+
+KERNEL_WIDTH_RULE = (
+    "neighbours x' drawn i.i.d. from the pool with probability proportional to "
+    "exp(-||x' - x0||^2 / h(x0)^2), copies of x0 excluded; h(x0) set per image so that the "
+    "kernel's effective sample size over the pool, (sum pi)^2 / sum pi^2, is effective_size "
+    "(explainers.neighbourhood); the draws' counts weight the local fit"
+)
+
+
+def data_neighbourhood(
+    lp: LocalPlan, forward, dev, *, model_sha: str, forward_desc: str, cache_root, log
+) -> tuple[DataNeighbourhood, dict]:
+    """The data neighbourhood of a plan: its pool as model inputs and the model's outputs
+    on it, computed once in batches (and cached on disk with the local explanations)."""
+    pool = lp.neighbours
+    digest = hashlib.blake2b(
+        pool.digest.tobytes() + repr(pool.images.shape).encode(), digest_size=16
+    ).hexdigest()
+    cache = PoolOutputsCache(cache_root) if cache_root is not None else None
+    key = pool_outputs_key(model_sha256=model_sha, pool_digest=digest, forward=forward_desc)
+    inputs = as_float(pool.images)
+    outputs = cache.get(key, len(inputs)) if cache is not None else None
+    if outputs is None:
+        t0 = time.perf_counter()
+        outputs = model_outputs(forward, inputs, dev)
+        log(f"  model outputs on {len(inputs):,} {pool.describe()} (the neighbour pool): "
+            f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
+        if cache is not None:
+            cache.put(key, outputs)
+    nb = DataNeighbourhood(
+        inputs, outputs, effective_size=lp.settings.effective_size, digest=digest
+    )
+    info = {"images": f"the {len(inputs):,} {pool.describe()} of the data", "digest": digest}
+    return nb, info
+
+
+def model_outputs(forward, inputs, dev, batch: int = POOL_BATCH_SIZE) -> np.ndarray:
+    """(N, C) float64 class probabilities of ``inputs``, one forward pass per batch."""
+    out = []
+    with torch.inference_mode():
+        for s in range(0, inputs.shape[0], batch):
+            out.append(forward(inputs[s : s + batch].to(dev)).to("cpu", torch.float64))
+    return torch.cat(out).numpy()
 
 
 def reduce_channels(maps: np.ndarray) -> np.ndarray:
@@ -765,6 +906,7 @@ def precompute(
     per_class: int | None = None,
     samples: int | None = None,
     n_features: int | None = None,
+    effective_size: int | None = None,
     seed: int = 0,
     device: str | None = None,
     cache_dir: str | Path | None = None,
@@ -802,7 +944,10 @@ def precompute(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise PrecomputeError(f"--out {out_dir} exists and is not a directory")
-    settings = resolve_preset(preset, per_class=per_class, samples=samples, n_features=n_features)
+    settings = resolve_preset(
+        preset, per_class=per_class, samples=samples, n_features=n_features,
+        effective_size=effective_size,
+    )  # fmt: skip
     excluded = excluded_digests(disjoint_from) if disjoint_from is not None else None
     plan = plan_run(data, methods, settings, seed, excluded)
     try:
@@ -827,9 +972,15 @@ def precompute(
     hits = n_local = 0
     if plan.local is not None:
         lp, ls = plan.local, plan.local.settings
+        where = (
+            f"neighbours drawn from the {lp.neighbours.images.shape[0]:,} "
+            f"{lp.neighbours.describe()} (effective size {ls.effective_size})"
+            if lp.neighbours is not None
+            else f"Gaussian noise sigma={ls.sigma}"
+        )
         log(
             f"NormLIME/LIME: {lp.index.size:,} local explanations of {lp.pool.describe()} "
-            f"({ls.per_class} per digit), {ls.n_samples} samples each, sigma={ls.sigma}, "
+            f"({ls.per_class} per digit), {ls.n_samples} samples each, {where}, "
             f"K={ls.n_features}"
         )
         run = run_local(

@@ -209,3 +209,71 @@ def test_shipped_pngs_are_all_the_same_length(method, repo_root):
     sizes = {(root / f"png/{m}-{d}.png").stat().st_size for m in STUDY_METHODS for d in range(10)}
     assert len(sizes) == 1
     assert (root / f"png/{method}-0.png").stat().st_size in sizes
+
+
+# ----------------------------------------------------------------------------- issue 20 flags
+
+
+def _digits_with_support():
+    """Class c's images have ink only in its own 6x6 square (the support); every image
+    also lights a few pixels of that square, so the support is the square."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((200, 28, 28), np.uint8)
+    labels = np.repeat(np.arange(10), 20)
+    corners = [(4 + 6 * (c % 3), 4 + 6 * (c // 3) % 18) for c in range(10)]
+    for i, c in enumerate(labels):
+        y, x = corners[c]
+        images[i, y : y + 6, x : x + 6] = rng.integers(60, 255, (6, 6))
+    return images, labels, corners
+
+
+def _clean_maps(corners, seed=0):
+    """Four methods, each bright on its own part of the class's support, all different."""
+    rng = np.random.default_rng(seed)
+    maps = {m: np.zeros((10, 28, 28), np.float32) for m in STUDY_METHODS}
+    parts = {"normlime": (0, 0), "lime": (3, 3), "smoothgrad": (0, 3), "vargrad": (3, 0)}
+    for c, (y, x) in enumerate(corners):
+        for m, (dy, dx) in parts.items():
+            maps[m][c, y + dy : y + dy + 3, x + dx : x + dx + 3] = 1.0 + rng.random((3, 3))
+            maps[m][c] += 0.01 * rng.random((28, 28))  # faint everywhere else
+    return maps
+
+
+def test_inspect_flags_near_duplicate_methods_and_stays_quiet_on_distinct_ones(tmp_path):
+    images, labels, corners = _digits_with_support()
+    clean = _clean_maps(corners)
+    write_bundle(tmp_path / "clean", clean)
+    quiet = inspect_bundle(tmp_path / "clean", images=images, labels=labels)
+    assert quiet["flags"] == [], quiet["flags"]
+    assert not any(p["near_duplicate"] for p in quiet["pairs"].values())
+    copies = dict(clean)
+    rng = np.random.default_rng(1)
+    copies["lime"] = clean["normlime"] * 1.7 + 0.02 * rng.random((10, 28, 28)).astype(np.float32)
+    write_bundle(tmp_path / "copies", copies)
+    report = inspect_bundle(tmp_path / "copies", images=images, labels=labels)
+    assert report["pairs"]["normlime|lime"]["near_duplicate"]
+    assert report["pairs"]["normlime|lime"]["classes_at_or_above"] == 10
+    assert [f for f in report["flags"] if "near-duplicates" in f] == [
+        next(f for f in report["flags"] if f.startswith("normlime and lime: near-duplicates"))
+    ]
+
+
+def test_inspect_flags_maps_that_light_the_frame_or_leave_the_support(tmp_path):
+    images, labels, corners = _digits_with_support()
+    maps = _clean_maps(corners)
+    maps["normlime"][3, -3:, :] = 5.0  # a bright bar along the bottom edge: no ink there
+    # spread evenly over the image: as bright off the support as on it
+    maps["vargrad"][7] = 0.5 + np.random.default_rng(2).random((28, 28))
+    write_bundle(tmp_path / "b", maps)
+    report = inspect_bundle(tmp_path / "b", images=images, labels=labels)
+    flags = report["flags"]
+    frame = [f for f in flags if "in the image frame outside" in f]
+    off = [f for f in flags if "as bright outside the digit's support" in f]
+    assert any(f.startswith("normlime:") and "digit 3 " in f for f in frame), flags
+    assert any(f.startswith("vargrad:") and "digit 7 " in f for f in off), flags
+    # nothing else is flagged: the other digits and methods stay on their support
+    assert len(flags) == len(frame) + len(off)
+    assert all(("digit 3 " in f) or ("digit 7 " in f) for f in flags)
+    nl = report["methods"]["normlime"]
+    assert nl["frame_off_support_brightness"][3] > 1 > nl["frame_off_support_brightness"][0]
+    assert report["methods"]["vargrad"]["off_support_mass_share"][7] > 0.9
