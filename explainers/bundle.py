@@ -6,6 +6,9 @@ Layout of a bundle directory (written by ``normlime precompute``)::
     maps.npz        one float32 array of shape (C, H, W) per method (key = method name)
     png/<method>-<class>.png   every map rendered by the single rule in the manifest
     representatives.npz        (overlay studies) the image each class's maps are drawn on
+    pictures.npz, png/picture-<class>.png   what each class looks like (its mean image, or
+                               its representative in an overlay study), drawn by the same
+                               rule: the options of the attention checks
 
 Format version 2 (this writer) names its C classes and their H x W shape in the manifest,
 says whether maps are shown as heatmaps or overlaid on a representative image, and may
@@ -39,6 +42,7 @@ __all__ = [
     "STUDY_METHODS",
     "RENDER_RULE",
     "DISPLAY_MODES",
+    "PICTURE",
     "render_rule",
     "display_values",
     "render_png",
@@ -60,6 +64,9 @@ DISPLAY_MODES = ("heatmap", "overlay")
 #: the weight of the heatmap's colour in an overlay (Captum's blended_heat_map uses 0.5)
 OVERLAY_ALPHA = 0.5
 REPRESENTATIVES_FILE = "representatives.npz"
+PICTURES_FILE = "pictures.npz"
+#: the name under which class pictures are drawn and served; never a method's name
+PICTURE = "picture"
 
 #: The high percentile every map is divided by (see RENDER_RULE).  The SmoothGrad
 #: authors' visualisation code caps saliency at the 99th percentile of the map's values,
@@ -178,6 +185,12 @@ class MapsBundle:
     def png_path(self, method: str, class_index: int) -> Path:
         return self.root / png_name(method, class_index)
 
+    @property
+    def has_pictures(self) -> bool:
+        """Whether the bundle draws a picture of every class (the attention checks' options
+        of survey version 2)."""
+        return isinstance(self.manifest.get("pictures"), dict)
+
 
 def png_name(method: str, class_index: int) -> str:
     return f"png/{method}-{int(class_index)}.png"
@@ -289,6 +302,7 @@ def write_bundle(
     representatives: np.ndarray | None = None,
     study_methods: list[str] | tuple[str, ...] | None = None,
     survey: dict | None = None,
+    pictures: np.ndarray | None = None,
 ) -> Path:
     """Write ``maps`` (method -> (C, H, W)) as a version-2 bundle into ``out_dir``.
 
@@ -300,9 +314,14 @@ def write_bundle(
     ``methods_info[method]`` holds that method's parameters, seed, model checksum and wall
     time; it is copied into the manifest, once per method and once per (method, class).
     ``extra`` is merged into the manifest's top level (model, data, seed, ...).
+    ``pictures`` ((C, H, W), values in [0, 1]) show what each class looks like, drawn by the
+    same rule (for an overlay study, the class's representative with nothing over it):
+    the options of the attention checks (``study_server.survey``, version 2).
     """
     out = Path(out_dir)
     clean = _clean_maps(maps)
+    if PICTURE in clean:
+        raise BundleError(f"{PICTURE!r} names the class pictures, not a method")
     n_classes, h, w = next(iter(clean.values())).shape
     names = list(classes) if classes is not None else list(MNIST_CLASSES)
     if len(names) != n_classes or len(set(names)) != len(names):
@@ -359,11 +378,38 @@ def write_bundle(
         manifest["representatives"] = {"file": REPRESENTATIVES_FILE, "sha256": _sha256(rep_raw)}
     if survey is not None:
         manifest["survey"] = survey
+    if pictures is not None:
+        manifest["pictures"] = _write_pictures(out, pictures, rule, reps, (n_classes, h, w))
     missing = [m for m in manifest["study_methods"] if m not in clean]
     if missing:
         raise BundleError(f"study methods {', '.join(missing)} have no maps")
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
     return out
+
+
+def _write_pictures(out: Path, pictures, rule: dict, reps, shape) -> dict:
+    pics = np.asarray(pictures, dtype=np.float32)
+    if pics.shape != shape or not np.all(np.isfinite(pics)):
+        raise BundleError(f"pictures must be finite, of shape {shape}, got {pics.shape}")
+    raw = _npz_bytes({"pictures": pics})
+    (out / PICTURES_FILE).write_bytes(raw)
+    entries = []
+    for c in range(shape[0]):
+        if reps is None:
+            png = render_png(pics[c], rule)
+        else:  # an overlay study: the representative itself, no heat over it
+            png = render_png(np.zeros(shape[1:]), rule, reps[c])
+        (out / png_name(PICTURE, c)).write_bytes(png)
+        entries.append({"class": c, "png": png_name(PICTURE, c), "png_sha256": _sha256(png)})
+    return {
+        "file": PICTURES_FILE,
+        "sha256": _sha256(raw),
+        "what": "each class's mean image (pixels in [0, 1], channels averaged), drawn by the "
+        "rendering rule like a map; in an overlay study the class's representative image. "
+        "The options of the attention checks (survey version 2): no method's map is shown "
+        "in a check",
+        "pngs": entries,
+    }
 
 
 def _read_manifest(root: Path) -> dict:
@@ -454,4 +500,17 @@ def read_bundle(
         _entry_class(entry)
     if verify_pngs:
         _verify_pngs(root, manifest, bundle.maps, bundle.n_classes)
+        if bundle.has_pictures:
+            _verify_pictures(root, manifest["pictures"], bundle.n_classes)
     return bundle
+
+
+def _verify_pictures(root: Path, block: dict, n_classes: int) -> None:
+    entries = {int(e.get("class", -1)): e for e in block.get("pngs", []) if isinstance(e, dict)}
+    for c in range(n_classes):
+        entry = entries.get(c)
+        if entry is None:
+            raise BundleError(f"manifest of {root} does not list the picture of class {c}")
+        path = root / entry["png"]
+        if not path.is_file() or _sha256(path.read_bytes()) != entry.get("png_sha256"):
+            raise BundleError(f"{path} is missing or does not match its manifest checksum")

@@ -868,6 +868,23 @@ def _records(prefix: str, pool: ImagePool, positions: np.ndarray) -> dict[str, n
 # --------------------------------------------------------------------------- writing
 
 
+def class_pictures(data: MnistData, n_classes: int) -> np.ndarray:
+    """(C, H, W) each class's mean image, pixels in [0, 1] and channels averaged, over the
+    training split (the data's only split where it has none): what a class looks like,
+    the options of the attention checks (explainers.bundle, study_server.survey)."""
+    images, labels = (
+        (data.train_images, data.train_labels) if data.n_train else
+        (data.test_images, data.test_labels)
+    )  # fmt: skip
+    out = []
+    for c in range(n_classes):
+        mine = images[labels == c].astype(np.float64) / 255.0
+        if mine.ndim == 4:
+            mine = mine.mean(1)
+        out.append(mine.mean(0) if len(mine) else np.zeros(images.shape[-2:]))
+    return np.stack(out).astype(np.float32)
+
+
 def write_outputs(
     out_dir: Path,
     maps: dict,
@@ -1031,7 +1048,10 @@ def precompute(
         settings, argv, disjoint_from, scheduler, model_path, model_sha, model_meta, data, seed,
         extra_local, dev, wall,
     )  # fmt: skip
-    manifest = write_outputs(out_dir, maps, methods_info, extra, image_records, local_arrays)
+    manifest = write_outputs(
+        out_dir, maps, methods_info, extra, image_records, local_arrays,
+        pictures=class_pictures(data, plan.n_classes),
+    )  # fmt: skip
     return PrecomputeResult(out_dir, maps, manifest, hits, n_local, wall)
 
 

@@ -45,6 +45,7 @@ from .precompute import (
     _predict,
     _records,
     aggregate_local,
+    class_pictures,
     environment,
     method_seed,
     plan_run,
@@ -269,6 +270,7 @@ def precompute_project(
         classes=list(project.class_names), display=survey["display"],
         representatives=reps if survey["display"] == "overlay" else None,
         study_methods=survey["methods"], survey=survey,
+        pictures=class_pictures(data, len(project.class_names)),
     )  # fmt: skip
     return PrecomputeResult(out_dir, maps, manifest, hits, n_local, wall)
 

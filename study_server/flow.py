@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from . import fields, tokens
 from .models import Event, Item, Participant, Response, Study, as_utc, db, utcnow
 from .recruitment import Entry
-from .survey import SURVEY_VERSION, SurveyDesign, design_survey, new_seed
+from .survey import CHECK_PICTURE, SurveyDesign, design_survey, new_seed
 
 __all__ = [
     "Refused",
@@ -328,7 +328,7 @@ def create_participant(
             entry_params=json.dumps(entry.extra, sort_keys=True),
             mode=study.mode,
             seed=seed,
-            survey_version=SURVEY_VERSION,
+            survey_version=design.version,
             bundle_sha256=bundle_sha256,
             created_at=now,
         )
@@ -540,7 +540,8 @@ def check_open_surveys(session, design: SurveyDesign) -> None:
     ).scalar_one_or_none()  # fmt: skip
     methods = {slot[0] for slot in json.loads(first)} if first is not None else set()
     wrong_options = first is not None and (
-        len(json.loads(first)) != design.n_options or not methods <= set(design.methods)
+        len(json.loads(first)) != design.n_options
+        or not methods <= {*design.methods, CHECK_PICTURE}
     )
     if mismatch is not None or wrong_options:
         found = f"{mismatch[1]} items" if mismatch is not None else "other options"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from explainers.bundle import BundleError, read_bundle
 
-from .survey import SurveyDesign
+from .survey import CHECK_PICTURE, SurveyDesign
 
 __all__ = ["MapStore", "load_maps", "default_maps_dir", "BundleError"]
 
@@ -59,6 +59,14 @@ def load_maps(root: str | Path) -> MapStore:
         for method in design.methods
         for c in design.shown_classes
     }
+    if design.check_kind == "pictures" and design.attention_checks:
+        # version 2's checks show pictures of any class
+        pngs.update(
+            {
+                (CHECK_PICTURE, c): _png_bytes(bundle, CHECK_PICTURE, c)
+                for c in range(bundle.n_classes)
+            }
+        )
     sha = (
         bundle.manifest.get("maps_sha256")
         or hashlib.sha256(b"".join(pngs[k] for k in sorted(pngs))).hexdigest()

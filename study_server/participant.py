@@ -37,7 +37,7 @@ from .flow import Refused
 from .models import Study, db
 from .pages import render_item_page
 from .recruitment import AdapterError, Entry, completion_action, parse_entry
-from .survey import MNIST_DESIGN, SurveyDesign
+from .survey import MNIST_DESIGN, MNIST_DESIGN_V2, SurveyDesign
 
 bp = Blueprint("participant", __name__)
 
@@ -172,7 +172,7 @@ def _survey_words(design: SurveyDesign) -> dict:
     else:
         named = "the classes " + ", ".join(asked[:-1]) + f" and {asked[-1]}"
     return {
-        "mnist": design == MNIST_DESIGN,
+        "mnist": design in (MNIST_DESIGN, MNIST_DESIGN_V2),
         "n_items": design.n_items,
         "n_options": _OPTION_WORDS[design.n_options],
         "n_classes": len(design.class_names),

@@ -7,14 +7,22 @@ and 5 attention checks at random positions.  Other studies (issue 13) ask any su
 their bundle's classes, ``repeats`` times each, with 2-6 methods as the options and their
 own number of checks; the rules below are the same for every design.
 
-An attention check follows the paper's Figure 4: one option is the map of the asked class,
-the other options are all the *same* map of a look-alike class (Figure 4 pairs 3 with 8),
-which cannot separate the two classes.  All options come from one method, so the method's
-rendering style is no cue; the duplicates are.  The check's method is drawn from the
-design's ``check_methods`` (for MNIST NormLIME and LIME), whose maps show digit shapes; the
-paper itself notes that SmoothGrad and VarGrad maps "do not appear to resemble anything
-semantically meaningful", which would make a check built from them unfair rather than
-obvious.
+An attention check follows the paper's Figure 4 ("Options 1 and 4 are duplicates and
+cannot distinguish well between labels 3 and 8").  Two versions of the rule exist; every
+participant's version is stored with them and their items are stored at creation, so a
+survey keeps the rule it started under:
+
+* version 2 (bundles with class pictures, docs/stimuli-protocol.md part two): the options
+  are *pictures* of classes (each class's mean image, drawn by the maps' rendering rule),
+  never a method's map, so no method is seen more often or is "the right answer" because
+  of the checks.  One option is the asked class's picture; with four or more options two
+  are the *same* picture of its look-alike (Figure 4's duplicates), with three or two
+  options one is; every other option is the picture of a further class drawn at random.
+  At least two options always differ from all the others, so picking the odd one out
+  does not find the answer;
+* version 1 (bundles without pictures): one option is the map of the asked class and all
+  the others the *same* map of its look-alike, all from one of the design's
+  ``check_methods`` -- which the odd one out always answers.
 
 Randomness comes only from ``random.Random(seed).random()``, whose output Python
 guarantees to keep stable across versions, so a stored seed reproduces a survey exactly
@@ -28,10 +36,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = [
     "SURVEY_VERSION",
+    "CHECK_PICTURE",
+    "CHECK_KINDS",
     "N_ITEMS",
     "N_CHECKS",
     "N_OPTIONS",
@@ -43,14 +53,20 @@ __all__ = [
     "LOOKALIKE",
     "SurveyDesign",
     "MNIST_DESIGN",
+    "MNIST_DESIGN_V2",
     "Slot",
     "SurveyItem",
     "design_survey",
     "new_seed",
 ]
 
-#: bump when the design rules below change; stored with every participant
-SURVEY_VERSION = 1
+#: the newest design rules (version 2: checks built from class pictures); every
+#: participant stores the version of the design they were given (SurveyDesign.version)
+SURVEY_VERSION = 2
+#: the slot "method" of a class picture (explainers.bundle.PICTURE; never a method's name)
+CHECK_PICTURE = "picture"
+#: how a design's checks are built: "maps" (version 1) or "pictures" (version 2)
+CHECK_KINDS = ("maps", "pictures")
 #: the MNIST study's values, kept for callers written before designs existed
 STUDY_METHODS = ("normlime", "lime", "smoothgrad", "vargrad")
 CHECK_METHODS = ("normlime", "lime")
@@ -111,6 +127,7 @@ class SurveyDesign:
     check_methods: tuple[str, ...]
     lookalike: tuple[tuple[int, int], ...]
     question: str  # contains CLASS_PLACEHOLDER once
+    check_kind: str = "maps"  # "pictures": version 2's checks, from class pictures
 
     def __post_init__(self):
         pairs = self.lookalike.items() if isinstance(self.lookalike, Mapping) else self.lookalike
@@ -130,6 +147,25 @@ class SurveyDesign:
     @property
     def n_options(self) -> int:
         return len(self.methods)
+
+    @property
+    def version(self) -> int:
+        """The survey version of these rules (stored with every participant)."""
+        return 2 if self.check_kind == "pictures" else 1
+
+    def at_version(self, version: int) -> SurveyDesign:
+        """This design under the check rules of survey ``version`` (a stored participant's
+        version reproduces their survey from their seed)."""
+        if version not in (1, 2):
+            raise ValueError(f"survey version must be 1 or 2, got {version!r}")
+        return replace(self, check_kind="pictures" if version == 2 else "maps")
+
+    @property
+    def check_lookalike_copies(self) -> int:
+        """Version 2: how many options show the look-alike's picture (two with four or
+        more options, as in Figure 4; one with fewer, or the asked class would be the
+        odd one out)."""
+        return 2 if self.n_options >= 4 else 1
 
     @property
     def n_real(self) -> int:
@@ -162,7 +198,8 @@ class SurveyDesign:
 
     def _problem(self) -> str | None:
         for check in (self._methods_problem, self._classes_problem, self._counts_problem,
-                      self._lookalike_problem, self._question_problem):  # fmt: skip
+                      self._lookalike_problem, self._question_problem,
+                      self._checks_problem):  # fmt: skip
             problem = check()
             if problem:
                 return problem
@@ -219,6 +256,21 @@ class SurveyDesign:
             return f"lookalike must name a look-alike for every asked class; {missing} lack one"
         return None
 
+    def _checks_problem(self) -> str | None:
+        if self.check_kind not in CHECK_KINDS:
+            return f"check_kind must be one of {', '.join(CHECK_KINDS)}, got {self.check_kind!r}"
+        if self.check_kind != "pictures" or not self.attention_checks:
+            return None
+        needed = 2 + self.n_options - 1 - self.check_lookalike_copies
+        if len(self.class_names) < needed:
+            return (
+                f"attention checks with {self.n_options} options need pictures of {needed} "
+                f"classes (the asked one, its look-alike and further ones, so that the odd "
+                f"one out is not the answer); the study has {len(self.class_names)}: set "
+                "attention_checks = 0 or show fewer options"
+            )
+        return None
+
     def _question_problem(self) -> str | None:
         q = self.question
         if not isinstance(q, str) or q.count(CLASS_PLACEHOLDER) != 1 or _CONTROL.search(q):
@@ -236,14 +288,17 @@ class SurveyDesign:
         block = getattr(bundle, "survey", None)
         if block is None:
             block = bundle.manifest.get("survey")
+        kind = "pictures" if _has_pictures(bundle) else "maps"
         if block is None and names == MNIST_DESIGN.class_names:
-            return MNIST_DESIGN
+            return MNIST_DESIGN_V2 if kind == "pictures" else MNIST_DESIGN
         if not isinstance(block, Mapping | None):
             raise ValueError("survey design: the manifest's survey block must be an object")
-        return cls._from_block(block or {}, names, _study_methods(bundle))
+        return cls._from_block(block or {}, names, _study_methods(bundle), kind)
 
     @classmethod
-    def _from_block(cls, block: Mapping, names: tuple[str, ...], study_methods) -> SurveyDesign:
+    def _from_block(
+        cls, block: Mapping, names: tuple[str, ...], study_methods, check_kind: str = "maps"
+    ) -> SurveyDesign:
         def get(key, default):
             value = block.get(key)
             return default if value is None else value
@@ -259,6 +314,7 @@ class SurveyDesign:
             check_methods=tuple(get("check_methods", default_checks)),
             lookalike=_lookalike_pairs(get("lookalike", {})),
             question=get("question", default_question(len(methods), len(names))),
+            check_kind=check_kind,
         )
 
 
@@ -286,6 +342,11 @@ def _class_names(bundle) -> tuple[str, ...]:
     return tuple(str(n) for n in names) or MNIST_DESIGN.class_names
 
 
+def _has_pictures(bundle) -> bool:
+    has = getattr(bundle, "has_pictures", None)
+    return bool(has) if has is not None else isinstance(bundle.manifest.get("pictures"), dict)
+
+
 def _study_methods(bundle) -> tuple[str, ...]:
     listed = getattr(bundle, "study_methods", None) or bundle.manifest.get("study_methods")
     return tuple(listed or STUDY_METHODS)
@@ -305,6 +366,10 @@ MNIST_DESIGN = SurveyDesign(
     "highlights the pixels that distinguish the number {class}\n"
     "from the other nine possible digits.",
 )
+
+
+#: the MNIST study with version 2's checks (a bundle that draws class pictures)
+MNIST_DESIGN_V2 = replace(MNIST_DESIGN, check_kind="pictures")
 
 
 @dataclass(frozen=True)
@@ -390,20 +455,36 @@ def design_survey(
     for position in range(1, n_items + 1):
         if position in check_positions:
             asked = next(check_iter)
-            method = rng.choice(check_methods)
-            correct = rng.below(n_options)
-            slots = tuple(
-                Slot(method, asked, ROLE_CORRECT)
-                if i == correct
-                else Slot(method, lookalikes[asked], ROLE_DISTRACTOR)
-                for i in range(n_options)
-            )
+            if design.check_kind == "pictures":
+                slots = _picture_check(rng, design, asked)
+            else:
+                method = rng.choice(check_methods)
+                correct = rng.below(n_options)
+                slots = tuple(
+                    Slot(method, asked, ROLE_CORRECT)
+                    if i == correct
+                    else Slot(method, lookalikes[asked], ROLE_DISTRACTOR)
+                    for i in range(n_options)
+                )
             items.append(SurveyItem(position, True, asked, slots))
         else:
             asked = next(real_iter)
             slots = tuple(Slot(m, asked, ROLE_OPTION) for m in rng.shuffled(methods))
             items.append(SurveyItem(position, False, asked, slots))
     return items
+
+
+def _picture_check(rng: _StableRng, design: SurveyDesign, asked: int) -> tuple[Slot, ...]:
+    """Version 2's check: the asked class's picture, its look-alike's picture once or twice,
+    pictures of further random classes; in a uniformly random order."""
+    look = design.lookalikes[asked]
+    copies = design.check_lookalike_copies
+    others = [c for c in range(len(design.class_names)) if c not in (asked, look)]
+    further = rng.shuffled(others)[: design.n_options - 1 - copies]
+    slots = [Slot(CHECK_PICTURE, asked, ROLE_CORRECT)]
+    slots += [Slot(CHECK_PICTURE, look, ROLE_DISTRACTOR)] * copies
+    slots += [Slot(CHECK_PICTURE, c, ROLE_DISTRACTOR) for c in further]
+    return tuple(rng.shuffled(slots))
 
 
 def new_seed() -> int:

@@ -29,8 +29,10 @@ METHODS = ("normlime", "lime", "smoothgrad", "vargrad")
 # ----------------------------------------------------------------------------- bundle
 
 
-def make_bundle(root: Path) -> Path:
-    """A maps bundle with four clearly distinct synthetic maps per digit (test data)."""
+def make_bundle(root: Path, pictures: bool = True) -> Path:
+    """A maps bundle with four clearly distinct synthetic maps per digit (test data), and
+    a picture of every digit (the checks of survey version 2) unless ``pictures=False``
+    (a bundle made before pictures: version-1 checks)."""
     from explainers.bundle import write_bundle
 
     yy, xx = np.mgrid[0:28, 0:28].astype(np.float32)
@@ -42,7 +44,8 @@ def make_bundle(root: Path) -> Path:
             cy, cx = 4 + 2 * d, 6 + 5 * k
             arr[d] = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (4.0 + 6.0 * k))
         maps[method] = arr
-    write_bundle(root, maps)
+    digits = np.stack([np.exp(-((yy - 14) ** 2 + (xx - 2 - 2.5 * d) ** 2) / 9) for d in range(10)])
+    write_bundle(root, maps, pictures=digits if pictures else None)
     return root
 
 

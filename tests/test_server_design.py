@@ -268,3 +268,43 @@ def test_a_bundle_with_another_design_is_refused_while_surveys_are_open(
     assert srv.snapshot() == before
     create_app({**cfg, "MAPS_DIR": str(bundle_dir)})  # the bundle they started with is fine
     srv.engine.dispose()
+
+
+def test_open_version_1_surveys_keep_their_checks_when_the_bundle_gains_pictures(
+    tmp_path, sqlite_url, bundle_dir
+):
+    """Issue 20, item 7: new participants get version 2's picture checks; a participant who
+    started under version 1 (a bundle without pictures) keeps the survey stored for them,
+    and its map checks are still served."""
+    from tests.server_fixtures import make_bundle
+
+    old = make_bundle(tmp_path / "old", pictures=False)
+    srv = make_server(sqlite_url, old)
+    assert _store(srv).design.version == 1
+    first = Walker(srv).begin(worker="WOLD", assignment="AOLD")
+    stored = participant_items(srv, first.token)
+    srv.engine.dispose()
+
+    srv = make_server(sqlite_url, bundle_dir)  # the same study, now with class pictures
+    store = _store(srv)
+    assert store.design.version == 2
+    assert {("picture", c) for c in range(10)} <= set(store.pngs)
+    second = Walker(srv).begin(worker="WNEW", assignment="ANEW")
+    versions = dict(srv.rows("SELECT token, survey_version FROM participants"))
+    assert versions == {first.token: 1, second.token: 2}
+    assert participant_items(srv, first.token) == stored  # untouched
+    old_checks = [it for it in stored if it["is_check"]]
+    assert {s[0] for it in old_checks for s in it["slots"]} <= {"normlime", "lime"}
+    new_checks = [it for it in participant_items(srv, second.token) if it["is_check"]]
+    assert {s[0] for it in new_checks for s in it["slots"]} == {"picture"}
+    # the old participant finishes; every image of their checks is served
+    walker = Walker(srv)  # the new server's client; the token in the URL is the identity
+    walker.home = first.home
+    walker.show()
+    for item in stored:
+        urls = image_urls(walker.page)
+        assert all(walker.client.get(u).status_code == 200 for u in urls)
+        correct = next(i for i, s in enumerate(item["slots"], 1) if s[2] != "distractor")
+        walker.answer(correct)
+    assert "Thank you" in walker.page
+    srv.engine.dispose()

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from study_server.survey import design_survey
+from study_server.survey import MNIST_DESIGN, design_survey
 from tests.server_fixtures import (
     Walker,
     asked_digit,
@@ -123,8 +123,10 @@ def test_whole_mturk_survey_is_stored_exactly(server):
 def test_stored_seed_reconstructs_the_survey(server):
     w = Walker(server).begin()
     seed = server.scalar("SELECT seed FROM participants WHERE token = :t", t=w.token)
+    version = server.scalar("SELECT survey_version FROM participants WHERE token = :t", t=w.token)
+    assert version == 2  # the bundle draws class pictures: version 2's checks
     stored = participant_items(server, w.token)
-    rebuilt = design_survey(seed)
+    rebuilt = design_survey(seed, design=MNIST_DESIGN.at_version(version))
     assert [
         (it.position, it.is_check, it.digit, [s.as_list() for s in it.slots]) for it in rebuilt
     ] == [(s["position"], s["is_check"], s["digit"], s["slots"]) for s in stored]

@@ -369,3 +369,111 @@ def test_missing_survey_keys_fall_back_to_the_defaults():
 def test_a_bad_survey_block_is_refused(survey, message):
     with pytest.raises(ValueError, match=message):
         SurveyDesign.from_bundle(manifest_bundle(v2_manifest(survey)))
+
+
+# ----------------------------------------------------------------------------- version 2 checks
+
+
+from study_server.survey import CHECK_PICTURE, MNIST_DESIGN_V2  # noqa: E402
+
+
+def _odd_ones_out(slots) -> list:
+    counts = Counter((s.method, s.digit) for s in slots)
+    return [s for s in slots if counts[(s.method, s.digit)] == 1]
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_version_2_checks_are_pictures_that_the_odd_one_out_does_not_answer(seed):
+    items = design_survey(seed, design=MNIST_DESIGN_V2)
+    real = [it for it in items if not it.is_check]
+    assert len(real) == 20 and Counter(it.digit for it in real) == {d: 2 for d in range(10)}
+    for it in items:
+        if not it.is_check:
+            assert sorted(s.method for s in it.slots) == sorted(STUDY_METHODS)
+            continue
+        # no method's map in a check: pictures of classes only
+        assert {s.method for s in it.slots} == {CHECK_PICTURE}
+        # at least two options differ from all the others
+        assert len(_odd_ones_out(it.slots)) >= 2
+        correct = it.slots[it.correct_choice - 1]
+        assert correct.role == "correct" and correct.digit == it.digit
+        digits = [s.digit for s in it.slots]
+        # Figure 4: two duplicates of the look-alike; one further class
+        assert digits.count(LOOKALIKE[it.digit]) == 2
+        assert len(set(digits)) == 3 and digits.count(it.digit) == 1
+
+
+def test_version_2_puts_the_right_answer_anywhere_and_shows_every_method_equally():
+    positions, further = Counter(), Counter()
+    exposure = Counter()
+    for seed in range(4000):
+        for it in design_survey(seed, design=MNIST_DESIGN_V2):
+            if it.is_check:
+                positions[it.correct_choice] += 1
+                further.update(s.digit for s in it.slots
+                               if s.digit not in (it.digit, LOOKALIKE[it.digit]))  # fmt: skip
+            else:
+                exposure.update(s.method for s in it.slots)
+    total = sum(positions.values())
+    assert all(abs(positions[p] / total - 0.25) < 0.02 for p in range(1, 5)), positions
+    assert len(further) == 10
+    # the methods are seen equally often: the checks add views of none
+    assert len(set(exposure.values())) == 1 and set(exposure) == set(STUDY_METHODS)
+
+
+def test_version_1_stays_as_it_was_and_versions_are_recorded():
+    assert MNIST_DESIGN.version == 1 and MNIST_DESIGN_V2.version == 2
+    old = design_survey(20200101)  # the pinned version-1 survey above
+    new = design_survey(20200101, design=MNIST_DESIGN_V2)
+    # the same check positions and asked digits (drawn first); the checks' options differ
+    assert [(it.position, it.is_check, it.digit) for it in old] == [
+        (it.position, it.is_check, it.digit) for it in new
+    ]
+    assert all(it.slots != jt.slots for it, jt in zip(old, new, strict=True) if it.is_check)
+
+
+def test_version_2_is_pinned_for_a_stored_seed():
+    checks = [
+        (it.position, tuple(s.digit for s in it.slots), it.correct_choice)
+        for it in design_survey(20200101, design=MNIST_DESIGN_V2)
+        if it.is_check
+    ]
+    assert checks == PINNED_V2_CHECKS
+
+
+PINNED_V2_CHECKS = [
+    (3, (1, 0, 7, 7), 1),
+    (13, (1, 7, 1, 6), 2),
+    (19, (3, 3, 9, 8), 4),
+    (20, (5, 2, 5, 6), 4),
+    (24, (9, 9, 4, 8), 3),
+]
+
+
+@pytest.mark.parametrize("n_options, n_classes", [(2, 2), (3, 3), (4, 3), (6, 5)])
+def test_version_2_checks_fit_any_option_count_that_has_classes_enough(n_options, n_classes):
+    design = SurveyDesign(
+        methods=tuple(f"m{i}" for i in range(n_options)),
+        classes=tuple(range(n_classes)),
+        class_names=tuple(f"c{i}" for i in range(n_classes)),
+        repeats=2,
+        attention_checks=3,
+        check_methods=("m0",),
+        lookalike={c: (c + 1) % n_classes for c in range(n_classes)},
+        question="Which one shows {class}?",
+        check_kind="pictures",
+    )
+    for seed in range(50):
+        for it in design_survey(seed, design=design):
+            if it.is_check:
+                assert len(it.slots) == n_options
+                assert len(_odd_ones_out(it.slots)) >= 2
+
+
+def test_version_2_checks_refuse_a_study_without_classes_enough():
+    with pytest.raises(ValueError, match="need pictures of 3 classes"):
+        SurveyDesign(
+            methods=("a", "b", "c", "d"), classes=(0, 1), class_names=("cat", "dog"),
+            repeats=2, attention_checks=2, check_methods=("a",), lookalike={0: 1, 1: 0},
+            question="{class}?", check_kind="pictures",
+        )  # fmt: skip
