@@ -323,20 +323,36 @@ def _load_app(maps_dir, db_url, *, fake_mturk: bool, limits_storage: str | None 
 
 
 def _serve(app, host: str, port: int) -> None:
+    """The development server until Ctrl-C or SIGTERM, either of which stops it cleanly.
+
+    SIGTERM is what process managers and ``kill`` send, and it is never ignored on the
+    way in.  SIGINT alone is not enough: a process started from a non-interactive shell's
+    background job inherits SIGINT as *ignored*, and Python then leaves it ignored -- a
+    test suite run in the background could not stop the server with it (the cause of the
+    intermittent 20-second wait in tests/test_server_processes.py).
+    """
     import logging
+    import signal
 
     from .logs import RequestHandler, install
 
-    click.echo(f"serving on {_base_url(host, port)} (Ctrl-C to stop)")
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt  # werkzeug's serve loop ends on it, as on Ctrl-C
+
+    click.echo(f"serving on {_base_url(host, port)} (Ctrl-C or SIGTERM to stop)")
     install(logging.getLogger("werkzeug"))
-    app.run(
-        host=host,
-        port=port,
-        threaded=True,
-        debug=False,
-        use_reloader=False,
-        request_handler=RequestHandler,
-    )
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        app.run(
+            host=host,
+            port=port,
+            threaded=True,
+            debug=False,
+            use_reloader=False,
+            request_handler=RequestHandler,
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 maps_option = click.option(

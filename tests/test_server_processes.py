@@ -34,6 +34,21 @@ def _answer_all(http: Http, home: str) -> str:
     return page
 
 
+def _wait_until_up(http: Http, proc, seconds: float = 60) -> None:
+    """/healthz answers, or fail at once if the server died (a loaded machine may take
+    many seconds to start it: wait for the answer, not for a fixed time)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if http.request("GET", "/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        assert proc.poll() is None, f"normlime serve exited with {proc.returncode}"
+        assert time.monotonic() < deadline, f"normlime serve did not answer in {seconds} s"
+        time.sleep(0.1)
+
+
 def test_serve_logs_no_worker_ids_or_tokens(sqlite_url, bundle_dir, tmp_path):
     srv = make_server(sqlite_url, bundle_dir)
     srv.engine.dispose()
@@ -47,18 +62,16 @@ def test_serve_logs_no_worker_ids_or_tokens(sqlite_url, bundle_dir, tmp_path):
         )  # fmt: skip
         try:
             http = Http(f"http://127.0.0.1:{port}")
-            for _ in range(100):
-                try:
-                    if http.request("GET", "/healthz")[0] == 200:
-                        break
-                except OSError:
-                    time.sleep(0.1)
+            _wait_until_up(http, proc)
             home = http_enter(http, srv.study_key, "PRIVATEWORKER123", "PRIVATEASSIGN9")
             _answer_all(http, home)
             http.request("GET", f"/s/{srv.study_key}/prolific?PROLIFIC_PID=PRIVATEWORKER123")
         finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=20)
+            # SIGTERM, not SIGINT: a suite started from a background job inherits SIGINT as
+            # ignored, and so does the server (see study_server.cli._serve)
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(timeout=60)
+    assert rc == 0  # a clean stop: the log is complete
     text = log.read_text()
     token = home.rsplit("/", 1)[-1]
     # the log is there (the test can fail), and it names no person and no token
@@ -66,6 +79,34 @@ def test_serve_logs_no_worker_ids_or_tokens(sqlite_url, bundle_dir, tmp_path):
     assert "/mturk?<redacted>" in text
     assert "PRIVATEWORKER123" not in text and "PRIVATEASSIGN9" not in text
     assert token not in text
+
+
+def test_serve_stops_cleanly_on_sigterm_even_with_sigint_ignored(sqlite_url, bundle_dir):
+    """The cause of the intermittent 20 s wait: started with SIGINT ignored (a background
+    job of a non-interactive shell), the server still stops on SIGTERM, with exit code 0."""
+    srv = make_server(sqlite_url, bundle_dir)
+    srv.engine.dispose()
+    port = free_port()
+
+    def ignore_sigint():  # what `cmd &` in a script does to its job
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "normlime_cli", "serve", "--db", sqlite_url,
+         "--maps", str(bundle_dir), "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=ignore_sigint,
+    )  # fmt: skip
+    try:
+        _wait_until_up(Http(f"http://127.0.0.1:{port}"), proc)
+        proc.send_signal(signal.SIGINT)
+        with pytest.raises(subprocess.TimeoutExpired):  # ignored, as the shell asked
+            proc.wait(timeout=1.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.mark.timeout(180)
