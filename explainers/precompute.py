@@ -560,13 +560,13 @@ def neighbour_pool(data: MnistData, ls: LimeSettings) -> ImagePool:
     """The images a data neighbourhood draws from: the training split (the data's only
     split where it has no training split), which must be larger than the kernel's
     effective size."""
-    name = "train" if data.n_train else "test"
-    pool = image_pool(data, name)
+    pool = image_pool(data, "train" if data.n_train else "test")
     if pool.images.shape[0] <= (ls.effective_size or 0):
         raise PrecomputeError(
             f"a neighbourhood of effective size {ls.effective_size} needs more than "
-            f"{ls.effective_size} {name} images, the data has {pool.images.shape[0]}: "
-            "pass --effective-size with a smaller number or --data with more images"
+            f"{ls.effective_size} {pool.describe()}, the data has {pool.images.shape[0]}: "
+            "lower the effective size (--effective-size; [lime] effective_size in a study "
+            "project) or use data with more images"
         )
     return pool
 

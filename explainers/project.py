@@ -247,7 +247,8 @@ def _methods(path, doc) -> tuple[MethodConfig, ...]:
 def _lime(path, doc) -> dict:
     c = _Checker(path, "lime", doc.get("lime", {}))
     c.only({"per_class", "n_samples", "sigma", "n_features", "kernel_width", "images",
-            "features", "clip", "perturbation", "baseline"})  # fmt: skip
+            "features", "clip", "perturbation", "baseline", "neighbourhood",
+            "effective_size"})  # fmt: skip
     out = {
         "per_class": c.int("per_class", 40, low=1),
         "n_samples": c.int("n_samples", 1000, low=2),
@@ -259,7 +260,19 @@ def _lime(path, doc) -> dict:
         "clip": c.table.get("clip", [0.0, 1.0]),
         "perturbation": c.str("perturbation", "gaussian", ("gaussian", "hide")),
         "baseline": c.float("baseline", 0.5, positive=False),
+        # the reading of eq. (1)-(2): "data" draws neighbours from the dataset's training
+        # images (docs/stimuli-protocol.md, part two); "gaussian" adds noise.  Files
+        # written before the data reading keep the noise they were made with.
+        "neighbourhood": c.str("neighbourhood", "gaussian", ("data", "gaussian")),
+        "effective_size": c.int("effective_size", 300, low=1),
     }
+    noise_only = [k for k in ("sigma", "kernel_width", "clip", "perturbation", "baseline")
+                  if k in c.table]  # fmt: skip
+    if out["neighbourhood"] == "data" and noise_only:
+        c.fail(noise_only[0], "applies to neighbourhood = \"gaussian\" only: neighbours "
+               "drawn from data are real images")  # fmt: skip
+    if out["neighbourhood"] != "data" and "effective_size" in c.table:
+        c.fail("effective_size", "applies to neighbourhood = \"data\" only")
     if out["perturbation"] == "hide" and out["features"] in (None, "pixels"):
         c.fail("perturbation", "\"hide\" needs superpixel features, e.g. features = "
                "{ kind = \"grid\", cell = 8 }")  # fmt: skip

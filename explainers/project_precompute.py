@@ -123,9 +123,12 @@ def representatives(images: np.ndarray, labels: np.ndarray, pred: np.ndarray, n:
 
 def _settings(project: Project) -> Preset:
     li, pi = project.lime, project.per_image
+    data = li["neighbourhood"] == "data"
     lime = LimeSettings(
-        per_class=li["per_class"], n_samples=li["n_samples"], sigma=li["sigma"],
-        n_features=li["n_features"], kernel_width=li["kernel_width"], images=li["images"],
+        per_class=li["per_class"], n_samples=li["n_samples"],
+        sigma=None if data else li["sigma"], n_features=li["n_features"],
+        kernel_width=None if data else li["kernel_width"], images=li["images"],
+        neighbourhood=li["neighbourhood"], effective_size=li["effective_size"] if data else None,
     )  # fmt: skip
     per_image = PerImageSettings(per_class=pi["per_class"], images=pi["images"])
     return Preset("project", f"study project {project.name} ({project.path})", lime, per_image)
@@ -275,6 +278,14 @@ def precompute_project(
     return PrecomputeResult(out_dir, maps, manifest, hits, n_local, wall)
 
 
+def _lime_extra(li: dict, features, clip) -> dict:
+    """The LocalLime arguments a project's [lime] table sets beyond the plan's."""
+    if li["neighbourhood"] == "data":  # real images: nothing to clip, no perturbation
+        return {"features": features}
+    return {"features": features, "clip": clip, "perturbation": li["perturbation"],
+            "baseline": li["baseline"]}  # fmt: skip
+
+
 def _local(project, plan, model, dev, model_sha, use_cache, batch_size, bar_opts, log):
     lp, li = plan.local, project.lime
     try:
@@ -289,8 +300,7 @@ def _local(project, plan, model, dev, model_sha, use_cache, batch_size, bar_opts
             lp, model, dev, model_path=None, model_sha=model_sha,
             cache=LocalCache(project.cache_dir) if use_cache else None, batch_size=batch_size,
             compile_model=False, scheduler=None, worker_threads=None, bar_opts=bar_opts,
-            log=log, lime_extra={"features": features, "clip": clip,
-                                 "perturbation": li["perturbation"], "baseline": li["baseline"]},
+            log=log, lime_extra=_lime_extra(li, features, clip),
         )  # fmt: skip
     except ValueError as exc:  # e.g. images outside the clip range LIME assumes
         raise ProjectError(f"{project.path}: [lime] {exc}") from None

@@ -75,9 +75,28 @@ def test_a_method_that_needs_a_layer_the_model_lacks(project):
 
 
 def test_inputs_outside_the_clip_range_lime_assumes(project):
-    edit(project / "study.toml", ('features = "pixels"', 'features = "pixels"\nclip = [0.2, 0.8]'))
+    edit(
+        project / "study.toml",
+        ('neighbourhood = "data"', 'neighbourhood = "gaussian"'),
+        ("effective_size = 200", "# effective_size = 200"),
+        ('features = "pixels"', 'features = "pixels"\nclip = [0.2, 0.8]'),
+    )
     line = _precompute_error(project)
     assert "outside LIME's clip range [0.2, 0.8]" in line
+
+
+@pytest.mark.parametrize("key", ["sigma = 0.3", "clip = [0.0, 1.0]", 'perturbation = "hide"'])
+def test_noise_settings_are_refused_with_neighbours_drawn_from_data(project, key):
+    edit(project / "study.toml", ('features = "pixels"', f'features = "pixels"\n{key}'))
+    line = _precompute_error(project)
+    name = key.split(" ")[0]
+    assert f"[lime] {name} applies to neighbourhood = \"gaussian\" only" in line
+
+
+def test_a_neighbourhood_larger_than_the_training_images_is_refused(project):
+    edit(project / "study.toml", ("effective_size = 200", "effective_size = 5000"))
+    line = _precompute_error(project)
+    assert "effective size 5000 needs more than 5000 training images" in line
 
 
 def test_an_unknown_captum_class_and_an_unknown_kind(project):
