@@ -62,6 +62,7 @@ from .neighbourhood import DataNeighbourhood
 from .normlime import class_usage_counts, display_class_maps, usage_spread
 from .registry import ALL_METHODS, STUDY_METHODS, explainer_class, method_spec
 from .sampling import SamplingError, per_class_sample
+from .stable import STABLE_EFFECTIVE_SIZE, STABLE_K, STABLE_N_SAMPLES, STABLE_PER_CLASS
 from .train import DeviceError, pick_device
 
 __all__ = [
@@ -99,13 +100,6 @@ DISPLAY_FILTER = (
 
 class PrecomputeError(ValueError):
     """Bad input to precompute (one readable line; the CLI turns it into exit code 2)."""
-
-
-#: the stable preset's K, m and explanations per digit: what the rule of
-#: docs/stimuli-protocol.md (part two) picked from the grid of docs/stimuli.md
-STABLE_K = 20
-STABLE_EFFECTIVE_SIZE = 300
-STABLE_PER_CLASS = 900
 
 
 @dataclass(frozen=True)
@@ -165,7 +159,7 @@ class Preset:
 #: the stable preset's LIME settings, chosen by the rule of docs/stimuli-protocol.md,
 #: part two (the data reading; docs/stimuli.md has the grid)
 _STABLE_LIME = LimeSettings(
-    per_class=STABLE_PER_CLASS, n_samples=1000, sigma=None, n_features=STABLE_K,
+    per_class=STABLE_PER_CLASS, n_samples=STABLE_N_SAMPLES, sigma=None, n_features=STABLE_K,
     neighbourhood="data", effective_size=STABLE_EFFECTIVE_SIZE,
 )  # fmt: skip
 #: part one's stable preset: the Gaussian-noise reading

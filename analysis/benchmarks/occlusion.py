@@ -259,6 +259,8 @@ def occlusion_job(ctx: dict, job: Job) -> dict:
     method = p["method"]
     if method == "normlime":
         scores = ctx["class_scores"]["normlime"][target]
+    elif method in ctx.get("image_scores", {}):  # computed for every image at once
+        scores = ctx["image_scores"][method][i]
     else:
         params = ctx["method_params"].get(method, {})
         if method == "shap" and "baseline" not in params and ctx.get("shap_baseline"):
@@ -355,6 +357,7 @@ def run_occlusion(
         )
         class_scores["normlime"] = rk["normlime"].scores
         rank_meta["normlime"] = rk["normlime"].meta
+    image_scores = _lime_on_data(settings, model, data, images, targets, chosen, out, rank_meta)
     ctx = {
         "token": store.fingerprint,
         "model_config": asdict(model.config),
@@ -363,6 +366,7 @@ def run_occlusion(
         "targets": targets,
         "labels": np.asarray(data.test_labels[chosen]),
         "class_scores": class_scores,
+        "image_scores": image_scores,
         "method_params": settings.method_params,
         "step": settings.step,
         "value": settings.occlusion_value,
@@ -409,6 +413,36 @@ def run_occlusion(
     }
     write_outputs(curves, aucs, summary, meta, out)
     return summary
+
+
+def _lime_on_data(settings, model, data, images, targets, chosen, out: Path, meta: dict):
+    """LIME on data neighbours for every occluded image at once (the neighbour pool -- the
+    model's training images and its outputs on them -- is built once, not in every job).
+
+    Each image's draw is seeded by its occlusion job's seed, so a map depends only on the
+    image and the run's seed.  Returns {"lime": (N, 784)} or {} for other readings."""
+    from explainers.data import as_float
+
+    from .rankings import data_neighbourhood, lime_weights
+
+    params = settings.method_params.get("lime", {})
+    if "lime" not in settings.methods or params.get("neighbourhood") != "data":
+        return {}
+    nb = data_neighbourhood(model, data.train_images, "pixels", params, out / "rankings")
+    seeds = np.array(
+        [derive_seed("occlusion", settings.seed, "lime", int(c)) for c in chosen], dtype=np.int64
+    )
+    device = next(model.parameters()).device
+    weights, r2 = lime_weights(
+        model, as_float(images).to(device), targets, "pixels", params, 1.0, 0,
+        neighbourhood=nb, seeds=seeds,
+    )  # fmt: skip
+    meta["lime"] = {
+        "neighbour_pool": f"{nb.size:,} training images, effective size {nb.effective_size:g}",
+        "mean_r2": float(np.mean(r2)),
+        "seeds": "each image's occlusion job seed",
+    }
+    return {"lime": weights}
 
 
 # --------------------------------------------------------------------------- results

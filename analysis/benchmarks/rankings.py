@@ -29,6 +29,11 @@ features ``f`` of the sample images.  Noise scales (LIME's and SmoothGrad/VarGra
 ``sigma``) are given in pixel units and rescaled to conv features by the ratio of the
 features' standard deviation to the pixels' (0.3081), so a noise level means the same
 relative perturbation in both spaces; LIME clips conv samples at 0 (post-ReLU).
+
+LIME with ``neighbourhood = "data"`` in its parameters (the presets' reading of the
+paper's eq. 1-2, docs/stimuli-protocol.md part two) draws each explanation's neighbours
+from the benchmark's training images in the same feature space -- pixels, or their conv
+features -- with the model's outputs on them computed once (:func:`data_neighbourhood`).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ __all__ = [
     "explainer_for",
     "explain_maps",
     "lime_weights",
+    "data_neighbourhood",
     "aggregate",
     "stratified_by_prediction",
     "noise_scale",
@@ -153,15 +159,27 @@ def stratified_by_prediction(pred: np.ndarray, per_class: int, random_state: int
 # --------------------------------------------------------------------------- explaining
 
 
-def explainer_for(method: str, forward_func, features: str, params: dict, scale: float, seed):
+def explainer_for(
+    method: str, forward_func, features: str, params: dict, scale: float, seed,
+    neighbourhood=None,
+):  # fmt: skip
     """An explainer instance from ``explainers`` with the benchmark's parameters.
 
     ``params`` are the method's parameters in pixel units; noise levels are multiplied by
     ``scale`` (see :func:`noise_scale`); LIME clips at [0, 1] on pixels and at 0 on conv.
+    LIME whose parameters say ``neighbourhood = "data"`` needs ``neighbourhood`` (a
+    :class:`explainers.neighbourhood.DataNeighbourhood` of the feature space).
     """
     from explainers.registry import explainer_class
 
     p = dict(params)
+    if method in ("lime", "normlime") and p.pop("neighbourhood", None) == "data":
+        if neighbourhood is None:
+            raise ValueError("LIME on data neighbours needs the neighbour pool")
+        p.pop("effective_size", None)  # the neighbourhood object carries it
+        return explainer_class("lime")(
+            forward_func, random_state=seed, neighbourhood=neighbourhood, **p
+        )
     if method in _DEFAULT_SIGMA:
         p["sigma"] = float(p.get("sigma", _DEFAULT_SIGMA[method])) * scale
     if method == "lime":
@@ -213,15 +231,52 @@ def lime_weights(
     scale: float,
     seed: int,
     progress: Callable[[int], None] | None = None,
+    neighbourhood=None,
+    seeds=None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Local LIME weight matrix M (N, F) and the fits' R^2 (N,)."""
+    """Local LIME weight matrix M (N, F) and the fits' R^2 (N,).
+
+    ``seeds`` (N,) fixes every input's draw (default: spawned from ``seed``)."""
     import torch
 
-    explainer = explainer_for("lime", forward_func, features, params, scale, seed)
+    explainer = explainer_for("lime", forward_func, features, params, scale, seed, neighbourhood)
     result = explainer.explain(
-        inputs, torch.as_tensor(targets, dtype=torch.long), progress=progress
+        inputs, torch.as_tensor(targets, dtype=torch.long), seeds=seeds, progress=progress
     )
     return result.weights.astype(np.float32), np.asarray(result.r2)
+
+
+def data_neighbourhood(model, images: np.ndarray, features: str, params: dict, cache: Path):
+    """The data neighbourhood of LIME ``params`` (None unless they say ``neighbourhood =
+    "data"``): ``images`` (the benchmark's training images) as inputs of the feature space,
+    and the model's outputs on them, computed once and cached under ``cache``."""
+    if params.get("neighbourhood") != "data":
+        return None
+    import hashlib
+
+    import torch
+
+    from explainers.neighbourhood import DataNeighbourhood
+
+    pool = feature_inputs(model, images, features).cpu()
+    fwd = forward_for(model, features)
+    digest = hashlib.blake2b(
+        np.ascontiguousarray(images).tobytes() + features.encode(), digest_size=16
+    ).hexdigest()
+    path = Path(cache) / f"pool-outputs-{features}-{digest}.npy"
+    if path.is_file():
+        outputs = np.load(path)
+    else:
+        device = next(model.parameters()).device
+        with torch.inference_mode():
+            outputs = torch.cat(
+                [fwd(pool[s : s + 500].to(device)).double().cpu() for s in range(0, len(pool), 500)]
+            ).numpy()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, outputs)
+    return DataNeighbourhood(
+        pool, outputs, effective_size=params["effective_size"], digest=digest
+    )
 
 
 # --------------------------------------------------------------------------- aggregating
@@ -355,6 +410,7 @@ def _per_image_maps(
     seed: int,
     chunk: int,
     progress: bool,
+    neighbourhood=None,
 ) -> str:
     """(N, F) maps of every image, written chunk by chunk to a .npy (resumable)."""
     from numpy.lib.format import open_memmap
@@ -375,7 +431,10 @@ def _per_image_maps(
         x = feature_inputs(model, images[start:stop], features)
         x = x.to(next(model.parameters()).device)
         if method == "lime":
-            w, _ = lime_weights(fwd, x, targets[start:stop], features, params, scale, seed + start)
+            w, _ = lime_weights(
+                fwd, x, targets[start:stop], features, params, scale, seed + start,
+                neighbourhood=neighbourhood,
+            )  # fmt: skip
             arr[start:stop] = w
         else:
             arr[start:stop] = explain_maps(
@@ -439,9 +498,22 @@ def compute_rankings(
     timing: dict[str, float] = {}
     lime_r2 = None
     missing = [m for m in methods if not (cache / f"{kind}-{m}.npz").exists()]
+    lime_p = _method_params("lime", params, features, baseline_value)
+    needs_pool = any(m in lime_derived for m in missing) or (
+        kind == "per-image" and "lime" in methods
+    )
+    nb = (
+        data_neighbourhood(model, data.train_images, features, lime_p, cache)
+        if needs_pool
+        else None
+    )
+    if nb is not None:
+        sample_meta["neighbour_pool"] = (
+            f"{nb.size:,} training images ({features}), effective size {nb.effective_size:g}"
+        )
     if any(m in lime_derived for m in missing):
         t0 = time.perf_counter()
-        p = _method_params("lime", params, features, baseline_value)
+        p = lime_p
         bar = _bar(len(sample), "LIME local explanations", progress)
         blob = _cached_npz(
             cache / "sample-lime.npz",
@@ -457,6 +529,7 @@ def compute_rankings(
                         scale,
                         method_seed("lime"),
                         progress=bar.update,
+                        neighbourhood=nb,
                     ),
                     strict=True,
                 )
@@ -536,6 +609,7 @@ def compute_rankings(
                     derive_seed("kar-per-image", seed, m, split),
                     chunk,
                     progress,
+                    neighbourhood=nb if m == "lime" else None,
                 )
             ranking.meta["per_image_explain_s_this_invocation"] = round(time.perf_counter() - t0, 1)
         rankings[m] = ranking
