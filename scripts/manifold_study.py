@@ -268,10 +268,50 @@ def report(args) -> list[dict]:
         rows.append(fit)
         print(f"m={m} K={k}: n90 NormLIME {fit['normlime_n90']:.0f}, LIME "
               f"{fit['lime_n90']:.0f}", flush=True)  # fmt: skip
+    decision = apply_rule(rows, ns[-1])
+    rows.append({"decision": decision})
+    print(json.dumps(decision, indent=1))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
     return rows
+
+
+#: the protocol's numbers (docs/stimuli-protocol.md, part two)
+MIN_CV = 0.5
+BUDGET = 3000
+MARGIN = 1.25
+
+
+def apply_rule(rows: list[dict], n_cv: int) -> dict:
+    """The protocol's rule, mechanically: rules 1-6 of part two on the grid's rows.
+
+    Rule 1 (m >= 10 K) decided which cells were computed; rule 2 reads the median CV of
+    |E_y(c_i)| at the largest n measured (``n_cv``); rule 3 the fitted n90 of both maps."""
+    fits = {(r["effective_size"], r["K"]): r for r in rows if r.get("fit")}
+    cv = {
+        (r["effective_size"], r["K"]): r["usage_cv_median"]
+        for r in rows
+        if not r.get("fit") and r.get("per_class") == n_cv
+    }
+    table = []
+    for (m, k), fit in sorted(fits.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        n90 = max(fit["normlime_n90"], fit["lime_n90"])
+        table.append({
+            "effective_size": m, "K": k, "usage_cv_median": cv[(m, k)], "n90": n90,
+            "passes_cv": cv[(m, k)] >= MIN_CV, "passes_stability": n90 <= BUDGET,
+        })  # fmt: skip
+    passing = [t for t in table if t["passes_cv"] and t["passes_stability"]]
+    if passing:
+        k = min(t["K"] for t in passing)
+        chosen = min((t for t in passing if t["K"] == k), key=lambda t: t["effective_size"])
+        per_class = min(BUDGET, 100 * int(np.ceil(MARGIN * chosen["n90"] / 100)))
+        met = True
+    else:
+        cands = [t for t in table if t["passes_cv"]]
+        chosen = min(cands, key=lambda t: t["n90"])
+        per_class, met = BUDGET, False
+    return {"cells": table, "chosen": chosen, "per_class": per_class, "criterion_met": met}
 
 
 def main(argv=None) -> int:
