@@ -57,6 +57,10 @@ CLAIM_RULES = {
     "and for LIME against SmoothGrad and VarGrad",
     "primary": "reproduced if the primary choice model's 95% interval for NormLIME vs LIME "
     "lies above 0",
+    "figure1": "reproduced if the shown NormLIME and LIME maps are not near-duplicates "
+    "(displayed r >= 0.9 on at least half of the digits) and neither is as bright off the "
+    "digit's support, or in the frame outside it, as on it on any digit (the inspect-maps "
+    "flags of docs/stimuli-protocol.md, part two)",
     "kar_pixels": "reproduced if NormLIME's error gain at 50% of pixels removed is at most "
     "0.1 percentage points and no gradient method (SmoothGrad, VarGrad) is lower",
     "kar_conv_best": "reproduced if NormLIME at 30% of conv features removed is at least as "
@@ -107,13 +111,46 @@ def evaluate_claims(
     kar_pixels: list[dict] | None,
     kar_conv: list[dict] | None,
     preset: ReproducePreset,
+    inspect: dict | None = None,
 ) -> list[dict]:
     """Every claim with its verdict; ``study`` is a summary.json, the KAR arguments are the
-    rows of kar-summary.csv."""
+    rows of kar-summary.csv, ``inspect`` the stimulus report of the maps (with the digits'
+    support measured)."""
     claims = [_accuracy_claim(model_meta)]
+    if inspect is not None:
+        claims.append(_figure1_claim(inspect))
     claims += _study_claims(study, simulated)
     claims += _kar_claims(kar_pixels, kar_conv, preset)
     return claims
+
+
+def _figure1_claim(inspect: dict) -> dict:
+    """Figure 1: NormLIME visibly differs from LIME, and both show the digit."""
+    text = "Figure 1: NormLIME differs visibly from LIME, and shows the digit"
+    paper = "NormLIME crisp, LIME shape-like but undifferentiated"
+    pair = (inspect.get("pairs") or {}).get("normlime|lime")
+    methods = inspect.get("methods", {})
+    if pair is None or any("off_support_brightness" not in methods.get(m, {}) for m in
+                           ("normlime", "lime")):  # fmt: skip
+        return _claim(text, paper, None, "not comparable",
+                      "the stimulus report lacks the NormLIME/LIME pair or the digits' support")
+    off = {
+        m: [d for d, key in enumerate(methods[m]["off_support_brightness"])
+            if _at_least_one(key) or _at_least_one(methods[m]["frame_off_support_brightness"][d])]
+        for m in ("normlime", "lime")
+    }  # fmt: skip
+    ours = (
+        f"displayed NormLIME vs LIME median r {pair['median_r']:.3f} (>= 0.9 on "
+        f"{pair['classes_at_or_above']} of 10 digits); digits as bright off their support as "
+        f"on it: NormLIME {off['normlime'] or 'none'}, LIME {off['lime'] or 'none'}"
+    )
+    ok = not pair["near_duplicate"] and not off["normlime"] and not off["lime"]
+    return _claim(text, paper, ours, "reproduced" if ok else "not reproduced",
+                  CLAIM_RULES["figure1"])  # fmt: skip
+
+
+def _at_least_one(value) -> bool:
+    return value is not None and value >= 1.0
 
 
 def _accuracy_claim(meta: dict) -> dict:
@@ -587,7 +624,7 @@ def run_reproduce(
 
     maps_dir, maps_note = _maps_step(out, preset, model_path, data_spec, seed, log)
     steps["maps"] = f"{maps_dir} ({maps_note})"
-    inspect = _inspect_step(out / "maps", maps_dir)
+    inspect = _inspect_step(out / "maps", maps_dir, data_spec)
 
     summary, simulated = _study_step(out / "study", votes_path, preset, seed, log)
     steps["study"] = (
@@ -630,8 +667,9 @@ def run_reproduce(
                 rows[key] = list(csv.DictReader(fh))
 
     claims = evaluate_claims(
-        model_meta, summary, simulated, rows.get("kar-pixels"), rows.get("kar-conv"), preset
-    )
+        model_meta, summary, simulated, rows.get("kar-pixels"), rows.get("kar-conv"), preset,
+        inspect=inspect,
+    )  # fmt: skip
     ctx = {
         "preset": preset,
         "seed": seed,
@@ -678,12 +716,16 @@ def _maps_step(out: Path, preset, model_path, data_spec, seed, log):
     return folder, f"precompute --preset {preset.maps}, seed {seed}"
 
 
-def _inspect_step(folder: Path, maps_dir: Path) -> dict:
+def _inspect_step(folder: Path, maps_dir: Path, data_spec: str | None = None) -> dict:
+    """The stimulus report, with the digits' ink and support from the training images of
+    ``data_spec`` (default: the embedded subset)."""
     from explainers.bundle import read_bundle
+    from explainers.data import load_mnist
     from explainers.inspect import inspect_bundle, save_report, write_montage
 
     folder.mkdir(parents=True, exist_ok=True)
-    report = inspect_bundle(maps_dir)
+    data = load_mnist(data_spec or "embedded")
+    report = inspect_bundle(maps_dir, images=data.train_images, labels=data.train_labels)
     save_report(report, folder / "inspect.json")
     if not (folder / "montage.png").is_file():
         write_montage(read_bundle(maps_dir), folder / "montage.png")

@@ -155,12 +155,15 @@ def smoke(tmp_path_factory):
 def test_reproduce_smoke_end_to_end(smoke):
     out, result = smoke
     claims = json.loads((out / "claims.json").read_text())
-    assert len(claims) == 8
+    assert len(claims) == 9
     assert {c["verdict"] for c in claims} <= {"reproduced", "not reproduced", "not comparable"}
     # the shipped model is the full-MNIST one: its accuracy is a real comparison
     assert claims[0]["verdict"] == "reproduced" and claims[0]["ours"] == "99.08%"
+    # so are the shipped stimuli (Figure 1)
+    assert claims[1]["claim"].startswith("Figure 1")
+    assert claims[1]["verdict"] in ("reproduced", "not reproduced")
     # simulated votes and smoke-sized benchmarks are never passed off as evidence
-    assert all(c["verdict"] == "not comparable" for c in claims[1:])
+    assert all(c["verdict"] == "not comparable" for c in claims[2:])
     report = (out / "report.md").read_text()
     assert "SIMULATED STUDY" in report and "## Claims" in report
     for figure in (
@@ -295,3 +298,38 @@ def test_the_statistics_never_import_the_server_or_torch():
         if path.name != "cli.py":
             assert "study_server" not in path.read_text(), path.name
     assert not list((REPO / "analysis").glob("kar.py"))  # the benchmarks have their package
+
+
+def test_the_figure_1_claim_follows_the_stimulus_flags(tmp_path):
+    """Issue 20, item 6: NormLIME visibly differs from LIME and shows the digit, judged by
+    the inspect-maps flags on bundles built to pass and to fail."""
+    import numpy as np
+
+    from explainers.bundle import write_bundle
+    from explainers.inspect import inspect_bundle
+    from tests.test_stimuli import _clean_maps, _digits_with_support
+
+    images, labels, corners = _digits_with_support()
+    meta = {"test_accuracy": 0.9908, "data": {"n_train": 60000}}
+    summary = paper_like_summary()
+
+    def verdict(maps, name):
+        write_bundle(tmp_path / name, maps)
+        report = inspect_bundle(tmp_path / name, images=images, labels=labels)
+        claims = evaluate_claims(meta, summary, False, None, None, PRESETS["cpu"], report)
+        return next(c for c in claims if c["claim"].startswith("Figure 1"))
+
+    clean = _clean_maps(corners)
+    good = verdict(clean, "clean")
+    assert good["verdict"] == "reproduced", good
+    copies = {**clean, "lime": clean["normlime"] * 2.0}
+    assert verdict(copies, "copies")["verdict"] == "not reproduced"
+    framed = {**clean, "normlime": clean["normlime"].copy()}
+    framed["normlime"][3, -3:, :] = 5.0  # a bright bar in the empty frame of digit 3
+    bad = verdict(framed, "framed")
+    assert bad["verdict"] == "not reproduced" and "NormLIME [3]" in bad["ours"]
+    no_support = evaluate_claims(meta, summary, False, None, None, PRESETS["cpu"],
+                                 inspect_bundle(tmp_path / "clean"))  # fmt: skip
+    fig = next(c for c in no_support if c["claim"].startswith("Figure 1"))
+    assert fig["verdict"] == "not comparable"
+    assert np.isfinite(good["why"].count("0.9"))
