@@ -591,7 +591,9 @@ class LocalLime:
             z = nb.pool[torch.from_numpy(idx)] - x0.unsqueeze(0)
             if self.features is not None:
                 z = self._feature_means(z)
-            zs.append(z.reshape(idx.size, d).numpy())
+            z = z.reshape(idx.size, d).numpy()
+            z[:, nb.fixed_features(z)] = 0.0  # a constant column: never selected, no slope
+            zs.append(z)
             ys.append(nb.outputs[idx, int(target[i])])
             pis.append(counts)
         return zs, ys, pis

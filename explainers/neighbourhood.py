@@ -19,7 +19,10 @@ and the model's outputs on it, computed once; for an input ``x0`` it
 The local model is then fitted on the draws with their counts as weights, which is the
 unweighted squared loss over the draws, eq. (2)'s expectation under pi: the kernel enters
 once, through the draws.  No forward pass is made per neighbour: ``f(x')`` is a row of the
-pool's outputs.
+pool's outputs.  A feature that varies in fewer than ``min_varying`` of an explanation's
+distinct neighbours gets no slope (:meth:`DataNeighbourhood.fixed_features`): a slope
+identified by one or two real images is a leverage artefact, not a local trend
+(docs/stimuli-protocol.md, part two, the amendment).
 
 The width rule, not a fixed ``h``: MNIST's nearest-neighbour distances vary by a factor
 of two between images, and a width set by the k-th neighbour's distance is nearly flat in
@@ -38,6 +41,9 @@ __all__ = ["DataNeighbourhood", "DEFAULT_EFFECTIVE_SIZE", "effective_sample_size
 
 #: m, the images a neighbourhood is worth; the stable preset sets its own (the grid rule)
 DEFAULT_EFFECTIVE_SIZE = 1000
+#: a feature needs to vary in this many distinct neighbours to get a slope (ten
+#: observations per estimated coefficient, the rule of docs/stimuli-protocol.md)
+DEFAULT_MIN_VARYING = 10
 #: squared distances below this are checked exactly for copies of x0 (float32 rounding of
 #: ``|x|^2 + |p|^2 - 2 x.p`` is far smaller for inputs of MNIST's scale)
 _COPY_CHECK_D2 = 1e-2
@@ -131,6 +137,10 @@ class DataNeighbourhood:
     effective_size:
         m: the kernel width of every input is set so that the kernel's effective sample
         size over the pool is m (default 1000).  Must be below the pool's size.
+    min_varying:
+        a feature is a candidate of the local model only if its variation over the
+        explanation's distinct neighbours rests on at least this many of them (default
+        10; :meth:`fixed_features`); 0 or 1 keeps every feature that varies at all.
     digest:
         a string identifying the pool's content (recorded in manifests and cache keys);
         default: a blake2b digest of the pool's bytes.
@@ -144,6 +154,7 @@ class DataNeighbourhood:
         outputs,
         *,
         effective_size: float = DEFAULT_EFFECTIVE_SIZE,
+        min_varying: int = DEFAULT_MIN_VARYING,
         digest: str | None = None,
     ):
         pool_t = torch.as_tensor(pool).detach().to("cpu", torch.float32)
@@ -168,8 +179,11 @@ class DataNeighbourhood:
         self.pool = pool_t.contiguous()
         self.flat = self.pool.reshape(self.pool.shape[0], -1)
         self.sq_norms = torch.einsum("ij,ij->i", self.flat, self.flat)
+        if int(min_varying) < 0:
+            raise ValueError(f"min_varying must be >= 0, got {min_varying}")
         self.outputs = outputs
         self.effective_size = m
+        self.min_varying = int(min_varying)
         self._digest = digest
 
     @property
@@ -191,12 +205,33 @@ class DataNeighbourhood:
 
     def params(self) -> dict:
         """What determines a neighbourhood (manifests and cache keys)."""
+        m = self.effective_size
         return {
             "neighbourhood": self.kind,
-            "effective_size": self.effective_size,
+            "effective_size": int(m) if float(m).is_integer() else m,
+            "min_varying": self.min_varying,
             "pool_size": self.size,
             "pool_digest": self.digest,
         }
+
+    def fixed_features(self, z: np.ndarray) -> np.ndarray:
+        """(d,) bool: the columns of one explanation's design ``z`` (distinct neighbours x
+        features) whose variation rests on fewer than ``min_varying`` neighbours.
+
+        The number of neighbours a feature's variation rests on is the participation ratio
+        of its squared deviations, ``(sum_i e_i)^2 / sum_i e_i^2`` with
+        ``e_i = (z_i - mean z)^2``: about k when the feature takes one value in k of n
+        neighbours and another in the rest (exactly ``n p (1 - p) / ((1 - p)^3 + p^3)``,
+        p = k / n), about n/3 for Gaussian-like variation over n, and near 1 when one
+        outlying neighbour carries it (a leverage point).  Cheap (two sums per
+        column) where a count of values off the median costs a sort per column.
+        """
+        dev = z - z.mean(axis=0, dtype=np.float64)
+        e = dev * dev
+        s1 = e.sum(axis=0)
+        s2 = np.einsum("ij,ij->j", e, e)
+        ratio = np.divide(s1 * s1, s2, out=np.zeros_like(s1), where=s2 > 0)
+        return ratio < max(self.min_varying, 1)
 
     # ------------------------------------------------------------------ the kernel
 

@@ -16,6 +16,10 @@ draw of N neighbours gives the held-out R^2.  Then, for every cell (m, K) and ev
 * for every cell, r(n) = n / (n + c) fitted to the worst digit, n90 = 9c; and the measured
   seconds per explanation of ``LocalLime.explain`` with that setting.
 
+Features whose variation rests on fewer than 10 of an explanation's distinct neighbours
+get no slope, as in ``LocalLime`` (the protocol's amendment after the first grid, which
+ran without it: ``--first-grid`` reproduces that).
+
     .venv/bin/python scripts/manifold_study.py explain --data ../shared/data/mnist \\
         --out artifacts/manifold-study          # the local explanations (resumable per set)
     .venv/bin/python scripts/manifold_study.py report --data ../shared/data/mnist \\
@@ -93,7 +97,7 @@ def _load(args):
 
 def explain(args) -> None:
     data, fwd, pool, outputs = _load(args)
-    nb = DataNeighbourhood(pool, outputs)
+    nb = DataNeighbourhood(pool, outputs, min_varying=0 if args.first_grid else 10)
     sizes, ks = _ints(args.sizes), _ints(args.ks)
     explained = image_pool(data, "all")
     sets = split_pools(explained.labels, args.per_class, args.seed, n_pools=2)
@@ -129,6 +133,8 @@ def explain(args) -> None:
                             z = (pool[torch.from_numpy(sel)] - x[i]).reshape(sel.size, d).numpy()
                             y = outputs[sel, pred[i]]
                             if dest is None:
+                                # as LocalLime does: features carried by < 10 neighbours
+                                z[:, nb.fixed_features(z)] = 0.0
                                 zs.append(z)
                                 ys.append(y)
                                 pis.append(counts)
@@ -321,13 +327,15 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=str(REPO / "assets" / "model" / "mnist-cnn.pt"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--per-class", type=int, default=800)
-    ap.add_argument("--sizes", default="100,300,1000,3000")
+    ap.add_argument("--sizes", default="100,300,1000,3000,10000")
     ap.add_argument("--ks", default="10,20,50,100")
     ap.add_argument("--ns", default="100,200,400,800")
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=2026)
     ap.add_argument("--block", type=int, default=64)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--first-grid", action="store_true",
+                    help="the first grid: every varying feature is a candidate")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
     if args.phase == "explain":

@@ -170,3 +170,37 @@ def test_bad_input_is_refused_in_one_line():
     lime = LocalLime(lambda x: torch.ones(x.shape[0], 2), neighbourhood=nb)
     with pytest.raises(ValueError, match="neighbour pool holds"):
         lime.explain(torch.zeros(2, 1, 9, 9), 0)
+
+
+def test_a_feature_carried_by_few_neighbours_gets_no_slope():
+    """The amendment after the first grid: a pixel that is ink in only a few of the drawn
+    neighbours cannot get a slope, however well it would fit their outcomes."""
+    rng = np.random.default_rng(7)
+    n = 2000
+    images = (rng.random((n, 1, 8, 8)) * 0.5).astype(np.float32)
+    images[:, 0, 0, 0] = 0.0
+    rare = rng.choice(n, 6, replace=False)
+    images[rare, 0, 0, 0] = 1.0  # pixel 0 is ink in six images of the whole pool
+    p = 0.3 + 0.2 * images[:, 0, 3, 3] + 0.6 * images[:, 0, 0, 0]
+    outputs = np.stack([p, 1 - p], 1).astype(np.float64)
+    x = torch.from_numpy(images[rare[:3]].copy())
+    x[:, 0, 0, 0] = 0.0
+    for min_varying, expect_pixel_0 in ((0, True), (10, False)):
+        nb = DataNeighbourhood(images, outputs, effective_size=1500, min_varying=min_varying)
+        lime = LocalLime(lambda t: torch.ones(t.shape[0], 2), n_samples=1500, n_features=2,
+                         neighbourhood=nb, random_state=0)  # fmt: skip
+        weights = lime.explain(x, 0).weights
+        assert bool(weights[:, 0].any()) is expect_pixel_0, min_varying
+        assert (weights[:, 27] != 0).all()  # pixel (3, 3): it varies in every neighbour
+
+
+def test_the_participation_ratio_counts_the_neighbours_a_feature_varies_in():
+    pool, outputs, _ = _linear_pool(n=50)
+    nb = DataNeighbourhood(pool, outputs, effective_size=10, min_varying=10)
+    z = np.zeros((1000, 4), np.float32)
+    z[:9, 0] = 0.7  # varies in 9 of 1,000 neighbours (ratio 9.2)
+    z[:10, 1] = 0.7  # in 10 (ratio 10.2)
+    z[:, 2] = np.random.default_rng(0).standard_normal(1000)  # everywhere
+    z[0, 3] = 5.0  # one outlier over small noise
+    z[1:, 3] = 0.01 * np.random.default_rng(1).standard_normal(999)
+    np.testing.assert_array_equal(nb.fixed_features(z), [True, False, False, True])
