@@ -53,11 +53,12 @@ import copy
 import ctypes
 import functools
 import math
+import time
 import warnings
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -108,6 +109,9 @@ class LimeResult:
     r2: np.ndarray
     prob: np.ndarray
     seeds: np.ndarray
+    #: seconds spent drawing samples (noise and forward passes, or neighbours from data)
+    #: and fitting the local models, when they ran one after the other (``n_jobs=0``)
+    timings: dict = field(default_factory=dict)
 
 
 #: n independent child seeds of ``random_state`` (explainers.seeds.spawned)
@@ -548,10 +552,16 @@ class LocalLime:
         # threads), so BLAS runs single-threaded during the fits; torch's own OpenMP
         # threads are not affected.  With n_jobs > 0 the fits of a group run in worker
         # threads while the main thread samples and evaluates the next group.
+        timings = {"samples_s": 0.0, "fits_s": 0.0}
         with _blas_controller().limit(limits=1, user_api="blas"):
             if self.n_jobs == 0:
                 for rows in groups:
-                    done = fit(rows, *self._draw_group(inputs, target, seeds, rows, d, width))
+                    t0 = time.perf_counter()
+                    draws = self._draw_group(inputs, target, seeds, rows, d, width)
+                    t1 = time.perf_counter()
+                    done = fit(rows, *draws)
+                    timings["samples_s"] += t1 - t0
+                    timings["fits_s"] += time.perf_counter() - t1
                     if progress is not None:
                         progress(done)
             else:
@@ -565,7 +575,10 @@ class LocalLime:
                         pending.append(pool.submit(fit, rows, *draws))
                     while pending:
                         _finish(pending.popleft(), progress)
-        return LimeResult(weights=weights, intercept=intercept, r2=r2, prob=prob, seeds=seeds)
+                timings = {}  # the fits overlapped the draws: no split to report
+        return LimeResult(
+            weights=weights, intercept=intercept, r2=r2, prob=prob, seeds=seeds, timings=timings
+        )
 
     def _draw_group(self, inputs, target, seeds, rows, d, width) -> tuple[list, list, list]:
         """Perturbations ``z`` (n, d), model outputs ``y`` and sample weights for ``rows``."""

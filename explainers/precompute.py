@@ -410,6 +410,8 @@ def explain_cached(
     else:
         parts = run_chunks(images_cpu.numpy(), np.asarray(targets), result.seeds, chunks)
     for rows, part in parts:
+        for key, value in (part.get("timings") or {}).items():
+            result.timings[key] = result.timings.get(key, 0.0) + value
         result.weights[rows] = part["weights"]
         result.intercept[rows] = part["intercept"]
         result.r2[rows] = part["r2"]
@@ -712,17 +714,22 @@ def data_neighbourhood(
     key = pool_outputs_key(model_sha256=model_sha, pool_digest=digest, forward=forward_desc)
     inputs = as_float(pool.images)
     outputs = cache.get(key, len(inputs)) if cache is not None else None
+    seconds = 0.0
     if outputs is None:
         t0 = time.perf_counter()
         outputs = model_outputs(forward, inputs, dev)
+        seconds = time.perf_counter() - t0
         log(f"  model outputs on {len(inputs):,} {pool.describe()} (the neighbour pool): "
-            f"{time.perf_counter() - t0:.1f} s")  # fmt: skip
+            f"{seconds:.1f} s")  # fmt: skip
         if cache is not None:
             cache.put(key, outputs)
     nb = DataNeighbourhood(
         inputs, outputs, effective_size=lp.settings.effective_size, digest=digest
     )
-    info = {"images": f"the {len(inputs):,} {pool.describe()} of the data", "digest": digest}
+    info = {
+        "images": f"the {len(inputs):,} {pool.describe()} of the data",
+        "model_outputs_s": round(seconds, 2),  # 0: read from the cache
+    }
     return nb, info
 
 
@@ -842,6 +849,7 @@ def _local_summary(plan: Plan, run: LocalRun, arrays: dict, keep_local: bool) ->
         "per_predicted_label": np.bincount(run.pred, minlength=plan.n_classes).tolist(),
         "misclassified": int((run.pred != arrays["true_label"]).sum()),
         "mean_r2": round(float(run.result.r2.mean()), 4),
+        "time_split_s": {k: round(v, 2) for k, v in run.result.timings.items()},
         "usage_cv_median": round(float(np.median(usage_spread(usage))), 4),
         "cache_hits": int(run.hits),
         "cache_dir": run.cache_root,
