@@ -8,7 +8,7 @@ the explanations per digit that make two independent runs agree.  ``normlime pre
 both read them, so the stimuli and the benchmarks use one reading of eq. (1)-(2).
 """
 
-STABLE_K = 20
-STABLE_EFFECTIVE_SIZE = 300
+STABLE_K = 10
+STABLE_EFFECTIVE_SIZE = 1000
 STABLE_N_SAMPLES = 1000
-STABLE_PER_CLASS = 900
+STABLE_PER_CLASS = 2700
