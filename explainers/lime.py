@@ -67,7 +67,12 @@ from threadpoolctl import ThreadpoolController
 from . import seeds
 from .base import ForwardFunc, as_target, check_inputs, check_target
 from .features import describe_features, features_digest
-from .local_fit import fit_local_model, fit_local_models, fit_local_models_batch
+from .local_fit import (
+    fit_local_model,
+    fit_local_models,
+    fit_local_models_batch,
+    fit_local_models_columns,
+)
 from .neighbourhood import DataNeighbourhood
 from .registry import register
 
@@ -92,6 +97,9 @@ DEFAULT_N_FEATURES = 100
 DEFAULT_BATCH_SIZE = 200
 #: local fits whose LASSO paths run together (measured in benchmarks/explainers.py)
 DEFAULT_FIT_BATCH_SIZE = 16
+#: inputs whose data-neighbourhood kernels come from one pass over the pool
+#: (explainers.neighbourhood: the pass streams the pool; its products have a fixed shape)
+KERNEL_BLOCK = 128
 
 
 @dataclass
@@ -538,8 +546,11 @@ class LocalLime:
         prob = probs.gather(1, target.view(-1, 1).to(probs.device))[:, 0]
         prob = prob.detach().to("cpu", torch.float64).numpy()
 
-        def fit(rows, zs, ys, pis) -> int:
-            fits = fit_local_models_batch(zs, ys, pis, (self.n_features,))
+        def fit(rows, zs, ys, pis, columns=None) -> int:
+            if columns is None:
+                fits = fit_local_models_batch(zs, ys, pis, (self.n_features,))
+            else:
+                fits = fit_local_models_columns(zs, columns, ys, pis, (self.n_features,), d)
             for i, [(w, b, fit_r2)] in zip(rows, fits, strict=True):
                 weights[i], intercept[i], r2[i] = w, b, fit_r2
             return len(rows)
@@ -553,13 +564,16 @@ class LocalLime:
         # threads are not affected.  With n_jobs > 0 the fits of a group run in worker
         # threads while the main thread samples and evaluates the next group.
         timings = {"samples_s": 0.0, "fits_s": 0.0}
+        draws = self._draws(inputs, target, seeds, groups, d, width)
         with _blas_controller().limit(limits=1, user_api="blas"):
             if self.n_jobs == 0:
-                for rows in groups:
+                while True:
                     t0 = time.perf_counter()
-                    draws = self._draw_group(inputs, target, seeds, rows, d, width)
+                    group = next(draws, None)
+                    if group is None:
+                        break
                     t1 = time.perf_counter()
-                    done = fit(rows, *draws)
+                    done = fit(*group)
                     timings["samples_s"] += t1 - t0
                     timings["fits_s"] += time.perf_counter() - t1
                     if progress is not None:
@@ -567,12 +581,11 @@ class LocalLime:
             else:
                 with ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
                     pending: deque = deque()
-                    for rows in groups:
+                    for group in draws:
                         # bound the samples held in memory to two groups per worker
                         while len(pending) >= 2 * self.n_jobs:
                             _finish(pending.popleft(), progress)
-                        draws = self._draw_group(inputs, target, seeds, rows, d, width)
-                        pending.append(pool.submit(fit, rows, *draws))
+                        pending.append(pool.submit(fit, *group))
                     while pending:
                         _finish(pending.popleft(), progress)
                 timings = {}  # the fits overlapped the draws: no split to report
@@ -580,10 +593,32 @@ class LocalLime:
             weights=weights, intercept=intercept, r2=r2, prob=prob, seeds=seeds, timings=timings
         )
 
+    def _draws(self, inputs, target, seeds, groups, d, width):
+        """(rows, zs, ys, pis) for every group of rows, in order.
+
+        With neighbours drawn from data, the kernels of up to ``KERNEL_BLOCK`` inputs come
+        from one pass over the pool (each pass streams the whole pool from memory)."""
+        if self.neighbourhood is None:
+            for rows in groups:
+                yield (rows, *self._draw_group(inputs, target, seeds, rows, d, width))
+            return
+        block: list = []
+        for rows in [*groups, None]:
+            if rows is not None and sum(len(r) for r in block) + len(rows) <= KERNEL_BLOCK:
+                block.append(rows)
+                continue
+            if block:
+                first, last = block[0][0], block[-1][-1]
+                x0s = inputs[first : last + 1].detach().to("cpu", torch.float32)
+                probs = self.neighbourhood.probabilities(x0s)
+                for group in block:
+                    part = probs[group[0] - first : group[-1] - first + 1]
+                    yield (group, *self._draw_data(x0s, first, part, target, seeds, group, d))
+            block = [rows] if rows is not None else []
+
     def _draw_group(self, inputs, target, seeds, rows, d, width) -> tuple[list, list, list]:
-        """Perturbations ``z`` (n, d), model outputs ``y`` and sample weights for ``rows``."""
-        if self.neighbourhood is not None:
-            return self._draw_data(inputs, target, seeds, rows, d)
+        """Perturbations ``z`` (n, d), model outputs ``y`` and sample weights for ``rows``
+        (the Gaussian-noise reading)."""
         zs, ys = [], []
         for i in rows:
             xs, z = self.sample(inputs[i], int(seeds[i]))
@@ -594,22 +629,27 @@ class LocalLime:
         ]
         return zs, ys, pis
 
-    def _draw_data(self, inputs, target, seeds, rows, d) -> tuple[list, list, list]:
-        """Neighbours drawn from the data: no forward pass, the counts are the weights."""
+    def _draw_data(self, x0s, first, probs, target, seeds, rows, d) -> tuple:
+        """Neighbours drawn from the data (``probs``: the kernels of ``rows``; ``x0s`` the
+        inputs from row ``first`` on): no forward pass, the draws' counts are the weights.
+        Returns (zs, ys, pis, columns): each design holds only its candidate features."""
         nb = self.neighbourhood
-        x0s = inputs[list(rows)].detach().to("cpu", torch.float32)
-        found = nb.neighbours(x0s, [int(seeds[i]) for i in rows], self.n_samples)
-        zs, ys, pis = [], [], []
-        for x0, i, (idx, counts) in zip(x0s, rows, found, strict=True):
-            z = nb.pool[torch.from_numpy(idx)] - x0.unsqueeze(0)
-            if self.features is not None:
-                z = self._feature_means(z)
-            z = z.reshape(idx.size, d).numpy()
-            z[:, nb.fixed_features(z)] = 0.0  # a constant column: never selected, no slope
+        found = nb.draw_many(probs, [int(seeds[i]) for i in rows], self.n_samples)
+        zs, ys, pis, cols = [], [], [], []
+        for i, (idx, counts) in zip(rows, found, strict=True):
+            x0 = x0s[i - first]
+            if self.features is None:
+                z, columns = nb.candidates(idx, x0)  # the other features get no slope
+            else:
+                z = self._feature_means(nb.pool[torch.from_numpy(idx)] - x0.unsqueeze(0))
+                z = z.reshape(idx.size, d).numpy()
+                columns = np.flatnonzero(~nb.fixed_features(z))
+                z = z[:, columns]
             zs.append(z)
+            cols.append(columns)
             ys.append(nb.outputs[idx, int(target[i])])
             pis.append(counts)
-        return zs, ys, pis
+        return zs, ys, pis, cols
 
     def attribute(self, inputs: torch.Tensor, target: torch.Tensor | int) -> torch.Tensor:
         """Local weight vectors (at most K non-zeros each), shaped and placed like ``inputs``."""

@@ -18,7 +18,12 @@ from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
 from .lars import GramRows, lasso_supports
 
-__all__ = ["fit_local_model", "fit_local_models", "fit_local_models_batch"]
+__all__ = [
+    "fit_local_model",
+    "fit_local_models",
+    "fit_local_models_batch",
+    "fit_local_models_columns",
+]
 
 Fit = tuple[np.ndarray, float, float]  # (w (d,), intercept, weighted R^2)
 
@@ -106,6 +111,47 @@ def fit_local_models_batch(
                 selected = supports[i][k]
                 fits.append(_least_squares_fit(s, selected, rows.block(slot[i], selected)))
         out.append(fits)
+    return out
+
+
+def fit_local_models_columns(
+    zs: Sequence[np.ndarray],
+    columns: Sequence[np.ndarray],
+    ys: Sequence[np.ndarray],
+    pis: Sequence[np.ndarray],
+    ks: Sequence[int],
+    d: int,
+) -> list[list[Fit]]:
+    """:func:`fit_local_models_batch` for designs that hold only some of the ``d`` features.
+
+    ``zs[i]`` (n_i, len(columns[i])) are explanation i's candidate columns, the features
+    ``columns[i]``; every other feature is constant for it (no slope).  Each design is
+    padded with zero columns to the batch's widest, fitted, and its weights put back in
+    place: the same fits as on the full (n_i, d) designs with those columns zero, at the
+    cost of the candidates only (a data neighbourhood moves about half of MNIST's pixels).
+    """
+    width = max((c.size for c in columns), default=0)
+    padded = []
+    for z, c in zip(zs, columns, strict=True):
+        if z.shape[1] != c.size:
+            raise ValueError("each design needs one column per listed feature")
+        if c.size == width:
+            padded.append(z)
+        else:
+            full = np.zeros((z.shape[0], max(width, 1)), dtype=z.dtype)
+            full[:, : c.size] = z
+            padded.append(full)
+    if width == 0:  # nothing varies anywhere: every model is the intercept alone
+        padded = [np.zeros((z.shape[0], 1), dtype=np.float32) for z in zs]
+    fits = fit_local_models_batch(padded, ys, pis, ks)
+    out = []
+    for image_fits, c in zip(fits, columns, strict=True):
+        row = []
+        for w, b, r2 in image_fits:
+            full = np.zeros(d)
+            full[c] = w[: c.size]
+            row.append((full, b, r2))
+        out.append(row)
     return out
 
 

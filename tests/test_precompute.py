@@ -123,7 +123,7 @@ def test_another_seed_uses_other_images_and_noise(tiny_bundle, tmp_path):
         (["--per-class", "5000"], "--per-class"),
         (["--preset", "fast"], "Invalid value"),
         (["--samples", "1"], "Invalid value"),
-        (["--samples", "20"], "features needs at least"),
+        (["--samples", "15"], "features needs at least"),
         (["--per-class", "1201"], "digit 0 has 1200 usable images"),
     ],
 )
