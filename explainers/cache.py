@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: bump when the meaning of a cached explanation changes (algorithm, not parameters)
-SCHEMA = "locallime-v2"  # v2: LASSO paths of fixed width, degenerate pivots < 1e-8
+SCHEMA = "locallime-v3"  # v3: the data neighbourhood engine of issue 20 (v2: fixed-width LASSO paths)
 
 
 def default_local_cache_dir() -> Path:
