@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 #: bump when the meaning of a cached explanation changes (algorithm, not parameters)
-SCHEMA = "locallime-v3"  # v3: the data neighbourhood engine of issue 20 (v2: fixed-width LASSO paths)
+#: v3: the data-neighbourhood engine of issue 20 (v2: fixed-width LASSO paths)
+SCHEMA = "locallime-v3"
 
 
 def default_local_cache_dir() -> Path:
