@@ -53,6 +53,7 @@ from .class_maps import mean_class_maps
 from .data import ImagePool, MnistData, as_float, image_pool
 from .lime import (
     DEFAULT_BATCH_SIZE,
+    KERNEL_BLOCK,
     LimeResult,
     LocalLime,
     inference_forward,
@@ -672,8 +673,10 @@ def run_local(
             cache=cache,
             progress=bar.update,
             run_chunks=run_chunks,
-            # smaller tasks keep every Dask worker busy to the end
-            chunk=32 if run_chunks is None else 8,
+            # smaller tasks keep every Dask worker busy to the end; neighbours drawn from
+            # data come in whole kernel blocks (one pass over the pool per block)
+            chunk=(KERNEL_BLOCK if lp.neighbours is not None else 32) if run_chunks is None
+            else 8,
         )
     d = lime.n_dims(images)
     params = {
