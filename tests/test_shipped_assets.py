@@ -2,7 +2,10 @@
 
 `make run` serves `assets/maps/mnist` to participants, so the bundle must belong to the
 shipped model, pass its own checksums, and be regenerable from what its manifest records:
-the gradient maps exactly, the LIME local explanations image by image.
+the gradient maps within measured float drift, the LIME local explanations image by image.
+The bundle was made from full MNIST (its local models draw their neighbours from the
+60,000 training images), so the regeneration tests need the full data (``../shared``;
+users get it with ``--data download``).
 """
 
 from __future__ import annotations
@@ -53,7 +56,10 @@ def test_bundle_belongs_to_the_shipped_model(bundle):
         for digit in range(10):
             assert (SHIPPED_MAPS / "png" / f"{method}-{digit}.png").is_file()
     assert manifest["generator"]["preset"] == "stable"
-    assert manifest["data"]["source"] == "embedded"  # regenerable without a download
+    assert manifest["data"]["description"].startswith("full MNIST")
+    assert (manifest["data"]["n_train"], manifest["data"]["n_test"]) == (60000, 10000)
+    assert manifest["generator"]["lime"]["neighbourhood"] == "data"
+    assert manifest["pictures"]["file"] == "pictures.npz"  # the checks of survey version 2
 
 
 #: Regenerating the shipped gradient maps on another CPU changes float32 rounding (SIMD
@@ -68,27 +74,38 @@ DRIFT_TOL = 10 * DRIFT_MEASURED
 DISPLAYED_R_MIN = 0.9999
 
 
-def test_the_version_2_renderer_redraws_the_shipped_version_1_pngs_byte_for_byte(bundle):
-    """The bundle format grew (classes, any size, overlays); MNIST's pictures did not move."""
-    from explainers.bundle import RENDER_RULE, render_png
+def test_the_renderer_redraws_the_shipped_pngs_byte_for_byte(bundle):
+    """The PNGs are the rendering rule applied to the stored maps, nothing else: every
+    method's and every class picture's."""
+    from explainers.bundle import PICTURE, RENDER_RULE, render_png
 
-    assert bundle.version == 1 and bundle.manifest["render"] == RENDER_RULE
+    assert bundle.manifest["render"] == RENDER_RULE
     for method in bundle.methods:
         for digit in range(10):
             assert render_png(bundle.maps[method][digit]) == bundle.png_path(
                 method, digit
             ).read_bytes(), (method, digit)
+    with np.load(SHIPPED_MAPS / "pictures.npz") as z:
+        pictures = z["pictures"]
+    for digit in range(10):
+        png = bundle.png_path(PICTURE, digit).read_bytes()
+        assert render_png(pictures[digit]) == png and len(png) == 51253
 
 
-def test_gradient_maps_regenerate_within_measured_float_drift(
-    bundle, embedded_data, tmp_path
-):
+@pytest.fixture(scope="module")
+def full_data(full_mnist_path):
+    from explainers.data import load_mnist
+
+    return load_mnist(full_mnist_path)
+
+
+def test_gradient_maps_regenerate_within_measured_float_drift(bundle, full_data, tmp_path):
     from explainers.precompute import precompute
     from explainers.stability import as_displayed, pearson_per_class
 
     result = precompute(
         model_path=SHIPPED_MODEL,
-        data=embedded_data,
+        data=full_data,
         out_dir=tmp_path / "regen",
         methods=("smoothgrad", "vargrad"),
         preset=bundle.manifest["generator"]["preset"],
@@ -123,57 +140,72 @@ def test_the_shipped_normlime_uses_sparse_local_models(bundle):
         usage = local["usage_counts"].reshape(10, -1)
         per_label = np.bincount(local["pred_label"], minlength=10)
     assert (usage <= per_label[:, None]).all()
-    assert np.median(usage_spread(usage)) >= 0.5
-    # many pixels are used by some but not all of a digit's local models
-    partial = ((usage > 0) & (usage < per_label[:, None])).mean(1)
-    assert partial.min() > 0.3
+    assert np.median(usage_spread(usage)) >= 0.5  # measured 2.03
+    # every pixel a digit's local models use is used by some of them, not all: measured
+    # 100% (pixels that never vary enough among the drawn neighbours, 57-71% of them,
+    # mostly the frame, are used by none)
+    used = usage > 0
+    partial = ((usage > 0) & (usage < per_label[:, None])).sum(1) / used.sum(1)
+    assert partial.min() > 0.95
 
 
-def test_lime_local_explanations_regenerate_from_recorded_seeds(bundle, embedded_data):
-    """Recompute one local explanation per digit with the recorded parameters and seeds;
-    their fit quality and explained probability must match what the run stored."""
+def test_lime_local_explanations_regenerate_from_recorded_seeds(bundle, full_data):
+    """Recompute one local explanation per digit with the recorded parameters and seeds,
+    drawing neighbours from the same 60,000 training images; their fit quality, selected
+    pixels and explained probability must match what the run stored."""
     from explainers.data import as_float, image_pool
     from explainers.lime import LocalLime, inference_forward
     from explainers.model import load
+    from explainers.neighbourhood import DataNeighbourhood
+    from explainers.precompute import model_outputs
 
     local = np.load(SHIPPED_MAPS / "local.npz")
     params = bundle.manifest["methods"]["normlime"]["parameters"]
-    pool = image_pool(embedded_data, params["image_pool"])
+    assert params["neighbourhood"] == "data" and params["min_varying"] == 10
+    pool = image_pool(full_data, params["image_pool"])
     rows = np.array([np.flatnonzero(local["true_label"] == d)[0] for d in range(10)])
     pairs = zip(pool.split, pool.index, strict=True)
     position = {(int(s), int(i)): k for k, (s, i) in enumerate(pairs)}
     where = [position[(int(local["split"][r]), int(local["index"][r]))] for r in rows]
     images = as_float(pool.images[where])
+    forward = inference_forward(load(SHIPPED_MODEL))
+    train = as_float(image_pool(full_data, "train").images)
+    assert train.shape[0] == params["pool_size"]
+    nb = DataNeighbourhood(
+        train, model_outputs(forward, train, "cpu"), effective_size=params["effective_size"]
+    )
     lime = LocalLime(
-        inference_forward(load(SHIPPED_MODEL)),
+        forward,
         n_samples=params["n_samples"],
-        sigma=params["sigma"],
         n_features=params["n_features"],
-        kernel_width=params["kernel_width"],
+        neighbourhood=nb,
     )
     out = lime.explain(images, torch.as_tensor(local["pred_label"][rows]), local["seed"][rows])
     np.testing.assert_allclose(out.prob, local["prob"][rows], rtol=1e-6)
-    # the shipped run may have used a torch.compile'd forward: last-digit differences only
     np.testing.assert_allclose(out.r2, local["r2"][rows], atol=LIME_R2_TOL)
 
 
-#: measured: max |R^2 difference| between the shipped run and this eager regeneration
-LIME_R2_TOL = 1e-3
+#: max |R^2 difference| allowed between the shipped run and this regeneration.  Measured
+#: 0 here (the same arithmetic); on another CPU float32 rounding of the distances can
+#: move a draw across a boundary of the cumulative probabilities, changing one of the
+#: 1,000 draws: R^2 then moves by about 1e-3 (one neighbour of ~760 distinct).
+LIME_R2_TOL = 5e-3
 
 
-def test_a_smaller_regeneration_agrees_with_the_shipped_class_maps(bundle, embedded_data, tmp_path):
+def test_a_smaller_regeneration_agrees_with_the_shipped_class_maps(bundle, full_data, tmp_path):
     """The demo preset (the stable settings with fewer explanations per digit) from the same
     model, data and seed must draw the shipped NormLIME/LIME maps again.
 
-    Bounds: SMALL_R_BOUNDS, the measured agreement (20 against 900 explanations per digit:
-    NormLIME worst digit 0.42, mean 0.53; LIME 0.47, 0.63) minus about 0.1.
+    Bounds: SMALL_R_BOUNDS, the measured agreement (40 against 2,700 explanations per digit,
+    full MNIST: NormLIME worst digit 0.283, mean 0.393; LIME 0.791, 0.852) minus about 0.1.
+    NormLIME's is low because its class maps converge slowly (docs/stimuli.md, part two).
     """
     from explainers.precompute import PRESETS, precompute
     from explainers.stability import as_displayed, pearson_per_class
 
     result = precompute(
         model_path=SHIPPED_MODEL,
-        data=embedded_data,
+        data=full_data,
         out_dir=tmp_path / "small",
         methods=("normlime", "lime"),
         preset="demo",
@@ -196,4 +228,4 @@ def test_a_smaller_regeneration_agrees_with_the_shipped_class_maps(bundle, embed
 
 
 #: (worst digit, mean) lower bounds for the demo-vs-shipped correlation
-SMALL_R_BOUNDS = {"normlime": (0.3, 0.43), "lime": (0.35, 0.5)}
+SMALL_R_BOUNDS = {"normlime": (0.18, 0.29), "lime": (0.69, 0.75)}
