@@ -70,7 +70,12 @@ def test_serve_logs_no_worker_ids_or_tokens(sqlite_url, bundle_dir, tmp_path):
             # SIGTERM, not SIGINT: a suite started from a background job inherits SIGINT as
             # ignored, and so does the server (see study_server.cli._serve)
             proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(timeout=60)
+            try:
+                rc = proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:  # never leave a server behind the suite
+                proc.kill()
+                proc.wait()
+                raise
     assert rc == 0  # a clean stop: the log is complete
     text = log.read_text()
     token = home.rsplit("/", 1)[-1]
