@@ -220,8 +220,8 @@ SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "m
     type=click.Choice(["stable", "paper", "noise", "demo"]),
     default="stable",
     show_default=True,
-    help="stable: neighbours drawn from the training data, sparse local models, maps "
-    "reproducible across seeds and images (docs/stimuli.md); paper: the paper's stated "
+    help="stable: neighbours drawn from the training data, sparse local models, settings "
+    "chosen by a stated rule (docs/stimuli.md; needs full MNIST); paper: the paper's stated "
     "settings (10 images per digit for SmoothGrad/VarGrad); noise: LIME on Gaussian noise "
     "around each image (the former stable preset); demo: under 2 minutes, noisier",
 )
