@@ -255,8 +255,24 @@ def create_study_command(
             session.flush()
             _print_links(study, base_url, admin=False)
             click.echo(f"  adapters: {', '.join(sorted(adapters))}")
+            _warn_anonymous(adapters)
     except _user_errors() as exc:
         raise InputError(str(exc)) from None
+
+
+def _warn_anonymous(adapters: dict) -> None:
+    """An anonymous link beside an identified panel lets a person take part twice."""
+    from .recruitment import anonymous_beside_identified
+
+    anonymous, identified = anonymous_beside_identified(adapters)
+    if anonymous and identified:
+        click.echo(
+            f"warning: {', '.join(anonymous)} is anonymous beside {', '.join(identified)}: "
+            "a panel's worker who opens the plain link without an id can take part a second "
+            "time (the plain link resumes anyone it recognises: its own id, the panels' id "
+            "parameters, or its cookie); give only the panels' links to panel workers",
+            err=True,
+        )
 
 
 # ----------------------------------------------------------------------------- admin password

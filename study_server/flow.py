@@ -276,24 +276,43 @@ def find_by_nonce(study_id: int, nonce: str) -> ParticipantRow | None:
 
 
 def update_assignment(p: ParticipantRow, entry: Entry, ip: str | None) -> None:
-    """A returning MTurk worker may hold a new assignment: finish under the new one."""
-    if entry.assignment_id and (entry.assignment_id, entry.submit_to) != (
+    """An unfinished person who comes back identified finishes on the route that can pay
+    them now.
+
+    The rule: until the survey is complete, the participation takes the adapter,
+    assignment and submission target of the latest entry through an *identified panel*
+    (an adapter whose links always carry the worker id: MTurk, Prolific).  A returning
+    MTurk worker may hold a new assignment; a worker who began on MTurk and returns
+    through Prolific is doing the Prolific task now and is paid there.  A plain link never
+    takes a participation away from a panel (it cannot pay one), and after completion
+    nothing moves: the completion page is that of the route the survey was completed
+    under.
+    """
+    if entry.adapter != p.adapter:
+        target = json.loads(p.adapters).get(entry.adapter, {})
+        if not target.get("worker_required"):
+            return
+    elif not entry.assignment_id or (entry.assignment_id, entry.submit_to) == (
         p.assignment_id,
         p.submit_to,
     ):
-        _db().execute(
-            update(P)
-            .where(P.c.id == p.id)
-            .values(assignment_id=entry.assignment_id, submit_to=entry.submit_to)
-        )
-        log_event(
-            "assignment_changed",
-            study_id=p.study_id,
-            participant_id=p.id,
-            ip=ip,
-            old=p.assignment_id,
-            new=entry.assignment_id,
-        )
+        return
+    moved = entry.adapter != p.adapter
+    _db().execute(
+        update(P)
+        .where(P.c.id == p.id, P.c.completed_at.is_(None))
+        .values(adapter=entry.adapter, assignment_id=entry.assignment_id,
+                submit_to=entry.submit_to)
+    )  # fmt: skip
+    log_event(
+        "adapter_changed" if moved else "assignment_changed",
+        study_id=p.study_id,
+        participant_id=p.id,
+        ip=ip,
+        old=p.assignment_id,
+        new=entry.assignment_id,
+        **({"old_adapter": p.adapter, "new_adapter": entry.adapter} if moved else {}),
+    )
 
 
 def create_participant(

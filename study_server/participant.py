@@ -36,7 +36,7 @@ from . import fields, flow, tokens
 from .flow import Refused
 from .models import Study, db
 from .pages import render_item_page
-from .recruitment import AdapterError, Entry, completion_action, parse_entry
+from .recruitment import AdapterError, Entry, borrowed_identity, completion_action, parse_entry
 from .survey import MNIST_DESIGN, MNIST_DESIGN_V2, SurveyDesign
 
 bp = Blueprint("participant", __name__)
@@ -201,6 +201,8 @@ def entry(key: str, adapter: str):
     cfg = _adapter(study, adapter)
     try:
         ent = parse_entry(adapter, cfg, study.mode, request.args)
+        if ent.worker_id is None and not ent.preview:
+            ent.worker_id = borrowed_identity(json.loads(study.adapters), adapter, request.args)
     except AdapterError as exc:
         raise Refused(400, f"{exc}. Please reopen the link from the site that sent you.") from None
     if ent.preview:

@@ -32,6 +32,8 @@ __all__ = [
     "validate_adapters",
     "load_adapters",
     "parse_entry",
+    "borrowed_identity",
+    "anonymous_beside_identified",
     "completion_action",
     "example_links",
 ]
@@ -258,9 +260,41 @@ def parse_entry(name: str, cfg: dict, mode: str, args) -> Entry:
     return entry
 
 
+def borrowed_identity(adapters: dict, name: str, args) -> str | None:
+    """The worker id an anonymous entry carries under another adapter's parameter name.
+
+    A plain link reached by editing a panel's link (``/s/KEY?workerId=...``, the MTurk
+    link without ``/mturk``) still names the person: the parameter names of the study's
+    identified adapters are read too, so that one person keeps one participation.
+    Raises AdapterError for an invalid value; None when no such parameter is present.
+    """
+    for other, cfg in adapters.items():
+        param = cfg.get("worker_param")
+        if other == name or not cfg.get("worker_required") or not param:
+            continue
+        value = args.get(param)
+        if value:
+            if not _ID_RE.fullmatch(value):
+                raise AdapterError(f"the link parameter {param} has an invalid value")
+            return value
+    return None
+
+
+def anonymous_beside_identified(adapters: dict) -> tuple[list[str], list[str]]:
+    """(anonymous adapters, identified adapters) of a study, for create-study's warning."""
+    anonymous = sorted(n for n, c in adapters.items() if not c.get("worker_required"))
+    identified = sorted(n for n, c in adapters.items() if c.get("worker_required"))
+    return anonymous, identified
+
+
 def completion_action(cfg: dict, *, code: str, assignment_id: str | None, submit_to: str | None):
-    """What the completion page offers: an MTurk form, a panel link, or the code alone."""
+    """What the completion page offers: an MTurk form, a panel link, or the code alone.
+
+    An MTurk form is offered only with the assignment it submits and a submission target
+    (never a form whose action is not a URL); without them, the code alone."""
     if cfg["kind"] == "mturk":
+        if not (assignment_id and submit_to and submit_to.startswith(("https://", "http://"))):
+            return {"kind": "code", "code": code}
         return {
             "kind": "mturk",
             "action": f"{submit_to}/mturk/externalSubmit",

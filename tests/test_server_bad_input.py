@@ -220,7 +220,8 @@ def test_images_of_real_questions_match_their_slots(sqlite_server):
     items = participant_items(srv, w.token)
     pngs = {
         (m, d): (srv.maps_dir / f"png/{m}-{d}.png").read_bytes()
-        for m in ("normlime", "lime", "smoothgrad", "vargrad")
+        # an attention check may come first: its options are class pictures (survey v2)
+        for m in ("normlime", "lime", "smoothgrad", "vargrad", "picture")
         for d in range(10)
     }
     for k in range(3):

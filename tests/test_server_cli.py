@@ -117,6 +117,30 @@ def test_create_study_and_its_validation(tmp_path):
     engine.dispose()
 
 
+def test_create_study_warns_of_an_anonymous_link_beside_the_panels(tmp_path):
+    url = f"sqlite:///{tmp_path / 'w.sqlite3'}"
+    run("init-db", "--db", url)
+    r = run("create-study", "--db", url, "--name", "mixed", "--mode", "sandbox")
+    assert r.exit_code == 0, r.output
+    assert "warning: link is anonymous beside mturk, prolific" in r.output
+    r = run("create-study", "--db", url, "--name", "panels", "--mode", "sandbox",
+            "--adapter", "mturk", "--adapter", "prolific")  # fmt: skip
+    assert r.exit_code == 0 and "warning" not in r.output
+    r = run("create-study", "--db", url, "--name", "plain", "--mode", "sandbox",
+            "--adapter", "link")  # fmt: skip
+    assert r.exit_code == 0 and "warning" not in r.output
+
+
+def test_gunicorn_warns_when_workers_count_limits_apart():
+    from study_server.gunicorn_conf import separate_limits_warning
+
+    message = separate_limits_warning(4, None)
+    assert message and "4 worker processes" in message and "NORMLIME_LIMITS_STORAGE" in message
+    assert separate_limits_warning(3, "memory://") is not None
+    assert separate_limits_warning(1, None) is None
+    assert separate_limits_warning(4, "redis://127.0.0.1:6379") is None
+
+
 def test_set_admin_password(tmp_path):
     url = f"sqlite:///{tmp_path / 'a.sqlite3'}"
     run("init-db", "--db", url)

@@ -192,3 +192,83 @@ def test_platform_urls_are_validated(sqlite_url, bundle_dir):
         query_string={**mturk("W1"), "turkSubmitTo": "https://www.mturk.com"},
     )
     assert ok.status_code == 200
+
+
+# ----------------------------------------------------------------------------- issue 24, item 5
+
+
+def test_a_worker_who_moves_panels_finishes_on_the_panel_that_pays(server):
+    """Began on MTurk, came back through Prolific with the same id: the participation
+    moves to Prolific and finishes on its completion link, never on an MTurk form whose
+    target is not a URL (the audit's `None/mturk/externalSubmit`)."""
+    srv = server
+    w = Walker(srv).begin(worker="MOVER", assignment="A-MT")
+    for _ in range(2):
+        assert w.answer(1).status_code == 200
+    back = Walker(srv)
+    r = back.enter("prolific", PROLIFIC_PID="MOVER", STUDY_ID="S", SESSION_ID="SESS9")
+    assert r.status_code == 303 and r.headers["Location"] == w.home
+    row = srv.rows("SELECT adapter, assignment_id, submit_to FROM participants")
+    assert row == [("prolific", "SESS9", None)]
+    kinds = [k for (k,) in srv.rows("SELECT kind FROM events ORDER BY id")]
+    assert "adapter_changed" in kinds
+    back.show()
+    finish(back)
+    page = html.unescape(back.page)
+    assert "externalSubmit" not in page and "<form" not in page
+    assert "app.prolific.com/submissions/complete?cc=" in page
+    # after completion nothing moves: the MTurk link shows the Prolific finish again
+    again = Walker(srv)
+    again.enter("mturk", **mturk("MOVER", "A-LATER"))
+    again.show()
+    assert srv.rows("SELECT adapter FROM participants") == [("prolific",)]
+    again_page = html.unescape(again.page)
+    assert "externalSubmit" not in again_page and "<form" not in again_page
+    assert "app.prolific.com/submissions/complete?cc=" in again_page
+
+
+def test_the_plain_link_never_takes_a_participation_from_a_panel(server):
+    srv = server
+    w = Walker(srv).begin(worker="STAY", assignment="A-STAY")
+    assert w.answer(1).status_code == 200
+    r = Walker(srv).enter("link", pid="STAY")
+    assert r.status_code == 303 and r.headers["Location"] == w.home
+    assert srv.rows("SELECT adapter, assignment_id FROM participants") == [("mturk", "A-STAY")]
+
+
+def test_an_mturk_completion_without_a_target_shows_the_code_not_a_broken_form(server):
+    srv = server
+    w = Walker(srv).begin(worker="NOTARGET", assignment="A-NT")
+    with srv.engine.begin() as conn:
+        from sqlalchemy import text
+
+        conn.execute(text("UPDATE participants SET submit_to = NULL"))
+    finish(w)
+    page = html.unescape(w.page)
+    code = srv.scalar("SELECT completion_code FROM participants")
+    assert "Thank you" in page and code in page
+    assert "<form" not in w.page and "None/mturk" not in w.page
+
+
+def test_the_plain_link_honours_the_panels_worker_ids(server):
+    """The MTurk link with `/mturk` removed enters the plain link: it still names the
+    worker, so the same person resumes instead of starting a second participation."""
+    srv = server
+    w = Walker(srv).begin(worker="EDITED", assignment="A-ED")
+    assert w.answer(1).status_code == 200
+    r = Walker(srv).enter("link", workerId="EDITED", assignmentId="A-ED", hitId="H")
+    assert r.status_code == 303 and r.headers["Location"] == w.home
+    r = Walker(srv).enter("link", PROLIFIC_PID="EDITED")
+    assert r.status_code == 303 and r.headers["Location"] == w.home
+    assert srv.scalar("SELECT count(*) FROM participants") == 1
+    # a new worker through the edited link is identified, and found again by MTurk later
+    fresh = Walker(srv)
+    fresh.enter("link", workerId="NEWBIE")
+    assert fresh.consent().status_code == 303
+    r = Walker(srv).enter("mturk", **mturk("NEWBIE", "A-NB"))
+    assert r.status_code == 303 and r.headers["Location"] == fresh.home
+    assert srv.scalar("SELECT count(*) FROM participants") == 2
+    assert srv.rows("SELECT adapter FROM participants ORDER BY id")[-1] == ("mturk",)
+    bad = Walker(srv).enter("link", workerId="bad id!")
+    assert bad.status_code == 400
+    assert srv.scalar("SELECT count(*) FROM participants") == 2

@@ -134,15 +134,20 @@ def test_one_participants_limit_holds_across_four_gunicorn_workers(db_url, bundl
     text = log.read_text()
     assert text.count("GET /p/<token> HTTP/1.1") == 60
     assert "LIMITEDWORKER" not in text and "LIMITEDASSIGN" not in text
+    assert "memory:// rate limits" not in text
     # the control: per-process memory storage lets each worker count on its own
+    control_log = tmp_path / "gunicorn-memory.log"
     with gunicorn(
-        db_url, bundle_dir, workers=4, env={**env, "NORMLIME_LIMITS_STORAGE": ""}
-    ) as base:
+        db_url, bundle_dir, workers=4, env={**env, "NORMLIME_LIMITS_STORAGE": ""},
+        log_path=control_log,
+    ) as base:  # fmt: skip
         http = Http(base)
         home = http_enter(http, srv.study_key, "OTHERWORKER", "OTHERASSIGN")
         with ThreadPoolExecutor(16) as pool:
             statuses = list(pool.map(lambda _: http.request("GET", home)[0], range(60)))
     assert statuses.count(200) > 19, statuses
+    # ...which the master says once at start-up
+    assert control_log.read_text().count("4 worker processes with memory:// rate limits") == 1
 
 
 @pytest.mark.timeout(180)
