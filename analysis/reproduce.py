@@ -27,11 +27,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from explainers.shipped import shipped_maps, shipped_model
+
 __all__ = ["CLAIM_RULES", "PAPER", "ReproducePreset", "PRESETS", "evaluate_claims", "to_html"]
 
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED_MODEL = REPO / "assets" / "model" / "mnist-cnn.pt"
-SHIPPED_MAPS = REPO / "assets" / "maps" / "mnist"
+SHIPPED_MODEL = shipped_model()
+SHIPPED_MAPS = shipped_maps()
 
 #: the paper's figures (Ahern et al. 2020)
 PAPER = {

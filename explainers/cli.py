@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from .shipped import shipped_model
+
 __all__ = [
     "COMMANDS",
     "InputError",
@@ -194,8 +196,8 @@ def _train_project(ctx, project, device) -> None:
                f"epochs ({meta['wall_time_s']:.0f} s); wrote {weights}")  # fmt: skip
 
 
-#: the model shipped with the repository (trained on full MNIST by `normlime train`)
-SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "assets" / "model" / "mnist-cnn.pt"
+#: the model shipped with the package (trained on full MNIST by `normlime train`)
+SHIPPED_MODEL = shipped_model()
 
 
 @click.command("precompute")

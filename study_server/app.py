@@ -6,7 +6,7 @@ Configuration comes from the ``config`` mapping, else the environment, else defa
 key                        environment variable            default
 =========================  ==============================  ==================================
 SQLALCHEMY_DATABASE_URI    DATABASE_URL                    sqlite:///artifacts/study.sqlite3
-MAPS_DIR                   NORMLIME_MAPS                   assets/maps/mnist, else
+MAPS_DIR                   NORMLIME_MAPS                   the shipped bundle, else
                                                            artifacts/maps
 FRAME_ANCESTORS            NORMLIME_FRAME_ANCESTORS        ``*`` (participant pages may be
                                                            framed by any recruiting site)
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 from flask import Flask, abort, g, make_response, render_template, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
@@ -44,6 +43,8 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
+
+from explainers.shipped import package_dir
 
 from . import schema
 from .fields import FieldError
@@ -55,7 +56,6 @@ from .models import db
 
 __all__ = ["create_app"]
 
-REPO = Path(__file__).resolve().parent.parent
 
 _ENV = {
     "SQLALCHEMY_DATABASE_URI": "DATABASE_URL",
@@ -128,8 +128,9 @@ def create_app(config: dict | None = None) -> Flask:
     cfg = _resolve_config(config)
     app = Flask(
         __name__,
-        template_folder=str(REPO / "templates"),
-        static_folder=str(REPO / "static"),
+        # package data (pyproject maps the repository's templates/ and static/ here)
+        template_folder=str(package_dir("study_server.templates")),
+        static_folder=str(package_dir("study_server.static")),
         static_url_path="/static",
     )
     app.config.update(

@@ -376,8 +376,8 @@ maps_option = click.option(
     "maps_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Maps bundle directory [default: $NORMLIME_MAPS, else assets/maps/mnist when "
-    "present, else artifacts/maps].",
+    help="Maps bundle directory [default: $NORMLIME_MAPS, else the bundle shipped in the "
+    "package, else artifacts/maps].",
 )
 def _project_maps(_ctx, _param, value):
     if value is None:

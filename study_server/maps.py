@@ -14,22 +14,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explainers.bundle import BundleError, read_bundle
+from explainers.shipped import shipped_maps
 
 from .survey import CHECK_PICTURE, SurveyDesign
 
 __all__ = ["MapStore", "load_maps", "default_maps_dir", "BundleError"]
 
-SHIPPED_MAPS = Path("assets/maps/mnist")
 BUILT_MAPS = Path("artifacts/maps")
 
 
 def default_maps_dir() -> Path:
-    """``$NORMLIME_MAPS``, else the shipped bundle when present, else ``artifacts/maps``."""
+    """``$NORMLIME_MAPS``, else the bundle shipped in the package (package data, found
+    wherever it is installed), else ``artifacts/maps`` (built by ``normlime up``)."""
     env = os.environ.get("NORMLIME_MAPS")
     if env:
         return Path(env)
-    if (SHIPPED_MAPS / "manifest.json").is_file():
-        return SHIPPED_MAPS
+    shipped = shipped_maps()
+    if (shipped / "manifest.json").is_file():
+        return shipped
     return BUILT_MAPS
 
 

@@ -318,7 +318,14 @@ def test_up_builds_a_missing_bundle_with_train_then_precompute(tmp_path, monkeyp
 
     monkeypatch.setattr(server_cli.subprocess, "call", fake_call)
     monkeypatch.delenv("NORMLIME_MAPS", raising=False)
+    # by default the bundle shipped in the package is served: nothing to build
     r = run("up", "--db", "sqlite:///artifacts/study.sqlite3", "--no-serve")
+    assert r.exit_code == 0 and calls == [], r.output
+    from explainers.shipped import shipped_maps
+
+    assert f"maps: {shipped_maps()}" in r.output
+    r = run("up", "--maps", "artifacts/maps", "--db", "sqlite:///artifacts/study.sqlite3",
+            "--no-serve")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert calls == [
         ["train", "--data", "embedded", "--out", "artifacts/model/mnist-cnn.pt"],
