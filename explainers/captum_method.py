@@ -31,7 +31,6 @@ import torch
 
 from . import seeds
 from .base import as_target, check_inputs, check_target
-from .registry import register_kind
 
 __all__ = ["CaptumAttribution", "resolve_layer", "seeded_global_rngs"]
 
@@ -104,7 +103,6 @@ def _tupled(value):
     return value
 
 
-@register_kind("captum")
 class CaptumAttribution:
     """A Captum attribution class with fixed arguments, behind our ``attribute`` interface.
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import torch
 
 from .base import as_target, check_inputs, check_target
-from .registry import register_kind
 
 __all__ = ["FunctionAttribution", "import_callable"]
 
@@ -47,7 +46,6 @@ def import_callable(spec: str, what: str = "callable"):
     return obj
 
 
-@register_kind("function")
 class FunctionAttribution:
     """``f(model, inputs, target, **args)`` behind our ``attribute`` interface."""
 

@@ -46,7 +46,6 @@ import torch
 
 from . import seeds
 from .base import ForwardFunc, as_target, check_inputs, check_target
-from .registry import register
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -119,12 +118,6 @@ class _NoiseTunnel:
     """Shared machinery of SmoothGrad-squared and VarGrad."""
 
     name = "noise-tunnel"
-
-    @classmethod
-    def from_settings(cls, forward_func, *, random_state, n_samples=None, score="logit"):
-        """Built by ``normlime precompute`` from its per-image settings."""
-        kwargs = {} if n_samples is None else {"n_samples": n_samples}
-        return cls(forward_func, random_state=random_state, score=score, **kwargs)
 
     def __init__(
         self,
@@ -214,7 +207,6 @@ class _NoiseTunnel:
         return mean_abs / self.n_samples, mean_sq / self.n_samples
 
 
-@register("smoothgrad", stream=2, study=True)
 class SmoothGradSquared(_NoiseTunnel):
     """SmoothGrad-squared: E[(df/dx(x + eta))^2], eta ~ N(0, sigma^2 I).
 
@@ -239,7 +231,6 @@ class SmoothGradSquared(_NoiseTunnel):
         return mean_sq.to(torch.float32)
 
 
-@register("vargrad", stream=3, study=True)
 class VarGrad(_NoiseTunnel):
     """VarGrad: Var(|df/dx(x + eta)|) over eta ~ N(0, sigma^2 I) (population variance).
 
@@ -278,7 +269,6 @@ def noisy_gradient_maps(
     }
 
 
-@register("inputxgrad", stream=6)
 class InputXGradient:
     """Input x Gradient: ``x * df/dx(x)`` with f the target class's probability.
 
@@ -294,11 +284,6 @@ class InputXGradient:
     """
 
     name = "inputxgrad"
-
-    @classmethod
-    def from_settings(cls, forward_func, *, random_state, n_samples=None, score=None):
-        """Built by ``normlime precompute`` (it uses only the model and the seed)."""
-        return cls(forward_func, random_state=random_state)
 
     def __init__(
         self,

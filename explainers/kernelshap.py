@@ -50,7 +50,6 @@ import torch
 
 from .base import ForwardFunc, as_target, check_inputs, check_target
 from .gradients import input_seeds
-from .registry import register
 
 __all__ = [
     "DEFAULT_BASELINE",
@@ -117,7 +116,6 @@ class ShapResult:
     n_coalitions: list[int]  # proper coalitions evaluated, per input
 
 
-@register("shap", stream=4)
 class KernelShap:
     """KernelSHAP with grouped features, exact efficiency and batched evaluation.
 
@@ -144,11 +142,6 @@ class KernelShap:
     """
 
     name = "shap"
-
-    @classmethod
-    def from_settings(cls, forward_func, *, random_state, n_samples=None, score=None):
-        """Built by ``normlime precompute``: its coalition budget is ``n_samples``."""
-        return cls(forward_func, n_samples=n_samples, random_state=random_state)
 
     def __init__(
         self,

@@ -74,7 +74,6 @@ from .local_fit import (
     fit_local_models_columns,
 )
 from .neighbourhood import DataNeighbourhood
-from .registry import register
 
 __all__ = [
     "LimeResult",
@@ -254,7 +253,6 @@ def _finish(future: Future, progress) -> None:
         progress(done)
 
 
-@register("lime", stream=1, study=True)
 class LocalLime:
     """The paper's local LIME explainer (see the module docstring for the procedure).
 
@@ -311,12 +309,6 @@ class LocalLime:
     """
 
     name = "lime"
-
-    @classmethod
-    def from_settings(cls, forward_func, *, random_state, n_samples=None, score=None):
-        """Built from per-image settings (KAR's rankings); precompute builds its own."""
-        kwargs = {} if n_samples is None else {"n_samples": n_samples}
-        return cls(forward_func, random_state=random_state, **kwargs)
 
     def __init__(
         self,

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import register_aggregate
-
 __all__ = [
     "normlime_scores",
     "splime_importance",
@@ -49,8 +47,6 @@ __all__ = [
 
 # The class maps shown as "NormLIME" and "LIME" are both aggregated from the same local
 # LIME explanations (precompute): NormLIME by eq. (9), LIME by SP-LIME's eq. (6).
-register_aggregate("normlime", stream=0, study=True)
-register_aggregate("lime", stream=1, study=True)
 
 
 def _matrix(m) -> np.ndarray:

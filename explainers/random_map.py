@@ -13,12 +13,10 @@ import torch
 
 from .base import ForwardFunc, as_target, check_inputs, check_target
 from .gradients import input_seeds
-from .registry import register
 
 __all__ = ["RandomMap"]
 
 
-@register("random", stream=5)
 class RandomMap:
     """Independent U(0, 1) importance per element.
 
@@ -32,11 +30,6 @@ class RandomMap:
     """
 
     name = "random"
-
-    @classmethod
-    def from_settings(cls, forward_func, *, random_state, n_samples=None, score=None):
-        """Built by ``normlime precompute`` (it uses only the model and the seed)."""
-        return cls(forward_func, random_state=random_state)
 
     def __init__(self, forward_func: ForwardFunc | None = None, random_state: int | None = None):
         self.forward_func = forward_func

@@ -1,148 +1,181 @@
-"""The method registry: every attribution method registers itself in its own module.
+"""The method registry: one explicit table of every attribution method the package has.
 
-A per-image method is a class decorated with :func:`register`; a method whose class maps
-are aggregated from LIME's local explanations (NormLIME, LIME) is declared with
-:func:`register_aggregate`.  Adding a method means adding one module under ``explainers/``
-that does one of the two: the registry finds it (it imports, on first use, every module of
-the package whose source calls ``register``), nothing else is edited.
+Like ``captum/attr/__init__.py``, the table imports each method's class by name; nothing
+is discovered by scanning files.  Adding a method to the package means writing its module
+and adding one row here.
 
-Each method carries:
+Each method of the MNIST replication (:data:`METHODS`) carries:
 
-``name``    the key used everywhere: ``--methods``, ``maps.npz``, the study database, the
-            analysis;
-``stream``  its seed stream number (``precompute.method_seed``).  Numbers are assigned
-            once and never reused, so adding a method never reseeds the others;
-``study``   whether it is shown to participants (NormLIME, LIME, SmoothGrad, VarGrad).
+``name``      the key used everywhere: ``--methods``, ``maps.npz``, the study database,
+              the analysis;
+``stream``    its seed stream number (``precompute.method_seed``).  Numbers are assigned
+              once and never reused, so adding a method never reseeds the others;
+``study``     whether it is shown to participants: the names of
+              :data:`explainers.bundle.STUDY_METHODS`, the one home of that list;
+``kind``      the per-image explainer that computes it (a key of :data:`KINDS`); for
+              NormLIME and LIME that is ``local_lime``, the per-image LIME explainer whose
+              local explanations both aggregate (NormLIME eq. 9, SP-LIME eq. 6);
+``settings``  which of precompute's per-image settings (``n_samples``, ``score``) it takes.
 
-Per-image classes build themselves from precompute's settings through a
-``from_settings(forward_func, *, random_state, n_samples, score)`` classmethod, so no
-constructor signature is inspected.
-
-A study project (``explainers.project``) names its methods by *kind* and gives each its
-parameters: the kind is a registered name (``smoothgrad``, ``kernelshap``, ...) or a kind
-registered with :func:`register_kind` that only makes sense with parameters (``captum``:
-any Captum attribution class; ``function``: a user's ``f(model, inputs, target)``).
-:func:`build` makes the explainer: ``cls.from_config(forward_func, random_state=...,
-**params)`` when the class defines it, else ``cls(forward_func, random_state=...,
-**params)`` -- every registered constructor takes the forward function first and
-``random_state`` by keyword, and its other keyword arguments are its parameters.
+:data:`KINDS` maps every per-image explainer name to its class.  One construction
+protocol builds them all: ``cls(forward_func, random_state=..., **params)`` -- the forward
+function first, ``random_state`` by keyword, every other keyword a parameter (see
+:func:`build`).  A study project names a kind and gives its parameters; ``captum`` (any
+Captum attribution class) and ``function`` (a user's ``f(model, inputs, target)``) are
+kinds that only make sense with parameters.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass
-from pathlib import Path
+
+from .bundle import STUDY_METHODS
+from .captum_method import CaptumAttribution
+from .function_method import FunctionAttribution
+from .gradients import InputXGradient, SmoothGradSquared, VarGrad
+from .kernelshap import KernelShap
+from .lime import LocalLime
+from .random_map import RandomMap
+from .std import StdMap
 
 __all__ = [
+    "settings_params",
+    "ALL_METHODS",
+    "BASELINES",
+    "KINDS",
+    "LOCAL_LIME",
+    "METHODS",
     "MethodSpec",
-    "register",
-    "register_aggregate",
+    "PER_IMAGE",
+    "STUDY_METHODS",
+    "build",
+    "explainer_class",
+    "kind_class",
     "method_spec",
     "methods",
-    "explainer_class",
     "parse_methods",
-    "register_kind",
-    "kind_class",
-    "build",
 ]
-# also, computed on first use: STUDY_METHODS, BASELINES, ALL_METHODS (name tuples in stream
-# order) and PER_IMAGE (name -> class)
 
-_MARKERS = ("@register(", "register_aggregate(", "@register_kind(")
+#: the per-image LIME explainer; the methods "normlime" and "lime" aggregate its output
+LOCAL_LIME = "local_lime"
+
+#: every per-image explainer, by the name a study project's ``kind`` uses
+KINDS: dict[str, type] = {
+    LOCAL_LIME: LocalLime,
+    "smoothgrad": SmoothGradSquared,
+    "vargrad": VarGrad,
+    "shap": KernelShap,
+    "random": RandomMap,
+    "inputxgrad": InputXGradient,
+    "std": StdMap,
+    "captum": CaptumAttribution,
+    "function": FunctionAttribution,
+}
 
 
 @dataclass(frozen=True)
 class MethodSpec:
     name: str
     stream: int
-    study: bool = False
-    #: the per-image class (None for a pure aggregate)
-    cls: type | None = None
-    #: class maps aggregated from LIME's local explanations (NormLIME eq. 9, SP-LIME eq. 6)
-    aggregate: bool = False
+    kind: str
+    settings: tuple[str, ...] = ()
+
+    @property
+    def study(self) -> bool:
+        return self.name in STUDY_METHODS
+
+    @property
+    def aggregate(self) -> bool:
+        """Class maps aggregated from local LIME explanations rather than averaged maps."""
+        return self.kind == LOCAL_LIME
+
+    @property
+    def cls(self) -> type | None:
+        """The per-image class whose maps are averaged (None for an aggregate)."""
+        return None if self.aggregate else KINDS[self.kind]
 
 
-_SPECS: dict[str, MethodSpec] = {}
-_KINDS: dict[str, type] = {}
-_discovered = False
+#: the MNIST replication's methods, in stream order
+METHODS: tuple[MethodSpec, ...] = (
+    MethodSpec("normlime", 0, LOCAL_LIME),
+    MethodSpec("lime", 1, LOCAL_LIME),
+    MethodSpec("smoothgrad", 2, "smoothgrad", ("n_samples", "score")),
+    MethodSpec("vargrad", 3, "vargrad", ("n_samples", "score")),
+    MethodSpec("shap", 4, "shap", ("n_samples",)),
+    MethodSpec("random", 5, "random"),
+    MethodSpec("inputxgrad", 6, "inputxgrad"),
+    MethodSpec("std", 7, "std"),
+)
+
+_SPECS = {s.name: s for s in METHODS}
+ALL_METHODS: tuple[str, ...] = tuple(_SPECS)
+BASELINES: tuple[str, ...] = tuple(s.name for s in METHODS if not s.study)
+#: method name -> per-image class, for the methods whose class maps are averaged maps
+PER_IMAGE: dict[str, type] = {s.name: s.cls for s in METHODS if s.cls is not None}
 
 
-def _add(spec: MethodSpec) -> None:
-    old = _SPECS.get(spec.name)
-    if old is not None:
-        spec = MethodSpec(
-            spec.name,
-            spec.stream,
-            spec.study or old.study,
-            spec.cls or old.cls,
-            spec.aggregate or old.aggregate,
-        )
-        if old.stream != spec.stream:
-            raise ValueError(
-                f"method {spec.name!r} registered with streams {old.stream} and {spec.stream}"
-            )
-    clash = [s.name for s in _SPECS.values() if s.stream == spec.stream and s.name != spec.name]
-    if clash:
-        raise ValueError(f"seed stream {spec.stream} of {spec.name!r} is already {clash[0]!r}'s")
-    _SPECS[spec.name] = spec
+def _check_table() -> None:
+    # import-time guard: a broken table must fail before any seed is drawn
+    streams = [s.stream for s in METHODS]
+    if len(set(streams)) != len(streams) or len(_SPECS) != len(METHODS):
+        raise RuntimeError("explainers.registry: a method name or seed stream repeats")
+    if list(STUDY_METHODS) != [s.name for s in METHODS if s.study]:
+        raise RuntimeError("explainers.registry: STUDY_METHODS not in stream order")
+    unknown = [s.kind for s in METHODS if s.kind not in KINDS]
+    if unknown:
+        raise RuntimeError(f"explainers.registry: unknown kind(s) {unknown}")
 
 
-def register(name: str, *, stream: int, study: bool = False):
-    """Class decorator: a per-image method."""
-
-    def deco(cls):
-        if not callable(getattr(cls, "from_settings", None)):
-            raise TypeError(f"{cls.__name__} needs a from_settings classmethod")
-        _add(MethodSpec(name, int(stream), study, cls, False))
-        return cls
-
-    return deco
+_check_table()
 
 
-def register_aggregate(name: str, *, stream: int, study: bool = False) -> None:
-    """A method whose class maps precompute aggregates from local LIME explanations."""
-    _add(MethodSpec(name, int(stream), study, None, True))
+def methods() -> list[MethodSpec]:
+    """Every method of the MNIST replication, in stream order."""
+    return list(METHODS)
 
 
-def register_kind(name: str):
-    """Class decorator: a method kind used only from a study project, with parameters
-    (it is not a method of the MNIST replication and has no seed stream of its own)."""
-
-    def deco(cls):
-        if name in _KINDS or name in _SPECS:
-            raise ValueError(f"method kind {name!r} is registered twice")
-        _KINDS[name] = cls
-        return cls
-
-    return deco
+def method_spec(name: str) -> MethodSpec:
+    try:
+        return _SPECS[name]
+    except KeyError:
+        raise ValueError(f"unknown method {name!r}; choose from {', '.join(ALL_METHODS)}") from None
 
 
-def kind_class(kind: str):
-    """The class of per-image method kind ``kind`` (a registered method or kind)."""
-    _discover()
-    if kind in _KINDS:
-        return _KINDS[kind]
-    spec = _SPECS.get(kind)
+def explainer_class(name: str) -> type:
+    """The per-image class of method ``name`` (whose class maps are averaged maps)."""
+    spec = _SPECS.get(name)
     if spec is None or spec.cls is None:
-        known = sorted([*_KINDS, *(s.name for s in _SPECS.values() if s.cls is not None)])
-        raise ValueError(f"unknown method kind {kind!r}; per-image kinds are {', '.join(known)}")
+        raise ValueError(
+            f"unknown method {name!r}; per-input methods are {', '.join(sorted(PER_IMAGE))}"
+        )
     return spec.cls
 
 
+def kind_class(kind: str) -> type:
+    """The class of per-image explainer ``kind``."""
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise ValueError(
+            f"unknown method kind {kind!r}; per-image kinds are {', '.join(sorted(KINDS))}"
+        ) from None
+
+
+def settings_params(name: str, **settings) -> dict:
+    """The constructor parameters method ``name`` takes from precompute's per-image
+    settings (``n_samples``, ``score``); a None setting keeps the method's own default."""
+    spec = method_spec(name)
+    return {k: settings[k] for k in spec.settings if settings.get(k) is not None}
+
+
 def build(kind: str, forward_func, *, random_state, params: dict | None = None):
-    """The explainer of ``kind`` with a project's ``params`` (see the module docstring).
+    """The explainer of ``kind``: ``cls(forward_func, random_state=..., **params)``.
 
     Unknown or invalid parameters raise ValueError naming them.
     """
     cls = kind_class(kind)
-    params = dict(params or {})
-    factory = getattr(cls, "from_config", None)
     try:
-        if callable(factory):
-            return factory(forward_func, random_state=random_state, **params)
-        return cls(forward_func, random_state=random_state, **params)
+        return cls(forward_func, random_state=random_state, **dict(params or {}))
     except TypeError as exc:
         raise ValueError(f"method kind {kind!r}: {_short(exc)}") from None
 
@@ -155,63 +188,10 @@ def _short(exc: Exception) -> str:
     return text
 
 
-def _discover() -> None:
-    global _discovered
-    if _discovered:
-        return
-    _discovered = True
-    root = Path(__file__).parent
-    for info in pkgutil.iter_modules([str(root)]):
-        path = root / f"{info.name}.py"
-        if info.name == "registry" or not path.is_file():
-            continue
-        if any(m in path.read_text(encoding="utf-8") for m in _MARKERS):
-            importlib.import_module(f"{__package__}.{info.name}")
-
-
-def methods() -> list[MethodSpec]:
-    """Every registered method, in stream order."""
-    _discover()
-    return sorted(_SPECS.values(), key=lambda s: s.stream)
-
-
-def method_spec(name: str) -> MethodSpec:
-    _discover()
-    try:
-        return _SPECS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown method {name!r}; choose from {', '.join(s.name for s in methods())}"
-        ) from None
-
-
-def explainer_class(name: str):
-    """The class implementing per-input method ``name``."""
-    specs = {s.name: s for s in methods()}
-    spec = specs.get(name)
-    if spec is None or spec.cls is None:
-        per_input = sorted(n for n, s in specs.items() if s.cls is not None)
-        raise ValueError(f"unknown method {name!r}; per-input methods are {', '.join(per_input)}")
-    return spec.cls
-
-
-def __getattr__(name: str):
-    # derived lists, computed on first use (the modules that register import this one)
-    if name == "STUDY_METHODS":
-        return tuple(s.name for s in methods() if s.study)
-    if name == "BASELINES":
-        return tuple(s.name for s in methods() if not s.study)
-    if name == "ALL_METHODS":
-        return tuple(s.name for s in methods())
-    if name == "PER_IMAGE":
-        return {s.name: s.cls for s in methods() if s.cls is not None}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def parse_methods(text: str | None, allowed=None, default=None) -> tuple[str, ...]:
     """``"normlime,lime"`` -> ("normlime", "lime"), rejecting unknown or repeated names."""
-    allowed = tuple(allowed) if allowed is not None else __getattr__("ALL_METHODS")
-    default = tuple(default) if default is not None else __getattr__("STUDY_METHODS")
+    allowed = tuple(allowed) if allowed is not None else ALL_METHODS
+    default = tuple(default) if default is not None else STUDY_METHODS
     if text is None or not text.strip():
         return default
     names = tuple(n.strip().lower() for n in text.split(",") if n.strip())

@@ -46,7 +46,6 @@ import torch
 import torch.nn.functional as F
 
 from .base import ForwardFunc, as_target, check_inputs, check_target
-from .registry import register
 
 __all__ = [
     "OUTPUTS",
@@ -177,7 +176,6 @@ def silhouette(
     return torch.where(keep, flat, torch.zeros_like(flat)).view_as(std).to(std.dtype)
 
 
-@register("std", stream=7)
 class StdMap:
     """Zhang & Gao's per-input map from the Input x Gradient attribution matrix.
 
@@ -211,11 +209,6 @@ class StdMap:
     """
 
     name = "std"
-
-    @classmethod
-    def from_settings(cls, forward_func, *, random_state, n_samples=None, score=None):
-        """Built by ``normlime precompute`` (it uses only the model and the seed)."""
-        return cls(forward_func, random_state=random_state)
 
     def __init__(
         self,

@@ -106,8 +106,12 @@ def test_out_of_range_targets_are_refused_by_every_explainer():
 
     model = load(MODEL)
     x = torch.rand(2, 1, 28, 28)
-    for name, cls in registry.PER_IMAGE.items():
-        explainer = cls.from_settings(model, random_state=0, n_samples=4)
+    kinds = {registry.method_spec(m).kind for m in registry.ALL_METHODS}
+    assert registry.LOCAL_LIME in kinds and len(kinds) == 7
+    for name in sorted(kinds):
+        takes_samples = name in (registry.LOCAL_LIME, "smoothgrad", "vargrad", "shap")
+        params = {"n_samples": 4} if takes_samples else {}
+        explainer = registry.build(name, model, random_state=0, params=params)
         with pytest.raises(ValueError, match="target 10 is out of range: the model has 10"):
             explainer.attribute(x, torch.tensor([3, 10]))
         with pytest.raises(ValueError, match="target -1 is not a class index"):

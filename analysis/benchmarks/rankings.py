@@ -170,14 +170,14 @@ def explainer_for(
     LIME whose parameters say ``neighbourhood = "data"`` needs ``neighbourhood`` (a
     :class:`explainers.neighbourhood.DataNeighbourhood` of the feature space).
     """
-    from explainers.registry import explainer_class
+    from explainers.registry import LOCAL_LIME, kind_class, method_spec
 
     p = dict(params)
     if method in ("lime", "normlime") and p.pop("neighbourhood", None) == "data":
         if neighbourhood is None:
             raise ValueError("LIME on data neighbours needs the neighbour pool")
         p.pop("effective_size", None)  # the neighbourhood object carries it
-        return explainer_class("lime")(
+        return kind_class(LOCAL_LIME)(
             forward_func, random_state=seed, neighbourhood=neighbourhood, **p
         )
     if method in _DEFAULT_SIGMA:
@@ -186,8 +186,8 @@ def explainer_for(
         p.setdefault("clip", (0.0, 1.0) if features == "pixels" else (0.0, None))
     if method in _NOISE_TUNNEL:
         p.setdefault("score", BENCHMARK_GRADIENT_SCORE)
-    name = "lime" if method == "normlime" else method
-    return explainer_class(name)(forward_func, random_state=seed, **p)
+    kind = method_spec(method).kind
+    return kind_class(kind)(forward_func, random_state=seed, **p)
 
 
 def explain_maps(
@@ -357,7 +357,7 @@ def _method_params(method: str, params: dict, features: str, baseline_value) -> 
     """The explainer parameters of ``method`` (LIME's for NormLIME), plus SHAP's baseline."""
     import inspect
 
-    from explainers.registry import explainer_class
+    from explainers.registry import kind_class
 
     p = dict(params.get("lime" if method == "normlime" else method, {}))
     if method == "shap" and features == "conv" and "feature_mask" not in p:
@@ -366,7 +366,7 @@ def _method_params(method: str, params: dict, features: str, baseline_value) -> 
         p.pop("superpixel", None)
         p["feature_mask"] = channel_block_mask(FEATURE_SHAPES["conv"], p.pop("conv_block", 7))
     if method == "shap" and "baseline" not in p:
-        cls = explainer_class("shap")
+        cls = kind_class("shap")
         if "baseline" in inspect.signature(cls).parameters:
             # SHAP's "absent" feature takes the benchmark's replacement value
             value = np.asarray(baseline_value, dtype=np.float32)
