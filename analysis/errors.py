@@ -1,16 +1,12 @@
-"""The one error type of the analysis commands."""
+"""The analysis commands' `--project` refusal; the user-error class is explainers.errors'."""
 
 from __future__ import annotations
 
 import click
 
+from explainers.errors import InputError
+
 __all__ = ["InputError", "mnist_only_project_option"]
-
-
-class InputError(click.ClickException):
-    """Bad input from the user: one readable line on stderr and exit code 2."""
-
-    exit_code = 2
 
 
 def mnist_only_project_option(command: str):

@@ -163,9 +163,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import torch
 
+    from explainers.devices import pick_device
     from explainers.lime import retain_freed_memory
     from explainers.project import init_project
-    from explainers.train import pick_device
 
     retain_freed_memory()
     device = pick_device(args.device)

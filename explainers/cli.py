@@ -6,12 +6,13 @@ module into the ``normlime`` group costs nothing for the web-server commands.
 
 from __future__ import annotations
 
-import platform
 import sys
 from pathlib import Path
 
 import click
 
+from .devices import device_option
+from .errors import InputError
 from .shipped import shipped_model
 
 __all__ = [
@@ -23,34 +24,6 @@ __all__ = [
     "project_option",
     "refuse_with_project",
 ]
-
-
-def _check_device(_ctx, _param, value):
-    """Validate --device while parsing: one line and exit code 2, never a traceback."""
-    if value is None:
-        return None
-    from .train import DeviceError, pick_device
-
-    try:
-        pick_device(value)
-    except DeviceError as exc:
-        raise InputError(str(exc)) from None
-    return value
-
-
-def device_option(func):
-    return click.option(
-        "--device",
-        default=None,
-        callback=_check_device,
-        help="torch device: cpu, cuda, cuda:N or mps (default: cuda when available, else cpu)",
-    )(func)
-
-
-class InputError(click.ClickException):
-    """Bad input from the user: one readable line on stderr and exit code 2."""
-
-    exit_code = 2
 
 
 def _load_project(_ctx, _param, value):
@@ -139,10 +112,7 @@ def train_command(ctx, data_spec, epochs, seed, batch_size, lr, device, out_path
     With --project: train the project's [model] callable into its weights file, with the
     settings of its [train] table.
     """
-    import torch
-
-    from .model import save
-    from .train import TrainConfig, train_model
+    from .train import TrainConfig, train_to_file
 
     if project is not None:
         _train_project(ctx, project, device)
@@ -160,22 +130,7 @@ def train_command(ctx, data_spec, epochs, seed, batch_size, lr, device, out_path
             bar.label = f"training (epoch {epoch}/{total}, loss {loss:.4f})"
             bar.update(1)
 
-        result = train_model(data, config, device=device, progress=progress)
-    meta = {
-        "test_accuracy": result.test_accuracy,
-        "data": data.provenance(),
-        "seed": seed,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "lr_decay": config.lr_decay,
-        "train_loss": result.train_loss,
-        "wall_time_s": round(result.wall_time_s, 2),
-        "torch": torch.__version__,
-        "device": str(next(result.model.parameters()).device) if device is None else device,
-        "platform": platform.platform(),
-    }
-    save(result.model, out_path, meta)
+        result = train_to_file(data, config, out_path, device=device, progress=progress)
     click.echo(
         f"test accuracy {result.test_accuracy:.2%} after {epochs} epochs "
         f"({result.wall_time_s:.0f} s); wrote {out_path} and {out_path.with_suffix('.json')}"

@@ -51,6 +51,7 @@ from .bundle import write_bundle
 from .cache import LocalCache, PoolOutputsCache, explanation_key, pool_outputs_key
 from .class_maps import mean_class_maps
 from .data import ImagePool, MnistData, as_float, image_pool
+from .devices import DeviceError, pick_device
 from .lime import (
     DEFAULT_BATCH_SIZE,
     KERNEL_BLOCK,
@@ -61,10 +62,9 @@ from .lime import (
 from .model import file_checksum, load
 from .neighbourhood import DataNeighbourhood
 from .normlime import class_usage_counts, display_class_maps, usage_spread
-from .registry import ALL_METHODS, STUDY_METHODS, explainer_class, method_spec
+from .registry import ALL_METHODS, STUDY_METHODS, build, method_spec, settings_params
 from .sampling import SamplingError, per_class_sample
 from .stable import STABLE_EFFECTIVE_SIZE, STABLE_K, STABLE_N_SAMPLES, STABLE_PER_CLASS
-from .train import DeviceError, pick_device
 
 __all__ = [
     "LimeSettings",
@@ -776,9 +776,9 @@ def run_per_image(
     if make is not None:
         explainer = make(model, item.seed)
     else:
-        explainer = explainer_class(item.method).from_settings(
-            model, random_state=item.seed, n_samples=pi.n_samples, score=pi.score
-        )
+        params = settings_params(item.method, n_samples=pi.n_samples, score=pi.score)
+        explainer = build(method_spec(item.method).kind, model, random_state=item.seed,
+                          params=params)  # fmt: skip
     # only the chosen images go to the device; indices are re-expressed into them
     used = np.sort(item.chosen.ravel())
     with tqdm(total=n_classes, desc=item.method, unit="digit", **bar_opts) as bar:

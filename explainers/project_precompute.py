@@ -31,6 +31,7 @@ from . import seeds
 from .cache import LocalCache
 from .data import DataError, as_float, image_pool
 from .datasets import load_dataset
+from .devices import DeviceError, pick_device
 from .features import parse_features
 from .lime import DEFAULT_BATCH_SIZE
 from .precompute import (
@@ -55,7 +56,6 @@ from .precompute import (
 )
 from .project import Project, ProjectError
 from .registry import build, method_spec
-from .train import DeviceError, pick_device
 from .user_model import ModelSpecError, load_classifier
 
 __all__ = ["precompute_project", "project_method_seed", "lookalikes", "representatives"]

@@ -11,15 +11,16 @@ import torch
 from torch import nn
 
 from .data import MnistData, as_float
+from .devices import pick_device
 from .model import CNNConfig, MnistCNN
 
 __all__ = [
+    "train_to_file",
+    "fit",
     "TrainConfig",
     "TrainResult",
     "train_model",
     "evaluate",
-    "pick_device",
-    "DeviceError",
     "seed_everything",
 ]
 
@@ -42,36 +43,6 @@ class TrainResult:
     test_accuracy: float
     train_loss: list[float]
     wall_time_s: float
-
-
-class DeviceError(ValueError):
-    """A ``--device`` that is not a device, or one this machine does not have (one line)."""
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given (validated: cpu, cuda, cuda:N or mps, and present here), else
-    CUDA when available, else CPU."""
-    if not device:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(str(device))
-    except (RuntimeError, ValueError):
-        raise DeviceError(
-            f"--device {device!r} is not a device; use cpu, cuda, cuda:N or mps"
-        ) from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(f"--device {device}: this machine has no usable CUDA device")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here"
-            )
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise DeviceError(f"--device {device}: Apple's MPS is not available here")
-    elif dev.type != "cpu":
-        raise DeviceError(f"--device {device!r}: use cpu, cuda, cuda:N or mps")
-    return dev
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -120,20 +91,52 @@ def train_model(
     model = (MnistCNN(model_config) if model is None else model).to(dev)
     x = as_float(data.train_images)
     y = torch.from_numpy(np.asarray(data.train_labels, dtype=np.int64))
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    t0 = time.perf_counter()
+    losses = fit(
+        model, model.parameters(), model.logits, lambda idx: x[idx], y, config,
+        generator=gen, device=dev, progress=progress,
+    )  # fmt: skip
+    wall = time.perf_counter() - t0
+    model.eval()
+    acc = evaluate(model, as_float(data.test_images), torch.from_numpy(data.test_labels))
+    return TrainResult(
+        model=model.cpu().eval(), test_accuracy=acc, train_loss=losses, wall_time_s=wall
+    )
+
+
+def fit(
+    model: nn.Module,
+    params,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    batch_fn: Callable[[torch.Tensor], torch.Tensor],
+    y: torch.Tensor,
+    config: TrainConfig,
+    *,
+    generator: torch.Generator,
+    device,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> list[float]:
+    """The one training loop: the paper's CNN's (:func:`train_model`) and KAR's retraining.
+
+    ``batch_fn(idx)`` returns the inputs of the rows ``idx`` (KAR: masked), ``forward``
+    maps them to logits, and only ``params`` are optimised: Adam, StepLR with gamma
+    ``lr_decay`` per epoch, cross-entropy, data order from ``randperm(generator)``.
+    Returns the mean loss of each epoch; ``model`` is left in eval mode.
+    """
+    n = int(y.shape[0])
+    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=config.lr_decay)
     loss_fn = nn.CrossEntropyLoss()
     losses: list[float] = []
-    t0 = time.perf_counter()
     for epoch in range(config.epochs):
         model.train()
-        order = torch.randperm(x.shape[0], generator=gen)
+        order = torch.randperm(n, generator=generator)
         total, batches = 0.0, 0
-        for start in range(0, x.shape[0], config.batch_size):
+        for start in range(0, n, config.batch_size):
             idx = order[start : start + config.batch_size]
-            xb, yb = x[idx].to(dev), y[idx].to(dev)
+            xb, yb = batch_fn(idx).to(device), y[idx].to(device)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model.logits(xb), yb)
+            loss = loss_fn(forward(xb), yb)
             loss.backward()
             opt.step()
             total += loss.item()
@@ -142,9 +145,38 @@ def train_model(
         losses.append(total / max(1, batches))
         if progress:
             progress(epoch + 1, config.epochs, losses[-1])
-    wall = time.perf_counter() - t0
     model.eval()
-    acc = evaluate(model, as_float(data.test_images), torch.from_numpy(data.test_labels))
-    return TrainResult(
-        model=model.cpu().eval(), test_accuracy=acc, train_loss=losses, wall_time_s=wall
-    )
+    return losses
+
+
+def train_to_file(
+    data: MnistData,
+    config: TrainConfig,
+    out_path,
+    *,
+    device: str | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> TrainResult:
+    """Train the paper's CNN and save its weights with a JSON sidecar (test accuracy, data,
+    settings, versions): what ``normlime train`` writes."""
+    import platform
+
+    from .model import save
+
+    result = train_model(data, config, device=device, progress=progress)
+    meta = {
+        "test_accuracy": result.test_accuracy,
+        "data": data.provenance(),
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "lr_decay": config.lr_decay,
+        "train_loss": result.train_loss,
+        "wall_time_s": round(result.wall_time_s, 2),
+        "torch": torch.__version__,
+        "device": str(next(result.model.parameters()).device) if device is None else device,
+        "platform": platform.platform(),
+    }
+    save(result.model, out_path, meta)
+    return result

@@ -1,7 +1,7 @@
 """Exports (votes CSV, participants CSV) and the progress figures on the admin page.
 
 Votes CSV: one row per stored answer.  The first six columns are the contract read by
-``normlime analyze``::
+``normlime analyze`` (the column lists live in :mod:`explainers.votes_schema`)::
 
     participant_id, question_index, is_attention_check, digit, chosen_method, passed
 
@@ -30,6 +30,8 @@ from collections.abc import Iterator
 
 from sqlalchemy import and_, select
 
+from explainers.votes_schema import PARTICIPANT_COLUMNS, VOTE_COLUMNS
+
 from .models import Item, Participant, Response, Study, as_utc
 from .survey import N_CHECKS, SurveyDesign
 
@@ -45,46 +47,6 @@ __all__ = [
     "study_progress",
 ]
 
-VOTE_COLUMNS = [
-    "participant_id",
-    "question_index",
-    "is_attention_check",
-    "digit",
-    "chosen_method",
-    "passed",
-    "position",
-    "options",
-    "response_ms",
-    "shown_at",
-    "answered_at",
-    "study",
-    "mode",
-    "adapter",
-    "completed",
-    "checks_passed",
-]
-PARTICIPANT_COLUMNS = [
-    "participant_id",
-    "study",
-    "mode",
-    "adapter",
-    "worker_id",
-    "worker_key",
-    "assignment_id",
-    "entry_params",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "completed",
-    "answered",
-    "checks_answered",
-    "checks_passed",
-    "duration_s",
-    "completion_code",
-    "seed",
-    "survey_version",
-    "bundle_sha256",
-]
 #: the paper keeps surveys passing at least 4 of the 5 attention checks
 PASS_THRESHOLD = 4
 
@@ -92,6 +54,8 @@ PASS_THRESHOLD = 4
 def pass_threshold(design: SurveyDesign) -> int:
     """The paper's rule for any number of checks: every check but one right (4 of 5)."""
     return max(design.attention_checks - (N_CHECKS - PASS_THRESHOLD), 0)
+
+
 LIVE_MODES = ("live",)
 
 P, S, I, R = (Participant.__table__, Study.__table__, Item.__table__, Response.__table__)

@@ -37,6 +37,7 @@ from .flow import Refused
 from .models import Study, db
 from .pages import render_item_page
 from .recruitment import AdapterError, Entry, borrowed_identity, completion_action, parse_entry
+from .responses import error_response
 from .survey import MNIST_DESIGN, MNIST_DESIGN_V2, SurveyDesign
 
 bp = Blueprint("participant", __name__)
@@ -64,8 +65,6 @@ def _count_misses(resp):
 
 
 def _refused(exc: Refused):
-    from .app import error_response
-
     db.session.rollback()
     return error_response(exc.status, exc.title, exc.message)
 

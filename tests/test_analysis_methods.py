@@ -23,7 +23,7 @@ from analysis.study.report import COLOURS, PALETTE, display_name, method_colours
 from analysis.study.simulate import simulate_export
 from analysis.study.votes import (
     METHODS,
-    SurveyDesign,
+    SurveyCounts,
     VotesError,
     order_methods,
     validate_votes,
@@ -119,11 +119,11 @@ def test_methods_are_read_from_the_data_in_the_stated_order():
 
 def test_the_survey_design_is_read_from_the_complete_surveys():
     votes = validate_votes(study_export())
-    assert votes.design == SurveyDesign(REAL, CHECKS, classes=None)
+    assert votes.design == SurveyCounts(REAL, CHECKS, classes=None)
     assert votes.design_source == "inferred"
     assert sorted(votes.table["digit"].dropna().unique()) == list(range(CLASSES))
     paper = validate_votes(simulate_export(5, random_state=1))
-    assert paper.design == SurveyDesign() and paper.design_source == "paper"
+    assert paper.design == SurveyCounts() and paper.design_source == "paper"
 
 
 def test_methods_and_design_given_by_the_caller_are_checked():
@@ -135,16 +135,16 @@ def test_methods_and_design_given_by_the_caller_are_checked():
     with pytest.raises(VotesError, match="must be distinct"):
         validate_votes(raw, methods=("normlime", "saliency", "NormLIME"))
     with pytest.raises(VotesError, match=r"must hold whole numbers in 0\.\.3"):
-        validate_votes(raw, SurveyDesign(REAL, CHECKS, classes=4))
+        validate_votes(raw, SurveyCounts(REAL, CHECKS, classes=4))
     with pytest.raises(VotesError, match="more answers than the survey has"):
-        validate_votes(raw, SurveyDesign(5, CHECKS, classes=None))
+        validate_votes(raw, SurveyCounts(5, CHECKS, classes=None))
     one = raw[raw["chosen_method"].isin(["", "saliency"])].drop(columns=["options"])
     with pytest.raises(VotesError, match="at least two methods"):
         validate_votes(one)
 
 
 def test_pass_threshold_is_every_check_but_one():
-    assert [pass_threshold(SurveyDesign(6, c)) for c in (0, 1, 2, 5, 8)] == [0, 0, 1, 4, 7]
+    assert [pass_threshold(SurveyCounts(6, c)) for c in (0, 1, 2, 5, 8)] == [0, 0, 1, 4, 7]
     votes = validate_votes(study_export())
     sel = select_participants(votes)
     assert sel.min_checks == 1
@@ -266,7 +266,7 @@ def test_two_methods_run_too():
 def test_the_papers_four_methods_give_the_same_numbers_given_or_read():
     raw = simulate_export(30, random_state=5)
     read = run_analysis(raw, bootstrap=20)
-    given = run_analysis(raw, bootstrap=20, methods=METHODS, design=SurveyDesign(), min_checks=4)
+    given = run_analysis(raw, bootstrap=20, methods=METHODS, design=SurveyCounts(), min_checks=4)
     assert read.methods == METHODS and read.votes.methods_source == "options"
     assert read.selection.min_checks == 4 and read.choice_model.reference == "lime"
     assert summary_dict(read) == summary_dict(given)

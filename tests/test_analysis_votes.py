@@ -11,7 +11,7 @@ from analysis.study.pipeline import run_analysis
 from analysis.study.stats import position_bias
 from analysis.study.votes import (
     METHODS,
-    SurveyDesign,
+    SurveyCounts,
     VotesError,
     read_votes_csv,
     restrict_rows,
@@ -298,7 +298,7 @@ def test_nothing_left_after_filtering_is_an_error_that_says_why():
 def test_survey_design_is_configurable():
     rows = [r for r in participant_rows("a") if int(r["question_index"]) <= 10]
     rows_b = [r for r in participant_rows("b") if int(r["question_index"]) <= 10]
-    design = SurveyDesign(real_questions=8, attention_checks=2)
+    design = SurveyCounts(real_questions=8, attention_checks=2)
     analysis = run_analysis(export(rows, rows_b), design=design, min_checks=2)
     assert analysis.selection.kept == 2
     assert sum(analysis.vote_totals.values()) == 16

@@ -50,7 +50,6 @@ __all__ = [
     "kar_jobs",
     "kar_job",
     "kar_context",
-    "fit",
     "run_kar",
     "summarise",
     "write_outputs",
@@ -214,41 +213,6 @@ def subset_data(data, train_size: int | None, test_size: int | None, seed: int):
 # --------------------------------------------------------------------------- training
 
 
-def fit(model, params, forward, batch_fn, y, n: int, config, generator, device) -> list[float]:
-    """The training loop of ``explainers.train.train_model`` on arbitrary batches.
-
-    ``batch_fn(idx)`` returns the (masked) inputs of the rows ``idx``; ``forward`` maps them
-    to logits; only ``params`` are optimised.  Same optimiser (Adam), schedule (StepLR,
-    gamma ``lr_decay`` per epoch), loss and data order (``randperm`` from ``generator``)
-    as train_model, so with ``batch_fn = x[idx]`` and a model created right after
-    ``seed_everything`` the two give identical weights.
-    """
-    import torch
-    from torch import nn
-
-    opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=config.lr_decay)
-    loss_fn = nn.CrossEntropyLoss()
-    losses = []
-    for _ in range(config.epochs):
-        model.train()
-        order = torch.randperm(n, generator=generator)
-        total, batches = 0.0, 0
-        for start in range(0, n, config.batch_size):
-            idx = order[start : start + config.batch_size]
-            xb, yb = batch_fn(idx).to(device), y[idx].to(device)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(forward(xb), yb)
-            loss.backward()
-            opt.step()
-            total += loss.item()
-            batches += 1
-        sched.step()
-        losses.append(total / max(1, batches))
-    model.eval()
-    return losses
-
-
 def _accuracy(forward, batch_fn, y, n: int, device, batch_size: int = 1000) -> float:
     import torch
 
@@ -325,8 +289,9 @@ def kar_job(ctx: dict, job: Job) -> dict:
     import torch
 
     from explainers.data import as_float
+    from explainers.devices import pick_device
     from explainers.model import CNNConfig, MnistCNN
-    from explainers.train import TrainConfig, pick_device, seed_everything
+    from explainers.train import TrainConfig, fit, seed_everything
 
     p = job.params
     device = pick_device(ctx.get("device"))
@@ -365,7 +330,8 @@ def kar_job(ctx: dict, job: Job) -> dict:
         forward = model.head
     train_batches = _Masked(x_tr, keep_tr, value, control)
     test_batches = _Masked(x_te, keep_te, value, control)
-    losses = fit(model, params, forward, train_batches, y_tr, len(y_tr), config, generator, device)
+    losses = fit(model, params, forward, train_batches, y_tr, config, generator=generator,
+                 device=device)  # fmt: skip
     acc = _accuracy(forward, test_batches, y_te, len(y_te), device)
     removed = 0 if p["kind"] == "baseline" else n_removed(n_features, p["fraction"])
     return {
@@ -555,7 +521,7 @@ def _explained_model(settings, data, out: Path, model_path, log, load_model):
         }
         save(result.model, out / "model.pt", meta)
         model = result.model
-    from explainers.train import pick_device
+    from explainers.devices import pick_device
 
     return model.to(pick_device(settings.device)).eval(), meta
 

@@ -242,7 +242,7 @@ def occlusion_job(ctx: dict, job: Job) -> dict:
     import torch
 
     from explainers.data import as_float
-    from explainers.train import pick_device
+    from explainers.devices import pick_device
 
     from .rankings import explainer_for
 

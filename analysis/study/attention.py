@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .votes import SurveyDesign, Votes, VotesError
+from .votes import SurveyCounts, Votes, VotesError
 
 __all__ = ["Selection", "REASONS", "pass_threshold", "select_participants"]
 
@@ -71,7 +71,7 @@ class Selection:
         return {key: int(counts.get(key, 0)) for key in REASONS}
 
 
-def pass_threshold(design: SurveyDesign) -> int:
+def pass_threshold(design: SurveyCounts) -> int:
     """Checks a complete survey must pass by default: all but one (the paper's 4 of 5)."""
     return max(design.attention_checks - 1, 0)
 

@@ -241,13 +241,13 @@ def _methods(text: str | None) -> tuple[str, ...] | None:
 def _design(real_questions: int | None, attention_checks: int | None):
     """The stated survey, or None to read it from the data; a stated survey bounds no
     class index (its classes are whatever the export's digit column holds)."""
-    from .votes import SurveyDesign
+    from .votes import SurveyCounts
 
     if real_questions is None and attention_checks is None:
         return None
     if real_questions is None or attention_checks is None:
         raise InputError("give --real-questions and --attention-checks together")
-    return SurveyDesign(real_questions, attention_checks, classes=None)
+    return SurveyCounts(real_questions, attention_checks, classes=None)
 
 
 # ------------------------------------------------------------------ the database

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import choice, robustness, stats
 from .attention import REASONS, Selection, select_participants
-from .votes import SurveyDesign, Votes, VotesError, restrict_rows, validate_votes
+from .votes import SurveyCounts, Votes, VotesError, restrict_rows, validate_votes
 
 __all__ = ["Analysis", "run_analysis"]
 
@@ -58,7 +58,7 @@ def run_analysis(
     *,
     min_checks: int | None = None,
     include_incomplete: bool = False,
-    design: SurveyDesign | None = None,
+    design: SurveyCounts | None = None,
     methods: Sequence[str] | None = None,
     alpha: float = 0.05,
     source: str = "votes",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from .attention import pass_threshold
 from .choice import BOOTSTRAP_DRAWS, default_reference
 from .report import display_name
-from .votes import METHODS, SurveyDesign, is_replication
+from .votes import METHODS, SurveyCounts, is_replication
 
 __all__ = ["render_preregistration"]
 
@@ -42,7 +42,7 @@ def render_preregistration(
     k = len(methods)
     reference = default_reference(methods)
     ref = display_name(reference)
-    default = pass_threshold(SurveyDesign(real_questions, attention_checks))
+    default = pass_threshold(SurveyCounts(real_questions, attention_checks))
     min_checks = default if min_checks is None else min_checks
     parts = [
         f"# Pre-registration: {study}",
@@ -128,7 +128,7 @@ def render_preregistration(
         + ("" if is_replication(methods) else f"--methods {','.join(methods)} ")
         + (
             ""
-            if SurveyDesign(real_questions, attention_checks) == SurveyDesign()
+            if SurveyCounts(real_questions, attention_checks) == SurveyCounts()
             else f"--real-questions {real_questions} --attention-checks {attention_checks} "
         )
         + f"--min-checks {min_checks} "

@@ -39,11 +39,12 @@ import numpy as np
 import pandas as pd
 
 from explainers.bundle import STUDY_METHODS
+from explainers.votes_schema import REQUIRED_VOTE_COLUMNS
 
 __all__ = [
     "METHODS",
     "REQUIRED_COLUMNS",
-    "SurveyDesign",
+    "SurveyCounts",
     "Votes",
     "VotesError",
     "infer_design",
@@ -59,14 +60,7 @@ __all__ = [
 #: the paper's four methods in its order: the MNIST replication's methods, and the order
 #: any study's tables and plots put those of them it has first
 METHODS: tuple[str, ...] = tuple(STUDY_METHODS)
-REQUIRED_COLUMNS = (
-    "participant_id",
-    "question_index",
-    "is_attention_check",
-    "digit",
-    "chosen_method",
-    "passed",
-)
+REQUIRED_COLUMNS = REQUIRED_VOTE_COLUMNS
 #: the MNIST replication's screen slots: every question shows every method once
 N_SLOTS = len(METHODS)
 _TRUE = {"true", "1", "t", "yes"}
@@ -78,7 +72,7 @@ class VotesError(ValueError):
 
 
 @dataclass(frozen=True)
-class SurveyDesign:
+class SurveyCounts:
     """What one complete survey contains (the paper: 20 real questions, 5 checks, the
     ten MNIST digits).  ``classes`` bounds the ``digit`` column to 0..classes-1; None
     accepts any class index from 0."""
@@ -108,7 +102,7 @@ class Votes:
     table: pd.DataFrame
     has_position: bool
     has_completed: bool
-    design: SurveyDesign
+    design: SurveyCounts
     source: str
     warnings: list[str]
     has_options: bool = False
@@ -262,7 +256,7 @@ def _parse_int(
 
 def validate_votes(
     raw: pd.DataFrame,
-    design: SurveyDesign | None = None,
+    design: SurveyCounts | None = None,
     source: str = "votes",
     methods: Sequence[str] | None = None,
 ) -> Votes:
@@ -378,7 +372,7 @@ def infer_methods(chosen: set[str], shown: set[str] | None) -> tuple[tuple[str, 
 
 def infer_design(
     table: pd.DataFrame, methods: Sequence[str], has_completed: bool = False
-) -> SurveyDesign:
+) -> SurveyCounts:
     """The survey one complete participant answered, read from the typed answers.
 
     The paper's four methods mean the paper's survey (20 real questions, 5 checks,
@@ -390,7 +384,7 @@ def infer_design(
     not bounded.
     """
     if is_replication(methods):
-        return SurveyDesign()
+        return SurveyCounts()
     per = table.groupby("participant_id", sort=False).agg(
         checks=("is_attention_check", "sum"),
         answers=("is_attention_check", "size"),
@@ -401,7 +395,7 @@ def infer_design(
     per["real"] = per["answers"] - per["checks"]
     tally = per.groupby(["answers", "real", "checks"]).size().reset_index(name="n")
     best = tally.sort_values(["n", "answers", "real"], ascending=False).iloc[0]
-    return SurveyDesign(int(best["real"]), int(best["checks"]), classes=None)
+    return SurveyCounts(int(best["real"]), int(best["checks"]), classes=None)
 
 
 def _check_columns(raw: pd.DataFrame, source: str) -> None:
@@ -521,7 +515,7 @@ def _optional_columns(raw, real, method, methods, warnings):
     return position, options, response_ms, completed
 
 
-def _check_classes(table: pd.DataFrame, design: SurveyDesign) -> None:
+def _check_classes(table: pd.DataFrame, design: SurveyCounts) -> None:
     if design.classes is None:
         return
     bad = (table["digit"] >= design.classes).fillna(False).to_numpy()
@@ -634,7 +628,7 @@ def _check_duplicates(table: pd.DataFrame) -> None:
         )
 
 
-def _check_structure(table: pd.DataFrame, design: SurveyDesign, has_completed: bool) -> None:
+def _check_structure(table: pd.DataFrame, design: SurveyCounts, has_completed: bool) -> None:
     """No participant may have more answers than the survey, nor a contradictory flag."""
     per = table.groupby("participant_id", sort=False).agg(
         checks=("is_attention_check", "sum"),

@@ -1,0 +1,56 @@
+"""The votes and participants CSV exports' columns: the contract between the study
+server, which writes them, and ``normlime analyze``, which reads them.
+
+It lives on the ground floor, beside the maps bundle's format (``bundle.py``): both are
+files that cross from one part to another, and neither the server nor the analysis
+imports the other.  Pure Python with no imports.  The first six vote columns
+(:data:`REQUIRED_VOTE_COLUMNS`) are all the analysis needs; the others add to it when
+present (an older export may lack them).
+"""
+
+from __future__ import annotations
+
+__all__ = ["PARTICIPANT_COLUMNS", "REQUIRED_VOTE_COLUMNS", "VOTE_COLUMNS"]
+
+VOTE_COLUMNS = [
+    "participant_id",
+    "question_index",
+    "is_attention_check",
+    "digit",
+    "chosen_method",
+    "passed",
+    "position",
+    "options",
+    "response_ms",
+    "shown_at",
+    "answered_at",
+    "study",
+    "mode",
+    "adapter",
+    "completed",
+    "checks_passed",
+]
+#: what ``normlime analyze`` needs of a votes CSV
+REQUIRED_VOTE_COLUMNS = tuple(VOTE_COLUMNS[:6])
+PARTICIPANT_COLUMNS = [
+    "participant_id",
+    "study",
+    "mode",
+    "adapter",
+    "worker_id",
+    "worker_key",
+    "assignment_id",
+    "entry_params",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "completed",
+    "answered",
+    "checks_answered",
+    "checks_passed",
+    "duration_s",
+    "completion_code",
+    "seed",
+    "survey_version",
+    "bundle_sha256",
+]
