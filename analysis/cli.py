@@ -67,8 +67,13 @@ def reproduce_command(preset, votes_path, model_path, data_spec, scheduler, seed
     Writes report.md, a self-contained report.html and claims.json (each of the
     paper's claims with our figure and a verdict) to --out.
     """
+    from explainers.lime import retain_freed_memory
+    from explainers.precompute import PrecomputeError
+
     from .reproduce import run_reproduce
     from .study.votes import VotesError
+
+    retain_freed_memory()  # a process-wide malloc setting: the entry point's decision
 
     if votes_path is not None and not votes_path.is_file():
         raise InputError(f"--votes {votes_path} not found")
@@ -87,7 +92,9 @@ def reproduce_command(preset, votes_path, model_path, data_spec, scheduler, seed
             seed=seed,
             log=lambda m: click.echo(m, err=True),
         )
-    except VotesError as exc:
+    except (VotesError, PrecomputeError) as exc:
+        raise InputError(str(exc)) from None
+    except ValueError as exc:  # a benchmark's BenchmarkError or a setting's validation
         raise InputError(str(exc)) from None
     claims = json.loads(paths["claims.json"].read_text())
     for c in claims:

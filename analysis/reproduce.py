@@ -19,8 +19,6 @@ reason: simulated votes, a preset too small to mean anything, a fraction not run
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import re
 import time
@@ -28,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from explainers.shipped import shipped_maps, shipped_model
+
+from .templating import to_html
 
 __all__ = ["CLAIM_RULES", "PAPER", "ReproducePreset", "PRESETS", "evaluate_claims", "to_html"]
 
@@ -367,184 +367,54 @@ def _acc(row) -> str:
     return "not run" if row is None else f"{float(row['accuracy_mean']):.2%}"
 
 
-# ---------------------------------------------------------------------------- html
-
-
-_IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
-_CODE = re.compile(r"`([^`]+)`")
-_BOLD = re.compile(r"\*\*([^*]+)\*\*")
-
-
-def _inline(text: str) -> str:
-    text = html.escape(text, quote=False)
-    text = _CODE.sub(r"<code>\1</code>", text)
-    return _BOLD.sub(r"<strong>\1</strong>", text)
-
-
-def to_html(markdown: str, base: Path, title: str) -> str:
-    """Our own report markdown (headings, paragraphs, lists, tables, images) as one HTML
-    page with every image embedded as a data URI, so the file stands alone."""
-    out, table, items = [], [], []
-
-    def flush():
-        if table:
-            rows = [r for r in table if not re.fullmatch(r"\|(\s*-+\s*\|)+", r.replace(" ", ""))]
-            cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
-            head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
-            body = "".join(
-                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
-                for row in cells[1:]
-            )
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-            table.clear()
-        if items:
-            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in items) + "</ul>")
-            items.clear()
-
-    for line in markdown.splitlines():
-        image = _IMAGE.fullmatch(line.strip())
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        if line.startswith("- "):
-            items.append(line[2:])
-            continue
-        flush()
-        if not line.strip():
-            continue
-        if image:
-            path = base / image.group(2)
-            if path.is_file():
-                data = base64.b64encode(path.read_bytes()).decode("ascii")
-                out.append(
-                    f'<figure><img alt="{html.escape(image.group(1))}" '
-                    f'src="data:image/png;base64,{data}"></figure>'
-                )
-            continue
-        heading = re.match(r"(#{1,4}) (.*)", line)
-        if heading:
-            level = len(heading.group(1))
-            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
-        elif line.startswith("> "):
-            out.append(f"<blockquote>{_inline(line[2:])}</blockquote>")
-        else:
-            out.append(f"<p>{_inline(line)}</p>")
-    flush()
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;"
-        "line-height:1.45}table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}"
-        "td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}"
-        "img{max-width:100%}blockquote{border-left:4px solid #c33;margin:0;padding:.5rem 1rem;"
-        "background:#fdf0f0}code{background:#f4f4f4;padding:0 .2rem}"
-    )
-    return (
-        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>'
-        f"{html.escape(title)}</title><style>{style}</style></head><body>"
-        + "\n".join(out)
-        + "</body></html>\n"
-    )
-
-
 # ---------------------------------------------------------------------------- report
 
 
 def render_report(ctx: dict) -> str:
-    """report.md from the steps' outputs (``ctx`` is built by the command)."""
-    preset: ReproducePreset = ctx["preset"]
+    """report.md from the steps' outputs (``ctx`` is built by the command), through the
+    template ``analysis/templates/reproduce_report.md.j2``."""
+    from .templating import render
+
     claims = ctx["claims"]
-    parts = [
-        "# NormLIME (Ahern et al. 2020), reproduced",
-        "",
-        f"`normlime reproduce --preset {preset.name}` (seed {ctx['seed']}), "
-        f"{ctx['finished']}. Every verdict follows a rule fixed before our numbers were "
-        "read (`claims.json`, and the rules below).",
-        "",
-    ]
-    if ctx["simulated"]:
-        parts += [
-            "> **SIMULATED STUDY.** No votes were given (`--votes`), so the human-study "
-            "section analyses a simulated study drawn from the paper's vote shares. It shows "
-            "the analysis end to end; it is not evidence about people, and its claims are "
-            "marked not comparable.",
-            "",
-        ]
-    if not preset.comparable:
-        parts += [f"> **{preset.name} preset.** {preset.why_not}.", ""]
     counts = {
         v: sum(c["verdict"] == v for c in claims)
         for v in ("reproduced", "not reproduced", "not comparable")
     }
-    parts += [
-        "## Claims",
-        "",
-        ", ".join(f"{n} {v}" for v, n in counts.items()) + ".",
-        "",
-        "| claim | paper | ours | verdict | why |",
-        "|---|---|---|---|---|",
-    ]
-    parts += [
-        "| " + " | ".join(_cell(c[k]) for k in ("claim", "paper", "ours", "verdict", "why")) + " |"
-        for c in claims
-    ]
     meta = ctx["model_meta"]
-    parts += [
-        "",
-        "## Model",
-        "",
-        f"`{ctx['model_path']}` (sha256 `{meta.get('sha256', '?')[:16]}...`): "
-        f"{meta.get('epochs', '?')} epochs on {(meta.get('data') or {}).get('n_train', '?')} "
-        f"training images, test accuracy {_pct(meta.get('test_accuracy'))} (paper 99.04%).",
-        "",
-        "## Stimuli",
-        "",
-        f"Maps bundle `{ctx['maps_dir']}` ({ctx['maps_note']}). Stimulus report "
-        "(`maps/inspect.json`; mean over digits): "
-        + "; ".join(
-            f"{m} drawn black {_mean(v.get('black_share')):.2f}, border mass "
-            f"{_mean(v.get('border_mass_share')):.2f}"
-            for m, v in ctx["inspect"].get("methods", {}).items()
-        )
-        + f". Flags: {', '.join(map(str, ctx['inspect'].get('flags') or [])) or 'none'}.",
-        "",
-        "![The stimuli as participants see them](maps/montage.png)",
-        "",
-        "## Human study" + (" (SIMULATED)" if ctx["simulated"] else ""),
-        "",
-        _study_text(ctx["study"], ctx["simulated"]),
-        "",
-        "![Primary analysis](study/choice_model.png)",
-        "",
-        "![Votes per method](study/votes.png)",
-        "",
-        "Full analysis: `study/report.md`.",
-        "",
-    ]
-    for key, title in (
-        ("kar-pixels", "KAR on input pixels (the paper's Figure 5)"),
-        ("kar-conv", "KAR on conv features (the paper's Figure 6)"),
-    ):
-        parts += [
-            f"## {title}",
-            "",
-            ctx["texts"].get(key, "not run"),
-            "",
-            f"![{title}]({key}/kar.png)",
-            "",
-        ]
-    parts += [
-        "## Occlusion (Zhang & Gao)",
-        "",
-        ctx["texts"].get("occlusion", "not run"),
-        "",
-        "![Occlusion](occlusion/occlusion.png)",
-        "",
-    ]
-    parts += ["## Verdict rules", ""]
-    parts += [f"- **{k}**: {v}" for k, v in CLAIM_RULES.items()]
-    parts += ["", "## Steps", ""]
-    parts += [f"- {name}: {info}" for name, info in ctx["steps"].items()]
-    parts += [""]
-    return "\n".join(parts)
+    stimulus = "; ".join(
+        f"{m} drawn black {_mean(v.get('black_share')):.2f}, border mass "
+        f"{_mean(v.get('border_mass_share')):.2f}"
+        for m, v in ctx["inspect"].get("methods", {}).items()
+    )
+    return render(
+        "reproduce_report.md.j2",
+        preset=ctx["preset"],
+        seed=ctx["seed"],
+        finished=ctx["finished"],
+        simulated=ctx["simulated"],
+        verdict_counts=", ".join(f"{n} {v}" for v, n in counts.items()),
+        claim_rows=[
+            [_cell(c[k]) for k in ("claim", "paper", "ours", "verdict", "why")] for c in claims
+        ],
+        model_path=ctx["model_path"],
+        model_sha=meta.get("sha256", "?")[:16],
+        model_epochs=meta.get("epochs", "?"),
+        model_n_train=(meta.get("data") or {}).get("n_train", "?"),
+        model_accuracy=_pct(meta.get("test_accuracy")),
+        maps_dir=ctx["maps_dir"],
+        maps_note=ctx["maps_note"],
+        stimulus_text=stimulus,
+        flags=", ".join(map(str, ctx["inspect"].get("flags") or [])) or "none",
+        study_text=_study_text(ctx["study"], ctx["simulated"]),
+        texts=ctx["texts"],
+        benchmarks=(
+            ("kar-pixels", "KAR on input pixels (the paper's Figure 5)"),
+            ("kar-conv", "KAR on conv features (the paper's Figure 6)"),
+            ("occlusion", "Occlusion (Zhang & Gao)"),
+        ),
+        rules=CLAIM_RULES,
+        steps=ctx["steps"],
+    )
 
 
 def _study_text(summary: dict, simulated: bool) -> str:
@@ -594,7 +464,7 @@ def write_report(out: Path, ctx: dict) -> dict[str, Path]:
     markdown = render_report(ctx)
     paths = {name: out / name for name in ("report.md", "report.html", "claims.json")}
     paths["report.md"].write_text(markdown)
-    paths["report.html"].write_text(to_html(markdown, out, "NormLIME reproduced"))
+    paths["report.html"].write_text(to_html(markdown, out, "NormLIME reproduced"))  # inlined
     paths["claims.json"].write_text(json.dumps(ctx["claims"], indent=2) + "\n")
     return paths
 
@@ -635,30 +505,21 @@ def run_reproduce(
     ) + (f"{summary['participants']['kept']} kept participants")
 
     texts, rows = {}, {}
-    common = [
-        "--preset",
-        preset.benchmark_preset,
-        "--seed",
-        str(seed),
-        "--model",
-        str(model_path),
-        "--no-progress",
-    ]
-    if data_spec:
-        common += ["--data", data_spec]
-    if scheduler:
-        common += ["--scheduler", scheduler]
-    from .benchmarks.cli import kar_command, occlusion_command
+    from .benchmarks.api import kar_benchmark, occlusion_benchmark
 
-    for key, command, extra in (
-        ("kar-pixels", kar_command, ["--features", "pixels"]),
-        ("kar-conv", kar_command, ["--features", "conv"]),
-        ("occlusion", occlusion_command, []),
+    common = dict(
+        preset=preset.benchmark_preset, seed=seed, model_path=model_path, data_spec=data_spec,
+        scheduler=scheduler, progress=False, log=log,
+    )  # fmt: skip
+    for key, run, extra in (
+        ("kar-pixels", kar_benchmark, {"features": "pixels"}),
+        ("kar-conv", kar_benchmark, {"features": "conv"}),
+        ("occlusion", occlusion_benchmark, {}),
     ):
         folder = out / key
         started = time.perf_counter()
         log(f"reproduce: {key} (preset {preset.benchmark_preset}) into {folder}")
-        command.main([*extra, *common, "--out", str(folder)], standalone_mode=False)
+        run(folder, **extra, **common)
         steps[key] = f"{folder} ({time.perf_counter() - started:.0f} s this run)"
         md = folder / ("kar.md" if key.startswith("kar") else "occlusion.md")
         texts[key] = _demote_headings(md.read_text()) if md.is_file() else "not run"
@@ -696,24 +557,21 @@ def _demote_headings(text: str) -> str:
 def _maps_step(out: Path, preset, model_path, data_spec, seed, log):
     if preset.maps == "shipped":
         return SHIPPED_MAPS, "the shipped bundle, precompute --preset stable, seed 0"
-    from explainers.cli import precompute_command
+    from explainers.data import load_mnist
+    from explainers.precompute import precompute
 
     folder = out / "maps-bundle"
     if not (folder / "manifest.json").is_file():
         log(f"reproduce: precompute --preset {preset.maps} into {folder}")
-        args = [
-            "--model",
-            str(model_path),
-            "--preset",
-            preset.maps,
-            "--seed",
-            str(seed),
-            "--out",
-            str(folder),
-        ]
+        # the manifest records the equivalent command, which rebuilds this bundle alone
+        argv = ["precompute", "--model", str(model_path), "--preset", preset.maps,
+                "--seed", str(seed), "--out", str(folder)]  # fmt: skip
         if data_spec:
-            args += ["--data", data_spec]
-        precompute_command.main(args, standalone_mode=False)
+            argv += ["--data", data_spec]
+        precompute(
+            model_path=model_path, data=load_mnist(data_spec or "embedded"), out_dir=folder,
+            preset=preset.maps, seed=seed, progress=False, log=log, argv=argv,
+        )  # fmt: skip
     return folder, f"precompute --preset {preset.maps}, seed {seed}"
 
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 from pathlib import Path
 
 import click
+
+from explainers.errors import InputError
 
 __all__ = ["COMMANDS", "InputError"]
 
@@ -22,12 +22,6 @@ DEFAULT_MODEL = Path("artifacts/model/mnist-cnn.pt")
 #: same as study_server.schema.DEFAULT_DB (repeated so the CLI imports no SQLAlchemy)
 DEFAULT_DB = "sqlite:///artifacts/study.sqlite3"
 ADMIN_PASSWORD_ENV = "NORMLIME_ADMIN_PASSWORD"
-
-
-class InputError(click.ClickException):
-    """Bad input from the user: one readable line on stderr and exit code 2."""
-
-    exit_code = 2
 
 
 def db_option(func):
@@ -455,41 +449,41 @@ def serve_command(maps_dir, project_maps, db_url, host, port, fake_mturk, limits
     _serve(app, host, port)
 
 
-def run_step(args: list[str]) -> None:
-    """Run ``normlime ARGS`` as a child process, its output passed straight through."""
-    cmd = [sys.executable, "-m", "normlime_cli", *args]
-    click.echo(f"==> normlime {' '.join(args)}", err=True)
+def run_in_child(target, *args, what: str) -> None:
+    """``target(*args)`` in a fresh child interpreter, its output passed straight through.
+
+    The child process is the point: building a bundle imports torch and the explainers
+    (about a gigabyte and a pool of threads), and the web server that ``up`` starts next
+    must not carry them (tests/test_server_notorch.py).  ``spawn`` gives the child a clean
+    interpreter that imports only what ``target`` needs.
+    """
+    import multiprocessing
+
+    click.echo(f"==> {what}", err=True)
+    proc = multiprocessing.get_context("spawn").Process(target=target, args=args)
     try:
-        rc = subprocess.call(cmd)
+        proc.start()
     except OSError as exc:
-        raise click.ClickException(f"could not run `normlime {args[0]}`: {exc}") from None
-    if rc != 0:
+        raise click.ClickException(f"could not start {what}: {exc}") from None
+    proc.join()
+    if proc.exitcode != 0:
         raise click.ClickException(
-            f"`normlime {' '.join(args)}` failed with exit code {rc} (its output is above)"
+            f"{what} failed with exit code {proc.exitcode} (its output is above)"
         )
 
 
 def ensure_bundle(maps_dir: Path, *, model_path: Path = DEFAULT_MODEL):
     """Load the bundle, first training and precomputing it when it is missing."""
+    from explainers.demo_bundle import build_demo_bundle
+
     from .maps import BundleError, load_maps
 
     if not (maps_dir / "manifest.json").is_file():
         click.echo(f"no maps bundle at {maps_dir}: building it (model, then maps)", err=True)
-        if not model_path.is_file():
-            run_step(["train", "--data", "embedded", "--out", str(model_path)])
-        run_step(
-            [
-                "precompute",
-                "--model",
-                str(model_path),
-                "--data",
-                "embedded",
-                "--preset",
-                "demo",
-                "--out",
-                str(maps_dir),
-            ]
-        )
+        run_in_child(
+            build_demo_bundle, str(maps_dir), str(model_path),
+            what=f"building the demo bundle in {maps_dir} (model {model_path})",
+        )  # fmt: skip
     try:
         return load_maps(maps_dir)
     except BundleError as exc:

@@ -139,9 +139,25 @@ def test_html_report_stands_alone(tmp_path):
         tmp_path,
         "t",
     )
-    assert "<h1>T</h1>" in page and "<blockquote><strong>warn</strong> x &lt; y" in page
+    assert "<h1>T</h1>" in page
+    assert "<blockquote>\n<p><strong>warn</strong> x &lt; y</p>\n</blockquote>" in page
     assert "<td><code>2</code></td>" in page and "<li>item</li>" in page
     assert 'src="data:image/png;base64,' in page and "a.png" not in page
+
+
+def test_html_report_renders_markdown_lists_and_aligned_tables_as_html(tmp_path):
+    """The benchmarks' tables carry ``---:`` alignment rows and the analyses write ``*``
+    lists; both must come out as HTML, never as literal text or data rows."""
+    text = (
+        "Settings:\n\n* first\n* second\n\n"
+        "| method | error gain |\n|:---|---:|\n| NormLIME | 0.10 |\n| LIME | 0.20 |\n"
+    )
+    page = to_html(text, tmp_path, "t")
+    assert "<ul>\n<li>first</li>\n<li>second</li>\n</ul>" in page
+    assert "* first" not in page
+    assert "<table>" in page and page.count("<tr>") == 3  # the header and two data rows
+    assert "---" not in page and '<td style="text-align: right;">0.10</td>' in page
+    assert page.startswith("<!doctype html>") and "<title>t</title>" in page
 
 
 @pytest.fixture(scope="module")

@@ -310,13 +310,11 @@ def test_up_builds_a_missing_bundle_with_train_then_precompute(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     calls = []
 
-    def fake_call(cmd):
-        calls.append(cmd[3:])
-        if cmd[3] == "precompute":
-            make_bundle(tmp_path / cmd[cmd.index("--out") + 1])
-        return 0
+    def fake_child(target, *args, what):
+        calls.append((f"{target.__module__}.{target.__name__}", args))
+        make_bundle(tmp_path / args[0])
 
-    monkeypatch.setattr(server_cli.subprocess, "call", fake_call)
+    monkeypatch.setattr(server_cli, "run_in_child", fake_child)
     monkeypatch.delenv("NORMLIME_MAPS", raising=False)
     # by default the bundle shipped in the package is served: nothing to build
     r = run("up", "--db", "sqlite:///artifacts/study.sqlite3", "--no-serve")
@@ -328,24 +326,46 @@ def test_up_builds_a_missing_bundle_with_train_then_precompute(tmp_path, monkeyp
             "--no-serve")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert calls == [
-        ["train", "--data", "embedded", "--out", "artifacts/model/mnist-cnn.pt"],
-        ["precompute", "--model", "artifacts/model/mnist-cnn.pt", "--data", "embedded",
-         "--preset", "demo", "--out", "artifacts/maps"],
+        ("explainers.demo_bundle.build_demo_bundle",
+         ("artifacts/maps", "artifacts/model/mnist-cnn.pt")),
     ]  # fmt: skip
     assert "maps: artifacts/maps" in r.output
     assert (tmp_path / "artifacts" / "study.sqlite3").is_file()
 
 
-def test_up_fails_with_one_clear_line_when_a_step_fails(tmp_path, monkeypatch):
+def test_up_fails_with_one_clear_line_when_the_build_fails(tmp_path, monkeypatch):
+    """A real child process whose build raises: one line, exit 1, nothing created."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(server_cli.subprocess, "call", lambda cmd: 3 if "train" in cmd else 0)
+    (tmp_path / "artifacts" / "model").mkdir(parents=True)
+    (tmp_path / "artifacts" / "model" / "mnist-cnn.pt").write_bytes(b"not a model")
     r = run("up", "--maps", tmp_path / "maps", "--db", "sqlite:///s.sqlite3", "--no-serve")
     assert r.exit_code == 1
     assert one_error_line(r) == (
-        "Error: `normlime train --data embedded --out artifacts/model/mnist-cnn.pt` failed "
-        "with exit code 3 (its output is above)"
+        f"Error: building the demo bundle in {tmp_path / 'maps'} (model "
+        "artifacts/model/mnist-cnn.pt) failed with exit code 1 (its output is above)"
     )
     assert not (tmp_path / "s.sqlite3").exists()
+    assert not (tmp_path / "maps" / "manifest.json").exists()
+
+
+def test_the_demo_bundle_records_the_command_that_rebuilds_it(tmp_path, monkeypatch):
+    """up's build calls functions, not the CLI; the argv it records in the manifest, parsed
+    by the real `normlime precompute`, asks for exactly the build's settings."""
+    from explainers import demo_bundle, precompute
+    from explainers.cli import precompute_command
+    from explainers.shipped import shipped_model
+
+    seen = {}
+    monkeypatch.setattr(precompute, "precompute", lambda **kw: seen.update(kw))
+    demo_bundle.build_demo_bundle(tmp_path / "maps", shipped_model())
+    argv = seen["argv"]
+    assert argv[0] == "precompute"
+    ctx = precompute_command.make_context("precompute", list(argv[1:]))
+    assert ctx.params["preset"] == seen["preset"] == "demo"
+    assert ctx.params["data_spec"] == "embedded" and seen["data"].source == "embedded"
+    assert ctx.params["out_dir"] == seen["out_dir"] == tmp_path / "maps"
+    assert ctx.params["model_path"] == seen["model_path"] == shipped_model()
+    assert ctx.params["seed"] == seen.get("seed", 0) == 0
 
 
 def test_serve_refuses_a_broken_bundle_or_database(tmp_path, bundle_dir):

@@ -6,12 +6,13 @@ bodies so that composing these commands into the ``normlime`` group costs nothin
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import click
 
-from explainers.cli import device_option
+from explainers.devices import device_option
 
 from ..errors import InputError, mnist_only_project_option
 
@@ -23,15 +24,14 @@ def _echo(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-def _load_data(spec: str):
-    from explainers.data import DataError, load_mnist
-
+@contextlib.contextmanager
+def _user_errors():
+    """The benchmarks' bad input (a ValueError with one line) as a user error."""
     try:
-        data = load_mnist(spec)
-    except DataError as exc:
+        yield
+    except ValueError as exc:  # BenchmarkError, a setting's validation, too few images
         raise InputError(str(exc)) from None
-    _echo(data.summary())
-    return data
+
 
 
 def _parse_methods(text: str | None, allowed, default) -> tuple[str, ...]:
@@ -63,36 +63,7 @@ def _parse_fractions(text: str | None, default) -> tuple[float, ...]:
     return tuple(sorted(values))
 
 
-def _connect(scheduler: str | None):
-    """A dask.distributed Client for ``--scheduler`` (None: run locally)."""
-    if scheduler is None:
-        return None
-    if "://" not in scheduler:
-        raise InputError(f"--scheduler must be an address like tcp://host:8786, got {scheduler!r}")
-    try:
-        from distributed import Client
-    except ImportError:  # pragma: no cover - dask[distributed] is a dependency
-        raise InputError("--scheduler needs dask.distributed") from None
-    try:
-        return Client(scheduler, timeout="15s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise InputError(f"cannot connect to the Dask scheduler at {scheduler}: {exc}") from None
 
-
-def _check_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a directory")
-
-
-def _load_model(path: Path):
-    from explainers.model import ModelFileError, file_checksum, load
-    from explainers.train import pick_device
-
-    try:
-        model = load(path)
-    except ModelFileError as exc:
-        raise InputError(str(exc)) from None
-    return model.to(pick_device(None)).eval(), {"path": str(path), "sha256": file_checksum(path)}
 
 
 _common = [
@@ -233,64 +204,23 @@ def kar_command(
     Finished retrainings are kept in --out/kar-jobs.jsonl: rerun the same command to
     resume an interrupted run.
     """
-    from .jobs import ConfigMismatch, default_threads
-    from .kar import KarSettings, run_kar
+    from .api import kar_benchmark
     from .presets import kar_preset
     from .rankings import KAR_METHODS
 
     p = kar_preset(preset, features)
-    settings = KarSettings(
-        features=features,
-        methods=_parse_methods(methods, KAR_METHODS, p.methods),
-        fractions=_parse_fractions(fractions, p.fractions),
-        runs=runs or p.runs,
-        ranking=ranking,
-        replacement=replacement,
-        train_size=train_size if train_size is not None else p.train_size,
-        test_size=test_size if test_size is not None else p.test_size,
-        epochs=epochs or p.epochs,
-        explain_per_class=explain_per_class or p.explain_per_class,
-        method_params=p.method_params,
-        seed=seed,
-        mask_control=mask_control,
-        device=device,
-    )
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    _check_out(out_dir)
-    if model_path is not None and not model_path.is_file():
-        raise InputError(f"--model {model_path} does not exist")
-    data = _load_data(data_spec or p.data)
-    client = _connect(scheduler)
-    n_jobs = n_jobs or p.jobs
-    threads = threads or p.threads or (None if client is not None else default_threads(n_jobs))
-    _echo(
-        f"KAR {settings.features}, {settings.ranking} ranking, preset {preset}: "
-        f"{len(settings.methods)} methods x {len(settings.fractions)} fractions x "
-        f"{settings.runs} runs; train {settings.train_size or 'all'}, "
-        f"{settings.epochs} epochs; "
-        + (f"Dask at {scheduler}" if client else f"{n_jobs} local job(s) x {threads} thread(s)")
-    )
     t0 = time.perf_counter()
-    try:
-        run_kar(
-            settings,
-            data,
-            out_dir,
-            model_path=model_path,
-            n_jobs=n_jobs,
-            scheduler=client,
-            threads=threads,
-            progress=progress,
-            log=_echo,
-        )
-    except ConfigMismatch as exc:
-        raise InputError(str(exc)) from None
-    finally:
-        if client is not None:
-            client.close()
+    with _user_errors():
+        kar_benchmark(
+            out_dir, features=features, preset=preset, model_path=model_path,
+            data_spec=data_spec, seed=seed, n_jobs=n_jobs, threads=threads,
+            scheduler=scheduler, progress=progress, log=_echo,
+            methods=_parse_methods(methods, KAR_METHODS, p.methods),
+            fractions=_parse_fractions(fractions, p.fractions), runs=runs, ranking=ranking,
+            replacement=replacement, train_size=train_size, test_size=test_size,
+            epochs=epochs, explain_per_class=explain_per_class, mask_control=mask_control,
+            device=device,
+        )  # fmt: skip
     click.echo((out_dir / "kar.md").read_text())
     click.echo(
         f"wall time {time.perf_counter() - t0:.0f} s; wrote kar.csv, kar.md, kar.png to {out_dir}"
@@ -368,93 +298,26 @@ def occlusion_command(
     occlusion.md, occlusion.png and one occlusion-<metric>.png per metric to --out.
     Rerun the same command to resume.
     """
-    from .jobs import ConfigMismatch, default_threads
-    from .occlusion import OCCLUSION_METHODS, OcclusionSettings, run_occlusion
+    from .api import occlusion_benchmark
+    from .occlusion import OCCLUSION_METHODS
     from .presets import occlusion_preset
 
     p = occlusion_preset(preset)
-    settings = OcclusionSettings(
-        methods=_parse_methods(methods, OCCLUSION_METHODS, p.methods),
-        images=images or p.images,
-        step=step or p.step,
-        top_k=top_k,
-        order=order,
-        value=value,
-        explain_per_class=explain_per_class or p.explain_per_class,
-        method_params=p.method_params,
-        seed=seed,
-        device=device,
-    )
-    try:
-        settings.validate()
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    _check_out(out_dir)
-    if model_path is not None and not model_path.is_file():
-        raise InputError(f"--model {model_path} does not exist")
-    data = _load_data(data_spec or p.data)
-    if model_path is not None:
-        model, meta = _load_model(model_path)
-    else:
-        model, meta = _train_model(data, p, seed, device, out_dir)
-    client = _connect(scheduler)
-    n_jobs = n_jobs or p.jobs
-    threads = threads or p.threads or (None if client is not None else default_threads(n_jobs))
     t0 = time.perf_counter()
-    try:
-        run_occlusion(
-            settings,
-            data,
-            model,
-            out_dir,
-            model_meta=meta,
-            n_jobs=n_jobs,
-            scheduler=client,
-            threads=threads,
-            progress=progress,
-            log=_echo,
-        )
-    except ConfigMismatch as exc:
-        raise InputError(str(exc)) from None
-    except ValueError as exc:  # e.g. too few correctly classified images
-        raise InputError(str(exc)) from None
-    finally:
-        if client is not None:
-            client.close()
+    with _user_errors():
+        occlusion_benchmark(
+            out_dir, preset=preset, model_path=model_path, data_spec=data_spec, seed=seed,
+            n_jobs=n_jobs, threads=threads, scheduler=scheduler, device=device,
+            progress=progress, log=_echo,
+            methods=_parse_methods(methods, OCCLUSION_METHODS, p.methods), images=images,
+            step=step, top_k=top_k, order=order, value=value,
+            explain_per_class=explain_per_class,
+        )  # fmt: skip
     click.echo((out_dir / "occlusion.md").read_text())
     click.echo(
         f"wall time {time.perf_counter() - t0:.0f} s; wrote occlusion.csv, occlusion.md, "
         f"occlusion.png to {out_dir}"
     )
-
-
-def _train_model(data, preset, seed: int, device, out_dir: Path):
-    """The preset's model, trained once and kept in --out/model.pt."""
-    import json
-
-    from explainers.model import file_checksum, save
-    from explainers.train import TrainConfig, pick_device, train_model
-
-    from .kar import subset_data
-
-    path = out_dir / "model.pt"
-    if path.exists():
-        model, meta = _load_model(path)
-        return model, {**json.loads(path.with_suffix(".json").read_text()), **meta}
-    sub = subset_data(data, preset.model_train_size, None, seed)
-    _echo(f"training the model to explain ({preset.model_epochs} epochs, seed {seed})")
-    result = train_model(sub, TrainConfig(epochs=preset.model_epochs, seed=seed), device=device)
-    meta = {
-        "test_accuracy": result.test_accuracy,
-        "epochs": preset.model_epochs,
-        "seed": seed,
-        "data": sub.provenance(),
-        "wall_time_s": round(result.wall_time_s, 2),
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save(result.model, path, meta)
-    meta = {**meta, "path": str(path), "sha256": file_checksum(path)}
-    return result.model.to(pick_device(device)).eval(), meta
 
 
 COMMANDS = [kar_command, occlusion_command]

@@ -1,0 +1,1 @@
+"""Jinja2 templates of the analysis reports (package data, read by analysis.templating)."""
