@@ -37,13 +37,13 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
     )
     env.filters["table"] = lambda rows, header, align=None: markdown_table(header, rows, align)
     return env
 
 
-def render(name: str, **context) -> str:
+def render(name: str, /, **context) -> str:
     """Template ``name`` of ``analysis/templates`` with ``context``."""
     return _environment().get_template(name).render(**context)
 

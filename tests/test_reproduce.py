@@ -158,6 +158,7 @@ def test_html_report_renders_markdown_lists_and_aligned_tables_as_html(tmp_path)
     assert "<table>" in page and page.count("<tr>") == 3  # the header and two data rows
     assert "---" not in page and '<td style="text-align: right;">0.10</td>' in page
     assert page.startswith("<!doctype html>") and "<title>t</title>" in page
+    assert "<title>a &lt;b&gt;</title>" in to_html(text, tmp_path, "a <b>")  # escaped
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..templating import render
 from .attention import REASONS
 from .pipeline import Analysis
 from .votes import is_replication
@@ -53,6 +54,8 @@ COLOURS = {"normlime": "#d62728", "lime": "#1f77b4", "smoothgrad": "#2ca02c", "v
 PALETTE = ("#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 #: at most this many participants are drawn as points per method (all of them are analysed)
 MAX_POINTS = 2000
+#: report.md lists at most this many excluded participants (exclusions.csv has them all)
+EXCLUDED_SHOWN = 50
 #: statsmodels takes Tukey p-values from scipy's studentized-range integral, which bottoms
 #: out at a numerical floor (about 2e-13 to 3e-11 depending on df) instead of going to 0;
 #: below this value the report prints "< 1e-09" and summary.json keeps the raw number
@@ -401,533 +404,80 @@ def _stat(x: float) -> str:
     return f"{x:.2f}" if abs(x) < 1e5 else f"{x:.4g}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
-
-
 def _cell(text: object) -> str:
     """Text safe inside a markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _pair(g1: str, g2: str) -> str:
-    return f"{display_name(g1)} vs {display_name(g2)}"
-
-
 def render_markdown(analysis: Analysis) -> str:
+    """report.md: the numbers computed and formatted here, the prose and the layout in
+    ``analysis/templates/study_report.md.j2``."""
     sel = analysis.selection
-    design = analysis.votes.design
     totals = analysis.vote_totals
     n_votes = sum(totals.values())
-    anova = analysis.anova
-    fr = analysis.friedman
-    desc = analysis.descriptives
-    by_reason = sel.excluded_by_reason()
-    order = sorted(analysis.methods, key=lambda m: -totals[m])
+    model = analysis.choice_model
     k = len(analysis.methods)
-    parts: list[str] = ["# Human evaluation: analysis of the votes", ""]
-
-    if analysis.warnings:
-        parts += ["> **Warning** — read before using these numbers:"]
-        parts += [f"> - {w}" for w in analysis.warnings]
-        parts += [""]
-
-    parts += [
-        f"Source: `{analysis.votes.source}`. Methods: "
-        + ", ".join(display_name(m) for m in analysis.methods)
-        + f"{_SOURCES[analysis.votes.methods_source]}. Survey: {design.real_questions} real "
-        f"questions and {design.attention_checks} attention checks per participant"
-        + f"{_SOURCES[analysis.votes.design_source]}. Inclusion rule: "
-        f"at least {sel.min_checks} of {design.attention_checks} attention checks passed; "
-        + (
-            "incomplete surveys kept if they had not already failed that rule."
-            if sel.include_incomplete
-            else "incomplete surveys excluded."
-        )
-        + (
-            f" Pre-declared speeder rule: participants whose median response time is below "
-            f"{sel.speeder_ms} ms excluded."
-            if sel.speeder_ms is not None
-            else " No speeder exclusion (the paper used none)."
-        ),
-        "",
-        "## Summary (pasteable)",
-        "",
-        _paragraph(analysis, order),
-        "",
-        "## Participants",
-        "",
-        _table(
-            ["", "participants"],
-            [["recorded", str(sel.total)]]
-            + [[f"excluded: {REASONS[k]}", str(v)] for k, v in by_reason.items()]
-            + [["**kept (analysed)**", f"**{sel.kept}**"]],
-        ),
-        "",
-    ]
     excluded = sel.participants.loc[~sel.participants["kept"]]
-    if len(excluded):
-        limit = 50
-        rows = [
-            [f"`{_cell(pid)}`", REASONS[r.reason], r.detail]
-            for pid, r in excluded.head(limit).iterrows()
-        ]
-        parts += [
-            "Excluded participants"
-            + (
-                f" (first {limit} of {len(excluded)}; all in `exclusions.csv`)"
-                if len(excluded) > limit
-                else " (also in `exclusions.csv`)"
-            )
-            + ":",
-            "",
-            _table(["participant", "reason", "detail"], rows),
-            "",
-        ]
-
-    parts += [
-        "## Votes",
-        "",
-        "Votes are the kept participants' answers to real questions; attention-check "
-        "answers are never votes. A participant's *proportion* for a method is that "
-        "method's share of the participant's own real-question votes.",
-        "",
-        _table(
-            ["method", "votes", "share of all votes", "mean proportion", "SD", "95% CI of mean"],
-            [
-                [
-                    display_name(m),
-                    str(totals[m]),
-                    f"{totals[m] / n_votes:.3f}",
-                    _num(desc.loc[m, "mean"]),
-                    _num(desc.loc[m, "sd"]),
-                    f"[{_num(desc.loc[m, 'ci_low'])}, {_num(desc.loc[m, 'ci_high'])}]",
-                ]
-                for m in analysis.methods
-            ],
+    shares = _digit_shares(analysis.by_digit)
+    return render(
+        "study_report.md.j2",
+        # Python's formatting of the numbers
+        display=display_name,
+        num=_num,
+        stat=_stat,
+        p=format_p,
+        tukey_p=format_tukey_p,
+        word=_word,
+        fmt=format,
+        # the numbers
+        warnings=analysis.warnings,
+        source=analysis.votes.source,
+        methods=analysis.methods,
+        methods_source=analysis.votes.methods_source,
+        design=analysis.votes.design,
+        design_source=analysis.votes.design_source,
+        sel=sel,
+        reasons=REASONS,
+        by_reason=sel.excluded_by_reason(),
+        excluded=[
+            {"id": _cell(pid), "reason": r.reason, "detail": r.detail}
+            for pid, r in excluded.head(EXCLUDED_SHOWN).iterrows()
+        ],
+        n_excluded=len(excluded),
+        totals=totals,
+        order=sorted(analysis.methods, key=lambda m: -totals[m]),
+        vote_share={m: totals[m] / n_votes for m in analysis.methods},
+        desc={m: analysis.descriptives.loc[m].to_dict() for m in analysis.methods},
+        model=model,
+        choice_note=analysis.choice_note,
+        level=f"{model.bootstrap['level']:.0%}" if model is not None else None,
+        odds_ratios=(
+            {m: float(np.exp(c)) for m, c in model.coef.items()} if model is not None else {}
         ),
-        "",
-        "![Votes per method](votes.png)",
-        "",
-        "![Per-participant vote proportions](proportions.png)",
-        "",
-        *_primary_section(analysis),
-        "## Reproduction: the paper's analysis (Ahern et al. 2020), one-way ANOVA and Tukey HSD",
-        "",
-        "This is the paper's test, reproduced as published so that the numbers can be set "
-        "beside its own. It is not our primary analysis (see above).",
-        "",
-        "Observations: one proportion per participant per method "
-        f"({sel.kept} x {k} = {sel.kept * k}), methods as groups.",
-        "",
-        _table(
-            ["source", "df", "sum of squares", "F", "p", "eta squared"],
-            [
-                [
-                    "methods",
-                    str(anova.df_between),
-                    f"{anova.ss_between:.6g}",
-                    _stat(anova.F),
-                    format_p(anova.p),
-                    _num(anova.eta_squared),
-                ],
-                ["residual", str(anova.df_within), f"{anova.ss_within:.6g}", "", "", ""],
-            ],
-        ),
-        "",
-        f"Tukey HSD (statsmodels `pairwise_tukeyhsd`, family-wise alpha = {analysis.alpha}); "
-        "meandiff = mean(group2) - mean(group1) of the proportions:",
-        "",
-        _table(
-            ["group1", "group2", "meandiff", "p adj", "lower", "upper", "reject"],
-            [
-                [
-                    display_name(r["group1"]),
-                    display_name(r["group2"]),
-                    _num(r["meandiff"]),
-                    format_tukey_p(r["p_adj"]),
-                    _num(r["lower"]),
-                    _num(r["upper"]),
-                    "undefined" if r["reject"] is None else str(r["reject"]),
-                ]
-                for r in analysis.tukey
-            ],
-        ),
-        "",
-        f"Tukey p-values below {TUKEY_P_RESOLUTION:.0e} are shown as such: statsmodels "
-        "computes them with scipy's studentized-range distribution, whose numerical "
-        "integration cannot resolve smaller tail probabilities (its raw value is kept in "
-        "`summary.json`).",
-        "",
-        "## Secondary analyses: repeated-measures tests",
-        "",
-        *_rm_anova_section(analysis),
-        f"The one-way ANOVA treats the {_word(k)} proportions of one participant as "
-        f"{_word(k)} independent observations. They are not: they come from the same person "
-        f"and sum to 1, so a high {display_name(analysis.methods[0])} share forces low "
-        "shares elsewhere. The tests below treat each participant as a block instead and "
-        "make no normality assumption.",
-        "",
-        (
-            f"Friedman test: not run ({fr['note']}; with two the Wilcoxon test below is "
-            "the paired comparison). "
-            if fr.get("note")
-            else f"Friedman test (participants as blocks): chi2({fr['df']}) = "
-            f"{_stat(fr['statistic'])}, p = {format_p(fr['p'])}, n = {fr['n']}, Kendall's "
-            f"W = {_num(fr['kendalls_w'], 3)}. "
-        )
-        + f"Mean within-participant ranks ({k} = most votes): "
-        + ", ".join(f"{display_name(m)} {fr['mean_ranks'][m]:.2f}" for m in analysis.methods)
-        + ".",
-        "",
-        f"Pairwise Wilcoxon signed-rank tests (two-sided, zero differences dropped), Holm "
-        f"correction over the {_pairs(k)} at alpha = {analysis.alpha}; difference = group2 - "
-        "group1:",
-        "",
-        _table(
-            [
-                "group1",
-                "group2",
-                "non-zero pairs",
-                "median diff",
-                "W",
-                "p",
-                "p (Holm)",
-                "rank-biserial r",
-                "reject",
-            ],
-            [
-                [
-                    display_name(r["group1"]),
-                    display_name(r["group2"]),
-                    str(r["n_nonzero"]),
-                    _num(r["median_difference"]),
-                    _stat(r["statistic"]),
-                    format_p(r["p"]),
-                    format_p(r["p_holm"]),
-                    _num(r["rank_biserial"], 3),
-                    str(r["reject"]),
-                ]
-                for r in analysis.wilcoxon
-            ],
-        ),
-        "",
-        "## Position bias",
-        "",
-        _position_text(analysis.position_bias),
-        "",
-        *_robustness_section(analysis),
-        "## Files",
-        "",
-        "`summary.json` (the numbers above), `details.json` (settings, exclusions, "
-        "warnings, descriptives, the GEE cross-check), `exclusions.csv`, `proportions.csv` "
-        "(the paper's observations), `votes.png`, `proportions.png`, `choice_model.png`, "
-        "`digits.png`.",
-        "",
-    ]
-    return "\n".join(parts)
-
-
-def _paragraph(analysis: Analysis, order: list[str]) -> str:
-    sel = analysis.selection
-    totals = analysis.vote_totals
-    anova = analysis.anova
-    fr = analysis.friedman
-    by_reason = sel.excluded_by_reason()
-    excluded = "; ".join(f"{REASONS[k]}: {v}" for k, v in by_reason.items() if v)
-    text = (
-        f"Of {sel.total} participants, {sel.excluded} were excluded"
-        + (f" ({excluded})" if excluded else "")
-        + f", leaving {sel.kept}. Their votes were: "
-        + ", ".join(f"{totals[m]} for {display_name(m)}" for m in order)
-        + ". "
-        + _primary_sentence(analysis)
-        + " As a reproduction of the paper's analysis (Ahern et al. 2020), we treated each "
-        f"participant's vote proportions as one sample per method and ran a one-way ANOVA: "
-        f"F({anova.df_between}, "
-        f"{anova.df_within}) = {_stat(anova.F)}, p = {format_p(anova.p)}, "
-        f"eta squared = {_num(anova.eta_squared, 3)}."
-    )
-    significant = [r for r in analysis.tukey if r["reject"]]
-    if significant:
-        text += (
-            f" Tukey HSD post-hoc comparisons (alpha = {analysis.alpha}) found significant "
-            "differences for "
-            + ", ".join(
-                f"{_pair(r['group1'], r['group2'])} (p adj {_tukey_rel(r['p_adj'])})"
-                for r in significant
-            )
-            + "."
-        )
-    else:
-        text += " Tukey HSD found no significant pairwise difference."
-    holm = [r for r in analysis.wilcoxon if r["reject"]]
-    rm = analysis.rm_anova
-    text += (
-        " Because one participant's proportions sum to one and are not independent, the "
-        f"repeated-measures ANOVA is the correct form of that test: F({rm['df_effect']}, "
-        f"{rm['df_error']}) = {_stat(rm['F'])}, p = {format_p(rm['p'])}. We "
-        + (
-            "also ran "
-            if fr.get("note")
-            else f"also ran a Friedman test (chi2({fr['df']}) = {_stat(fr['statistic'])}, p "
-            f"= {format_p(fr['p'])}, Kendall's W = {_num(fr['kendalls_w'], 3)}) and "
-        )
-        + "pairwise Wilcoxon signed-rank tests with Holm correction, which rejected "
-        f"{len(holm)} of {len(analysis.wilcoxon)} pairwise null hypotheses."
-    )
-    return text
-
-
-def _primary_sentence(analysis: Analysis) -> str:
-    model = analysis.choice_model
-    if model is None:
-        return f"(The primary choice model could not be fitted: {analysis.choice_note}.)"
-    level = f"{model.bootstrap['level']:.0%}"
-    others = [m for m in analysis.methods if m != model.reference]
-    return (
-        "In the primary analysis, a conditional logit of each choice with the method and "
-        "the screen slot as covariates, the log-odds of choosing each method rather than "
-        f"{display_name(model.reference)} were "
-        + ", ".join(
-            f"{_num(model.coef[m], 2)} for {display_name(m)} ({level} CI "
-            f"{_num(model.ci[m][0], 2)} to {_num(model.ci[m][1], 2)})"
-            for m in others
-        )
-        + f" (cluster bootstrap over participants, {model.bootstrap['n']} resamples, seed "
-        f"{model.bootstrap['seed']}); robust Wald test of no method effect: "
-        f"F({model.omnibus['df'][0]}, {model.omnibus['df'][1]}) = "
-        f"{_stat(model.omnibus['F'])}, p = {format_p(model.omnibus['p'])}."
+        anova=analysis.anova,
+        n_observations=sel.kept * k,
+        tukey=analysis.tukey,
+        tukey_p_resolution=TUKEY_P_RESOLUTION,
+        alpha=analysis.alpha,
+        rm=analysis.rm_anova,
+        fr=analysis.friedman,
+        wilcoxon=analysis.wilcoxon,
+        n_holm_rejected=sum(1 for r in analysis.wilcoxon if r["reject"]),
+        n_pairs=k * (k - 1) // 2,
+        position_bias=analysis.position_bias,
+        robustness=analysis.robustness,
+        item=_item(analysis),
+        by_digit=[
+            {
+                "digit": str(d),
+                "votes": {m: int(analysis.by_digit.loc[d, m]) for m in analysis.methods},
+                "share": {m: shares.loc[d, m] for m in analysis.methods},
+            }
+            for d in analysis.by_digit.index
+        ],
     )
 
 
-def _primary_section(analysis: Analysis) -> list[str]:
-    model = analysis.choice_model
-    head = ["## Primary analysis: a conditional logit of the choices", ""]
-    if model is None:
-        return head + [
-            f"Not fitted: {analysis.choice_note}. Exports written by the study server since "
-            "the options column exists carry the screen order; the secondary tests below "
-            "do not need it.",
-            "",
-        ]
-    ref = display_name(model.reference)
-    level = f"{model.bootstrap['level']:.0%}"
-    k = len(analysis.methods)
-    rows = []
-    for m in analysis.methods:
-        if m == model.reference:
-            rows.append([display_name(m), "0 (reference)", "1", "", "", "", ""])
-            continue
-        lo, hi = model.ci[m]
-        loo = model.leave_one_out[m]
-        rows.append(
-            [
-                display_name(m),
-                _num(model.coef[m], 3),
-                _num(float(np.exp(model.coef[m])), 3),
-                f"[{_num(lo, 3)}, {_num(hi, 3)}]",
-                _num(model.se_robust[m], 3),
-                format_p(model.p_wald[m]),
-                f"[{_num(loo[0], 3)}, {_num(loo[1], 3)}]",
-            ]
-        )
-    slots = [
-        [
-            f"slot {s}",
-            _num(v, 3) if s != "1" else "0 (reference)",
-            ""
-            if s == "1"
-            else f"[{_num(model.position_ci[s][0], 3)}, {_num(model.position_ci[s][1], 3)}]",
-        ]
-        for s, v in model.position_coef.items()
-    ]
-    gee = model.cross_check
-    return head + [
-        f"Each real question is one choice among the {_word(k)} maps on the screen. The model "
-        "gives the option showing method m in screen slot s the utility beta_m + gamma_s "
-        f"and the chosen option the probability exp(utility) / sum over the {_word(k)} options "
-        "(McFadden's conditional logit, one stratum per question). beta is the log-odds of "
-        f"choosing a method over {ref} when both are on the screen, whatever the slots. "
-        f"Intervals: {level} percentile cluster bootstrap ({model.bootstrap['n']} "
-        f"resamples of the {model.n_participants} participants, seed "
-        f"{model.bootstrap['seed']}; {model.bootstrap['failed']} resamples without a finite "
-        "estimate were dropped). p: Wald test with cluster-robust (sandwich) errors, "
-        "participants as clusters, against t(G - 1) (G participants); the joint test as "
-        "F(q, G - q), Hotelling's small-sample form (plain normal and chi-square references "
-        "reject true nulls far too often with few participants). Leave-one-out: the range "
-        "of the estimate when each participant in turn is left out.",
-        "",
-        _table(
-            [
-                "method",
-                f"log-odds vs {ref}",
-                "odds ratio",
-                f"{level} CI",
-                "robust SE",
-                "p",
-                "leave-one-out range",
-            ],
-            rows,
-        ),
-        "",
-        _statsmodels_sentence(model.statsmodels_check),
-        "",
-        f"No method effect at all: cluster-robust Wald W = {_stat(model.omnibus['wald'])}, "
-        f"as F({model.omnibus['df'][0]}, {model.omnibus['df'][1]}) = "
-        f"{_stat(model.omnibus['F'])}, p = {format_p(model.omnibus['p'])} "
-        f"({model.n_questions} choices).",
-        "",
-        "Screen slot (log-odds against the leftmost slot):",
-        "",
-        _table(["slot", "log-odds", f"{level} CI"], slots),
-        "",
-        "![Primary analysis](choice_model.png)",
-        "",
-        "Cross-check, a marginal model of the chosen method (multinomial log-odds, the "
-        "estimates of statsmodels' NominalGEE, with cluster-robust 95% intervals; it "
-        "ignores the slots, so it matches the estimates above only when the position "
-        "effects are small): "
-        + ", ".join(
-            f"{display_name(m)} {_num(gee['coef'][m], 3)} [{_num(gee['ci'][m][0], 3)}, "
-            f"{_num(gee['ci'][m][1], 3)}]"
-            for m in analysis.methods
-            if m != model.reference
-        )
-        + ".",
-        "",
-    ]
-
-
-def _statsmodels_sentence(check: dict) -> str:
-    if not check:
-        return ""
-    if not check.get("fitted"):
-        return f"statsmodels refit not run: {check['reason']}."
-    return (
-        "The same model refitted with statsmodels' ConditionalLogit on the long table (one "
-        "row per shown option): largest coefficient difference "
-        f"{check['max_abs_difference']:.1e}."
-    )
-
-
-def _rm_anova_section(analysis: Analysis) -> list[str]:
-    rm, anova = analysis.rm_anova, analysis.anova
-    k = len(analysis.methods)
-    return [
-        f"Repeated-measures ANOVA (participants as subjects; the F of statsmodels' AnovaRM): "
-        f"F({rm['df_effect']}, {rm['df_error']}) = {_stat(rm['F'])}, p = {format_p(rm['p'])}; "
-        f"Greenhouse-Geisser epsilon {_num(rm['greenhouse_geisser_epsilon'], 3)}, corrected "
-        f"p = {format_p(rm['p_greenhouse_geisser'])}.",
-        "",
-        "Why it is exactly "
-        f"{k - 1}/{k} of the paper's F: each participant's {k} proportions sum to 1, so "
-        f"every participant's mean is 1/{k} and the subject sum of squares is 0 (here "
-        f"{rm['ss_subjects']:.3g}). The one-way residual sum of squares is then the "
-        "repeated-measures residual, but its degrees of freedom fall from k(n - 1) = "
-        f"{anova.df_within} to (k - 1)(n - 1) = {rm['df_error']}, and F = (SS_methods / "
-        f"(k - 1)) / (SS_residual / df) shrinks by the same factor {k - 1}/{k} (ratio "
-        f"measured here: {_num(rm['ratio_to_one_way'], 6)}). The one-way test counts "
-        "dependent observations as independent; the repeated-measures test does not.",
-        "",
-    ]
-
-
-def _robustness_section(analysis: Analysis) -> list[str]:
-    rob = analysis.robustness
-    rows = [
-        [
-            f"{display_name(r['ahead'])} above {display_name(r['behind'])}",
-            str(r["gap"]),
-            str(r["votes"]),
-            "not reachable" if r["participants"] is None else str(r["participants"]),
-        ]
-        for r in rob["reversals"]
-    ]
-    top = rob["top_rank"]
-    parts = [
-        "## Robustness",
-        "",
-        "How many answers, and how many participants, would have to change to reverse each "
-        "ordering of the vote totals (B strictly above A). Votes: answers changed from A to "
-        "B. Participants: the fewest whose answers, all rewritten in the most damaging way, "
-        f"reverse it (out of {analysis.selection.kept} kept).",
-        "",
-        _table(["ordering", "vote gap", "votes to reverse", "participants to reverse"], rows),
-        "",
-        f"Top rank: {display_name(top['leader'])} leads; {top['votes']} changed votes (towards "
-        f"{display_name(top['votes_challenger'])}) or {top['participants']} participants would "
-        "dethrone it.",
-        "",
-        f"### Per {_item(analysis)}",
-        "",
-    ]
-    table = analysis.by_digit
-    share = _digit_shares(table)
-    parts += [
-        _table(
-            [_item(analysis), *[f"{display_name(m)} votes (share)" for m in analysis.methods]],
-            [
-                [str(d)]
-                + [f"{int(table.loc[d, m])} ({_num(share.loc[d, m], 2)})" for m in analysis.methods]
-                for d in table.index
-            ],
-        ),
-        "",
-        f"![Votes by {_item(analysis)}](digits.png)",
-        "",
-    ]
-    by_digit = rob.get("by_digit")
-    if by_digit:
-        ref = by_digit["reference"]
-        others = [m for m in analysis.methods if m != ref]
-        parts += [
-            f"The choice model on each {_item(analysis)} alone (log-odds vs "
-            f"{display_name(ref)}, 95% "
-            "cluster-robust Wald interval):",
-            "",
-            _table(
-                [_item(analysis), *[display_name(m) for m in others]],
-                [
-                    [d]
-                    + [
-                        f"{_num(row[m]['coef'], 2)} [{_num(row[m]['ci'][0], 2)}, "
-                        f"{_num(row[m]['ci'][1], 2)}]"
-                        if m in row
-                        else "not estimable"
-                        for m in others
-                    ]
-                    for d, row in by_digit["digits"].items()
-                ],
-            ),
-            "",
-        ]
-    inter = rob.get("digit_interaction")
-    if inter:
-        parts += [
-            (
-                f"Do the method effects differ between {_item(analysis)}s? {inter['test']}: LR = "
-                f"{_stat(inter['lr'])} ({inter['df']} parameters), p = "
-                f"{_num(inter['p'], 3)} ({inter['permutations']} permutations, seed "
-                f"{inter['seed']})."
-                if inter["tested"]
-                else f"Digit-by-method model not tested: {inter['reason']}."
-            ),
-            "",
-        ]
-    return parts
-
-
-#: how the report says where the methods and the survey design came from
-_SOURCES = {
-    "given": " (as given)",
-    "paper": " (the paper's)",
-    "options": " (read from the options column)",
-    "chosen_method": " (read from the chosen methods: the export has no options column)",
-    "inferred": " (read from the data: the most common complete survey)",
-}
 _WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
@@ -938,29 +488,3 @@ def _item(analysis: Analysis) -> str:
 
 def _word(n: int) -> str:
     return _WORDS[n] if 0 <= n < len(_WORDS) else str(n)
-
-
-def _pairs(k: int) -> str:
-    """The k methods' pairs in words: "six pairs", "single pair"."""
-    n = k * (k - 1) // 2
-    return "single pair" if n == 1 else f"{_word(n)} pairs"
-
-
-def _tukey_rel(p: float) -> str:
-    text = format_tukey_p(p)
-    return text if text.startswith("<") else f"= {text}"
-
-
-def _position_text(pb: dict) -> str:
-    if not pb.get("available"):
-        return f"Not available: {pb['reason']}."
-    counts = ", ".join(f"slot {s}: {c}" for s, c in pb["counts"].items())
-    return (
-        "Chi-square goodness-of-fit test of the chosen screen slot against a uniform "
-        f"distribution over the {_word(len(pb['counts']))} slots (the method order is "
-        "randomised per question, so "
-        "without a position preference every slot is equally likely): "
-        f"{counts} ({pb['n_answers']} kept real answers); chi2({pb['df']}) = "
-        f"{_stat(pb['chi2'])}, p = {format_p(pb['p'])}. Answers are treated as independent, "
-        "which ignores clustering within participants."
-    )
