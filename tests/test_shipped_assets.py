@@ -186,10 +186,12 @@ def test_lime_local_explanations_regenerate_from_recorded_seeds(bundle, full_dat
 
 
 #: max |R^2 difference| allowed between the shipped run and this regeneration.  Measured
-#: 0 here (the same arithmetic); on another CPU float32 rounding of the distances can
-#: move a draw across a boundary of the cumulative probabilities, changing one of the
-#: 1,000 draws: R^2 then moves by about 1e-3 (one neighbour of ~760 distinct).
-LIME_R2_TOL = 5e-3
+#: 0 on the CPU that made the bundle (the same arithmetic).  On another CPU float32
+#: rounding of the distances moves draws across boundaries of the cumulative
+#: probabilities, and the K = 10 support can then change: on an AVX-512/AMX Xeon
+#: (2026-12-05) 8 of the 10 digits matched exactly and the other two moved by 0.0296 and
+#: 0.0125.  The bound is twice the worst of those.
+LIME_R2_TOL = 0.06
 
 
 def test_a_smaller_regeneration_agrees_with_the_shipped_class_maps(bundle, full_data, tmp_path):
