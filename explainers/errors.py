@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import click
 
-__all__ = ["InputError", "one_line"]
+__all__ = ["InputError", "UserError", "one_line"]
 
 
 def one_line(message: object) -> str:
     """A message on one line: a user error never spans a screen of text."""
     return " ".join(str(message).split())
+
+
+class UserError(ValueError):
+    """Bad input or settings a user can fix, said in one line: the base of every domain
+    error (``PrecomputeError``, ``ProjectError``, ...) that a command shows as an
+    :class:`InputError`."""
 
 
 class InputError(click.ClickException):

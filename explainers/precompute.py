@@ -39,7 +39,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -52,6 +52,7 @@ from .cache import LocalCache, PoolOutputsCache, explanation_key, pool_outputs_k
 from .class_maps import mean_class_maps
 from .data import ImagePool, MnistData, as_float, image_pool
 from .devices import DeviceError, pick_device
+from .errors import UserError
 from .lime import (
     DEFAULT_BATCH_SIZE,
     KERNEL_BLOCK,
@@ -99,7 +100,7 @@ DISPLAY_FILTER = (
 )
 
 
-class PrecomputeError(ValueError):
+class PrecomputeError(UserError):
     """Bad input to precompute (one readable line; the CLI turns it into exit code 2)."""
 
 
@@ -279,10 +280,20 @@ def image_seed(seed: int, position: int) -> int:
     return seeds.derive(seed, 1, position)
 
 
-def method_seed(seed: int, method: str) -> int:
-    """The seed handed to a per-image method (its noise and its choice of images): stream
-    (2, the method's registered stream number), so adding a method reseeds no other."""
-    return seeds.derive(seed, 2, method_spec(method).stream)
+def method_seed(seed: int, name: str, kind: str | None = None, params: dict | None = None) -> int:
+    """The one seed rule of a method in run ``seed`` (its noise and its choice of images).
+
+    A registered method used as itself (``kind`` is its name, no parameters: every method
+    of the MNIST replication) takes stream (2, its registered stream number); any other
+    method -- a study project's own, or a registered kind with parameters -- derives its
+    seed from its *name* (stream 3).  Never from a position in a list, so adding or
+    reordering methods reseeds no other.
+    """
+    kind = name if kind is None else kind
+    if kind == name and not params and name in ALL_METHODS:
+        return seeds.derive(seed, 2, method_spec(name).stream)
+    number = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=7).digest(), "big")
+    return seeds.derive(seed, 3, number)
 
 
 def draw_per_digit(
@@ -772,13 +783,10 @@ def run_per_image(
     n_classes = plan.n_classes
     from tqdm import tqdm
 
-    pi = item.settings
-    if make is not None:
-        explainer = make(model, item.seed)
-    else:
-        params = settings_params(item.method, n_samples=pi.n_samples, score=pi.score)
-        explainer = build(method_spec(item.method).kind, model, random_state=item.seed,
-                          params=params)  # fmt: skip
+    if make is None:
+        kind = method_spec(item.method).kind
+        make = explainer_factory(kind, {}, item.settings)
+    explainer = make(model, item.seed)
     # only the chosen images go to the device; indices are re-expressed into them
     used = np.sort(item.chosen.ravel())
     with tqdm(total=n_classes, desc=item.method, unit="digit", **bar_opts) as bar:
@@ -869,6 +877,129 @@ def _records(prefix: str, pool: ImagePool, positions: np.ndarray) -> dict[str, n
         f"{prefix}_{key}": values[positions]
         for key, values in (("split", pool.split), ("index", pool.index), ("digest", pool.digest))
     }
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class MapsRun:
+    """Everything a run computed, ready for :func:`write_outputs`."""
+
+    maps: dict[str, np.ndarray]
+    info: dict[str, dict]
+    records: dict[str, np.ndarray]
+    local_arrays: dict | None
+    local_summary: dict | None
+    hits: int
+    n_local: int
+
+
+def explainer_factory(kind: str, params: dict, per_image: PerImageSettings) -> Callable:
+    """``make(model, seed)`` of a per-image method: the registry's one construction,
+    ``kind``'s share of the run's per-image settings (``n_samples``, ``score``) overridden
+    by the method's own ``params``."""
+    base = (
+        settings_params(kind, n_samples=per_image.n_samples, score=per_image.score)
+        if kind in ALL_METHODS else {}
+    )  # fmt: skip
+    merged = {**base, **dict(params)}
+
+    def make(model, seed):
+        return build(kind, model, random_state=seed, params=merged)
+
+    return make
+
+
+def compute_maps(
+    plan: Plan,
+    model,
+    dev: torch.device,
+    *,
+    kinds: Mapping[str, tuple[str, dict]],
+    model_sha: str,
+    model_path: str | Path | None,
+    cache: LocalCache | None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    compile_model: bool | None = None,
+    scheduler=None,
+    worker_threads: int | None = None,
+    keep_local: bool = False,
+    lime_extra: dict | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> MapsRun:
+    """The one orchestrator of a planned run, for the MNIST replication and study projects.
+
+    ``kinds[name]`` is each method's (registry kind, parameters): "normlime" and "lime"
+    aggregate the local LIME explanations; every other kind is a per-image explainer
+    averaged over its planned images.  A method that fails on the data raises
+    :class:`PrecomputeError` naming it.
+    """
+    bar_opts = {"file": sys.stderr, "disable": not progress, "mininterval": 1.0}
+    maps: dict[str, np.ndarray] = {}
+    info: dict[str, dict] = {}
+    records: dict[str, np.ndarray] = {}
+    local_arrays = local_summary = None
+    hits = n_local = 0
+    if plan.local is not None:
+        lp, ls = plan.local, plan.local.settings
+        where = (
+            f"neighbours drawn from the {lp.neighbours.images.shape[0]:,} "
+            f"{lp.neighbours.describe()} (effective size {ls.effective_size})"
+            if lp.neighbours is not None
+            else f"Gaussian noise sigma={ls.sigma}"
+        )
+        log(
+            f"{'/'.join(lp.methods)}: {lp.index.size:,} local explanations of "
+            f"{lp.pool.describe()} ({ls.per_class} per class), {ls.n_samples} samples each, "
+            f"{where}, K={ls.n_features}"
+        )
+        run = run_local(
+            lp, model, dev, model_path=model_path, model_sha=model_sha, cache=cache,
+            batch_size=batch_size, compile_model=compile_model, scheduler=scheduler,
+            worker_threads=worker_threads, bar_opts=bar_opts, log=log, lime_extra=lime_extra,
+        )  # fmt: skip
+        hits, n_local = run.hits, int(lp.index.size)
+        if hits:
+            log(f"  {hits:,} of {n_local:,} local explanations came from the cache")
+        agg_maps, agg_info, local_arrays = aggregate_local(
+            plan, run, model_sha, kind_of=lambda m: kinds[m][0]
+        )
+        if keep_local:
+            local_arrays["weights"] = run.result.weights
+        maps.update(agg_maps)
+        info.update(agg_info)
+        records.update(_records("lime", lp.pool, lp.index))
+        local_summary = _local_summary(plan, run, local_arrays, keep_local)
+    for item in plan.per_image:
+        kind, params = kinds[item.method]
+        log(f"{item.method}: mean over {item.settings.per_class} {item.pool.describe()} per class")
+        t0 = time.perf_counter()
+        make = explainer_factory(kind, params, item.settings)
+        try:
+            maps[item.method], explainer = run_per_image(item, model, dev, plan, bar_opts, make)
+        except (ValueError, RuntimeError) as exc:
+            if isinstance(exc, UserError):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PrecomputeError(f"method {item.method!r} failed: {first}") from None
+        records.update(_records(item.method, item.pool, item.chosen))
+        info[item.method] = {
+            "parameters": {
+                "kind": kind,
+                **_jsonable(_explainer_params(explainer)),
+                "per_class": item.settings.per_class,
+                "aggregation": "mean over the class's images, target = the class",
+                "images": f"{item.pool.describe()} drawn per class, target = the class",
+                "image_pool": item.settings.images,
+            },
+            "seed": plan.seed,
+            "method_seed": item.seed,
+            "model_sha256": model_sha,
+            "wall_time_s": round(time.perf_counter() - t0, 2),
+        }
+    return MapsRun(maps, info, records, local_arrays, local_summary, hits, n_local)
 
 
 # --------------------------------------------------------------------------- writing
@@ -986,79 +1117,24 @@ def precompute(
     model_sha = file_checksum(model_path)
     sidecar = Path(model_path).with_suffix(".json")
     model_meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    bar_opts = {"file": sys.stderr, "disable": not progress, "mininterval": 1.0}
-
-    maps: dict[str, np.ndarray] = {}
-    methods_info: dict[str, dict] = {}
-    image_records: dict[str, np.ndarray] = {}
-    local_arrays = extra_local = None
-    hits = n_local = 0
-    if plan.local is not None:
-        lp, ls = plan.local, plan.local.settings
-        where = (
-            f"neighbours drawn from the {lp.neighbours.images.shape[0]:,} "
-            f"{lp.neighbours.describe()} (effective size {ls.effective_size})"
-            if lp.neighbours is not None
-            else f"Gaussian noise sigma={ls.sigma}"
-        )
-        log(
-            f"NormLIME/LIME: {lp.index.size:,} local explanations of {lp.pool.describe()} "
-            f"({ls.per_class} per digit), {ls.n_samples} samples each, {where}, "
-            f"K={ls.n_features}"
-        )
-        run = run_local(
-            lp,
-            model,
-            dev,
-            model_path=model_path,
-            model_sha=model_sha,
-            cache=LocalCache(cache_dir) if use_cache else None,
-            batch_size=batch_size,
-            compile_model=compile_model,
-            scheduler=scheduler,
-            worker_threads=worker_threads,
-            bar_opts=bar_opts,
-            log=log,
-        )
-        hits, n_local = run.hits, int(lp.index.size)
-        if hits:
-            log(f"  {hits:,} of {n_local:,} local explanations came from the cache")
-        agg_maps, agg_info, local_arrays = aggregate_local(plan, run, model_sha)
-        if keep_local:
-            local_arrays["weights"] = run.result.weights
-        maps.update(agg_maps)
-        methods_info.update(agg_info)
-        image_records.update(_records("lime", lp.pool, lp.index))
-        extra_local = _local_summary(plan, run, local_arrays, keep_local)
-
-    for item in plan.per_image:
-        log(f"{item.method}: mean over {item.settings.per_class} {item.pool.describe()} per digit")
-        t0 = time.perf_counter()
-        maps[item.method], explainer = run_per_image(item, model, dev, plan, bar_opts)
-        image_records.update(_records(item.method, item.pool, item.chosen))
-        methods_info[item.method] = {
-            "parameters": {
-                **_jsonable(_explainer_params(explainer)),
-                "per_class": item.settings.per_class,
-                "images": f"{item.pool.describe()} drawn per true digit, target = the digit",
-                "image_pool": item.settings.images,
-            },
-            "seed": seed,
-            "method_seed": item.seed,
-            "model_sha256": model_sha,
-            "wall_time_s": round(time.perf_counter() - t0, 2),
-        }
-
+    run = compute_maps(
+        # the replication's methods are registered kinds used as themselves
+        plan, model, dev, kinds={m: (m, {}) for m in methods},
+        model_sha=model_sha, model_path=model_path,
+        cache=LocalCache(cache_dir) if use_cache else None, batch_size=batch_size,
+        compile_model=compile_model, scheduler=scheduler, worker_threads=worker_threads,
+        keep_local=keep_local, progress=progress, log=log,
+    )  # fmt: skip
     wall = time.perf_counter() - started
     extra = _manifest_extra(
         settings, argv, disjoint_from, scheduler, model_path, model_sha, model_meta, data, seed,
-        extra_local, dev, wall,
+        run.local_summary, dev, wall,
     )  # fmt: skip
     manifest = write_outputs(
-        out_dir, maps, methods_info, extra, image_records, local_arrays,
+        out_dir, run.maps, run.info, extra, run.records, run.local_arrays,
         pictures=class_pictures(data, plan.n_classes),
     )  # fmt: skip
-    return PrecomputeResult(out_dir, maps, manifest, hits, n_local, wall)
+    return PrecomputeResult(out_dir, run.maps, manifest, run.hits, run.n_local, wall)
 
 
 def _manifest_extra(

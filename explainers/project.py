@@ -15,6 +15,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import UserError  # noqa: E402
+
 __all__ = [
     "ProjectError",
     "MethodConfig",
@@ -45,7 +47,7 @@ _DATASET_KEYS = {
 }
 
 
-class ProjectError(ValueError):
+class ProjectError(UserError):
     """study.toml is missing or invalid (one readable line)."""
 
 

@@ -20,14 +20,12 @@ class.  What a project adds, each a stated step recorded in the manifest:
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from . import seeds
 from .cache import LocalCache
 from .data import DataError, as_float, image_pool
 from .datasets import load_dataset
@@ -41,24 +39,19 @@ from .precompute import (
     PrecomputeError,
     PrecomputeResult,
     Preset,
-    _jsonable,
-    _local_summary,
     _predict,
-    _records,
-    aggregate_local,
     class_pictures,
+    compute_maps,
     environment,
+    explainer_factory,
     method_seed,
     plan_run,
-    run_local,
-    run_per_image,
     write_outputs,
 )
 from .project import Project, ProjectError
-from .registry import build, method_spec
 from .user_model import ModelSpecError, load_classifier
 
-__all__ = ["precompute_project", "project_method_seed", "lookalikes", "representatives"]
+__all__ = ["precompute_project", "lookalikes", "representatives"]
 
 LOOKALIKE_RULE = (
     "the class each class is most often confused with on the test images (train + test "
@@ -72,17 +65,9 @@ REPRESENTATIVE_RULE = (
 )
 
 
-def project_method_seed(seed: int, method) -> int:
-    """A project method's seed: a registered method used as it is keeps its MNIST stream;
-    any other derives from its name (stream 3), never from its position in the list."""
-    try:
-        spec = method_spec(method.name)
-    except ValueError:
-        spec = None
-    if spec is not None and method.kind == method.name and not method.params:
-        return method_seed(seed, method.name)
-    number = int.from_bytes(hashlib.blake2b(method.name.encode(), digest_size=7).digest(), "big")
-    return seeds.derive(seed, 3, number)
+def _seed(project: Project, name: str) -> int:
+    method = project.method(name)
+    return method_seed(project.seed, method.name, method.kind, method.params)
 
 
 def _class_means(images: np.ndarray, labels: np.ndarray, n: int) -> np.ndarray:
@@ -176,16 +161,13 @@ def _check_counts(project: Project, data) -> None:
             )
 
 
-def _maker(project: Project, name: str) -> Callable:
+def _check_method(project: Project, name: str, model, per_image) -> None:
+    """Build a per-image method once: a bad class, layer or parameter fails before work."""
     method = project.method(name)
-
-    def make(model, seed):
-        try:
-            return build(method.kind, model, random_state=seed, params=method.params)
-        except ValueError as exc:
-            raise ProjectError(f"{project.path}: method {name!r}: {exc}") from None
-
-    return make
+    try:
+        explainer_factory(method.kind, method.params, per_image)(model, 0)
+    except ValueError as exc:
+        raise ProjectError(f"{project.path}: method {name!r}: {exc}") from None
 
 
 def precompute_project(
@@ -214,68 +196,48 @@ def precompute_project(
     _check_counts(project, data)
     for method in project.methods:  # a bad class, layer or parameter fails before any work
         if not method.aggregated:
-            _maker(project, method.name)(model, 0)
+            _check_method(project, method.name, model, settings.per_image)
     names = [m.name for m in project.methods]
     try:
         plan = plan_run(
             data, names, settings, project.seed,
             aggregated=lambda n: project.method(n).aggregated,
-            seed_of=lambda n: project_method_seed(project.seed, project.method(n)),
+            seed_of=lambda n: _seed(project, n),
             n_classes=len(project.class_names),
         )  # fmt: skip
     except PrecomputeError as exc:
         raise ProjectError(f"{project.path}: {exc}") from None
-    bar_opts = {"file": sys.stderr, "disable": not progress, "mininterval": 1.0}
-    maps, info, records = {}, {}, {}
-    local_arrays = local_summary = None
-    hits = n_local = 0
+    li = project.lime
+    lime_extra = None
     if plan.local is not None:
-        maps_, info_, local_arrays, local_summary, hits = _local(
-            project, plan, model, dev, model_sha, use_cache, batch_size, bar_opts, log
-        )
-        maps.update(maps_)
-        info.update(info_)
-        n_local = int(plan.local.index.size)
-        records.update(_records("lime", plan.local.pool, plan.local.index))
-    for item in plan.per_image:
-        log(f"{item.method}: mean over {item.settings.per_class} {item.pool.describe()} per class")
-        t0 = time.perf_counter()
         try:
-            maps[item.method], explainer = run_per_image(
-                item, model, dev, plan, bar_opts, make=_maker(project, item.method)
-            )
-        except (ValueError, RuntimeError) as exc:
-            if isinstance(exc, ProjectError):
-                raise
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ProjectError(f"{project.path}: method {item.method!r} failed: {first}") from None
-        records.update(_records(item.method, item.pool, item.chosen))
-        params = getattr(explainer, "params", None)
-        info[item.method] = {
-            "parameters": {
-                "kind": project.method(item.method).kind,
-                **_jsonable(params() if callable(params) else {}),
-                "per_class": item.settings.per_class,
-                "aggregation": "mean over the class's images, target = the class",
-                "images": f"{item.pool.describe()} drawn per class, target = the class",
-            },
-            "seed": project.seed,
-            "method_seed": item.seed,
-            "model_sha256": model_sha,
-            "wall_time_s": round(time.perf_counter() - t0, 2),
-        }
+            features = parse_features(li["features"], plan.image_shape)
+        except ValueError as exc:
+            raise ProjectError(f"{project.path}: [lime] features: {exc}") from None
+        lime_extra = _lime_extra(li, features, tuple(li["clip"]) if li["clip"] else None)
+    try:
+        run = compute_maps(
+            plan, model, dev, kinds={m.name: (m.kind, m.params) for m in project.methods},
+            model_sha=model_sha, model_path=None,
+            cache=LocalCache(project.cache_dir) if use_cache else None, batch_size=batch_size,
+            compile_model=False, lime_extra=lime_extra, progress=progress, log=log,
+        )  # fmt: skip
+    except PrecomputeError as exc:
+        raise ProjectError(f"{project.path}: {exc}") from None
+    except ValueError as exc:  # e.g. images outside the clip range LIME assumes
+        raise ProjectError(f"{project.path}: [lime] {exc}") from None
     survey, extra_classes, reps = _survey(project, data, model, dev)
     wall = time.perf_counter() - started
-    extra = _extra(project, settings, data, model_sha, local_summary, extra_classes, dev, wall,
-                   argv)  # fmt: skip
+    extra = _extra(project, settings, data, model_sha, run.local_summary, extra_classes, dev,
+                   wall, argv)  # fmt: skip
     manifest = write_outputs(
-        out_dir, maps, info, extra, records, local_arrays,
+        out_dir, run.maps, run.info, extra, run.records, run.local_arrays,
         classes=list(project.class_names), display=survey["display"],
         representatives=reps if survey["display"] == "overlay" else None,
         study_methods=survey["methods"], survey=survey,
         pictures=class_pictures(data, len(project.class_names)),
     )  # fmt: skip
-    return PrecomputeResult(out_dir, maps, manifest, hits, n_local, wall)
+    return PrecomputeResult(out_dir, run.maps, manifest, run.hits, run.n_local, wall)
 
 
 def _lime_extra(li: dict, features, clip) -> dict:
@@ -284,29 +246,6 @@ def _lime_extra(li: dict, features, clip) -> dict:
         return {"features": features}
     return {"features": features, "clip": clip, "perturbation": li["perturbation"],
             "baseline": li["baseline"]}  # fmt: skip
-
-
-def _local(project, plan, model, dev, model_sha, use_cache, batch_size, bar_opts, log):
-    lp, li = plan.local, project.lime
-    try:
-        features = parse_features(li["features"], plan.image_shape)
-    except ValueError as exc:
-        raise ProjectError(f"{project.path}: [lime] features: {exc}") from None
-    clip = tuple(li["clip"]) if li["clip"] else None
-    log(f"local LIME explanations: {lp.index.size:,} ({lp.settings.per_class} per class), "
-        f"{lp.settings.n_samples} samples each, K={lp.settings.n_features}")  # fmt: skip
-    try:
-        run = run_local(
-            lp, model, dev, model_path=None, model_sha=model_sha,
-            cache=LocalCache(project.cache_dir) if use_cache else None, batch_size=batch_size,
-            compile_model=False, scheduler=None, worker_threads=None, bar_opts=bar_opts,
-            log=log, lime_extra=_lime_extra(li, features, clip),
-        )  # fmt: skip
-    except ValueError as exc:  # e.g. images outside the clip range LIME assumes
-        raise ProjectError(f"{project.path}: [lime] {exc}") from None
-    kinds = {m: project.method(m).kind for m in lp.methods}
-    maps, info, arrays = aggregate_local(plan, run, model_sha, kind_of=kinds.__getitem__)
-    return maps, info, arrays, _local_summary(plan, run, arrays, False), run.hits
 
 
 def _survey(project: Project, data, model, dev) -> tuple[dict, dict, np.ndarray]:

@@ -38,7 +38,7 @@ def tiny_bundle(tmp_path_factory, trained_model):
 def test_cli_writes_a_complete_bundle(tiny_bundle, repo_root):
     out, cache, result = tiny_bundle
     assert "embedded MNIST subset" in result.output and "2,000 test images" in result.output
-    assert "20 local explanations of train + test images (2 per digit)" in result.output
+    assert "20 local explanations of train + test images (2 per class)" in result.output
     bundle = read_bundle(out, require=STUDY_METHODS)  # verifies checksums and PNGs
     assert sorted(bundle.maps) == sorted(STUDY_METHODS)
     model_sha = file_checksum(repo_root / "assets" / "model" / "mnist-cnn.pt")

@@ -6,7 +6,7 @@ import numpy as np
 
 from explainers.precompute import method_seed
 from explainers.project import MethodConfig
-from explainers.project_precompute import lookalikes, project_method_seed, representatives
+from explainers.project_precompute import lookalikes, representatives
 
 
 def test_lookalikes_come_from_confusions_both_ways_then_the_nearest_mean():
@@ -42,14 +42,14 @@ def test_representatives_are_correct_images_nearest_their_mean():
 def test_method_seeds_follow_names_not_positions():
     a = MethodConfig("integrated_gradients", "captum", {"attribution": "IntegratedGradients"})
     b = MethodConfig("saliency", "captum", {"attribution": "Saliency"})
-    assert project_method_seed(0, a) == project_method_seed(0, a)
-    assert project_method_seed(0, a) != project_method_seed(0, b)
-    assert project_method_seed(0, a) != project_method_seed(1, a)
+    assert method_seed(0, a.name, a.kind, a.params) == method_seed(0, a.name, a.kind, a.params)
+    assert method_seed(0, a.name, a.kind, a.params) != method_seed(0, b.name, b.kind, b.params)
+    assert method_seed(0, a.name, a.kind, a.params) != method_seed(1, a.name, a.kind, a.params)
     # a registered method used as it is keeps the MNIST replication's seed
-    assert project_method_seed(5, MethodConfig("smoothgrad", "smoothgrad")) == method_seed(
+    assert method_seed(5, "smoothgrad", "smoothgrad", {}) == method_seed(
         5, "smoothgrad"
     )
-    assert project_method_seed(5, MethodConfig("smoothgrad", "smoothgrad", {"n_samples": 9})) \
+    assert method_seed(5, "smoothgrad", "smoothgrad", {"n_samples": 9}) \
         != method_seed(5, "smoothgrad")  # fmt: skip
 
 
