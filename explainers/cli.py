@@ -44,8 +44,9 @@ def project_option(func):
         default=None,
         type=click.Path(path_type=Path),
         callback=_load_project,
-        help="a study project (DIR/study.toml, see `normlime init-project`) instead of the "
-        "MNIST replication",
+        help="a study project: DIR/study.toml (see `normlime init-project`), or a built-in "
+        "one: mnist, mnist-demo, mnist-paper, mnist-noise (the presets stable, demo, paper, "
+        "noise as projects)",
     )(func)
 
 
@@ -299,7 +300,12 @@ def precompute_command(
     # (~1.7x faster forward passes here, identical results)
     retain_freed_memory()
     if project is not None:
-        _precompute_project(ctx, project, device, no_cache, quiet, out_dir)
+        _precompute_project(
+            ctx, project, out_dir, device=device, no_cache=no_cache, quiet=quiet,
+            cache_dir=cache_dir, compile_model=compile_model, disjoint_from=disjoint_from,
+            keep_local=keep_local, scheduler=scheduler, data_spec=data_spec,
+            batch_size=batch_size,
+        )  # fmt: skip
         return
     if out_dir is None:
         raise InputError("--out is required (the bundle directory)")
@@ -351,19 +357,27 @@ def precompute_command(
     )
 
 
-def _precompute_project(ctx, project, device, no_cache, quiet, out_dir) -> None:
+def _precompute_project(ctx, project, out_dir, **options) -> None:
+    """A study project (a built-in one included) through the same pipeline: its study.toml
+    decides the model, methods and settings; the run's options apply as for MNIST."""
+    from click.core import ParameterSource
+
     from .project import ProjectError
     from .project_precompute import precompute_project
 
-    refuse_with_project(ctx, ("model_path", "data_spec", "methods", "preset", "per_class",
-                              "samples", "n_features", "effective_size", "seed", "cache_dir",
-                              "compile_model",
-                              "disjoint_from", "keep_local", "batch_size",
-                              "scheduler"))  # fmt: skip
+    refuse_with_project(ctx, ("model_path", "methods", "preset", "per_class", "samples",
+                              "n_features", "effective_size", "seed"))  # fmt: skip
+    given_data = ctx.get_parameter_source("data_spec") != ParameterSource.DEFAULT
+    batch = options.pop("batch_size")
     try:
         result = precompute_project(
-            project, out_dir=out_dir, device=device, use_cache=not no_cache,
-            progress=not quiet, log=lambda line: click.echo(line, err=True), argv=sys.argv[1:],
+            project, out_dir=out_dir, device=options["device"],
+            use_cache=not options["no_cache"], cache_dir=options["cache_dir"],
+            compile_model=options["compile_model"], disjoint_from=options["disjoint_from"],
+            keep_local=options["keep_local"], scheduler=options["scheduler"],
+            data_spec=options["data_spec"] if given_data else None,
+            progress=not options["quiet"], log=lambda line: click.echo(line, err=True),
+            argv=sys.argv[1:], **({} if batch is None else {"batch_size": batch}),
         )  # fmt: skip
     except ProjectError as exc:
         raise InputError(str(exc)) from None

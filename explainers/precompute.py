@@ -65,7 +65,6 @@ from .neighbourhood import DataNeighbourhood
 from .normlime import class_usage_counts, display_class_maps, usage_spread
 from .registry import ALL_METHODS, STUDY_METHODS, build, method_spec, settings_params
 from .sampling import SamplingError, per_class_sample
-from .stable import STABLE_EFFECTIVE_SIZE, STABLE_K, STABLE_N_SAMPLES, STABLE_PER_CLASS
 
 __all__ = [
     "LimeSettings",
@@ -158,55 +157,41 @@ class Preset:
     per_image: PerImageSettings = field(default_factory=PerImageSettings)
 
 
-#: the stable preset's LIME settings, chosen by the rule of docs/stimuli-protocol.md,
-#: part two (the data reading; docs/stimuli.md has the grid)
-_STABLE_LIME = LimeSettings(
-    per_class=STABLE_PER_CLASS, n_samples=STABLE_N_SAMPLES, sigma=None, n_features=STABLE_K,
-    neighbourhood="data", effective_size=STABLE_EFFECTIVE_SIZE,
-)  # fmt: skip
-#: part one's stable preset: the Gaussian-noise reading
-_NOISE_LIME = LimeSettings(per_class=900, n_samples=1000, sigma=0.5, n_features=100)
-#: SmoothGrad/VarGrad: 50 images per digit, the paper's 100 draws and sigma 0.3, the logit
-_STABLE_PER_IMAGE = PerImageSettings(per_class=50)
+def project_settings(project) -> Preset:
+    """A study project's [lime] and [per_image] tables as the run's settings."""
+    li, pi = project.lime, project.per_image
+    data = li["neighbourhood"] == "data"
+    lime = LimeSettings(
+        per_class=li["per_class"], n_samples=li["n_samples"],
+        sigma=None if data else li["sigma"], n_features=li["n_features"],
+        kernel_width=None if data else li["kernel_width"], images=li["images"],
+        neighbourhood=li["neighbourhood"], effective_size=li["effective_size"] if data else None,
+    )  # fmt: skip
+    per_image = PerImageSettings(
+        per_class=pi["per_class"], n_samples=pi.get("n_samples"), score=pi.get("score", "logit"),
+        images=pi["images"],
+    )  # fmt: skip
+    name = PRESET_OF_PROJECT.get(project.name, "project") if project.builtin else "project"
+    description = project.description or f"study project {project.name} ({project.path})"
+    return Preset(name, description, lime, per_image)
 
-PRESETS: dict[str, Preset] = {
-    "stable": Preset(
-        "stable",
-        "neighbours drawn from the training data (the paper's 'sample from our dataset'), "
-        "sparse local models; settings chosen by the rule of docs/stimuli-protocol.md "
-        "(part two); between two runs with other seeds and disjoint images the LIME, "
-        "SmoothGrad and VarGrad class maps meet r >= 0.9 per digit, NormLIME's do not "
-        "(worst digit 0.62: docs/stimuli.md, part two)",
-        _STABLE_LIME,
-        _STABLE_PER_IMAGE,
-    ),
-    "paper": Preset(
-        "paper",
-        "the paper's stated settings (neighbours drawn from the training data; SmoothGrad/"
-        "VarGrad: 100 draws, sigma 0.3, 10 images per digit) and our choices where it is "
-        "silent (LIME/NormLIME: K=20, N=1000 draws, effective size 300, 100 test images per "
-        "digit; test images; the logit); noisier than stable",
-        LimeSettings(
-            per_class=100, n_samples=1000, sigma=None, n_features=20, images="test",
-            neighbourhood="data", effective_size=300,
-        ),  # fmt: skip
-        PerImageSettings(per_class=10, images="test"),
-    ),
-    "noise": Preset(
-        "noise",
-        "the Gaussian-noise reading of eq. (1)-(2) (x' = clip(x0 + eta), eta ~ N(0, 0.5^2)): "
-        "part one's stable preset, K=100, N=1000, 900 explanations per digit",
-        _NOISE_LIME,
-        _STABLE_PER_IMAGE,
-    ),
-    "demo": Preset(
-        "demo",
-        "the stable settings with 40 local explanations and 10 gradient images per digit: "
-        "well under 2 minutes on 2 CPU cores, visibly noisier maps",
-        replace(_STABLE_LIME, per_class=40),
-        replace(_STABLE_PER_IMAGE, per_class=10),
-    ),
-}
+
+#: the presets are the built-in study projects' settings (explainers/projects/*/study.toml,
+#: the one place their numbers are written)
+PROJECT_OF_PRESET = {
+    "stable": "mnist", "paper": "mnist-paper", "noise": "mnist-noise", "demo": "mnist-demo",
+}  # fmt: skip
+PRESET_OF_PROJECT = {v: k for k, v in PROJECT_OF_PRESET.items()}
+
+
+def _builtin_presets() -> dict[str, Preset]:
+    from .project import load_project
+
+    return {name: project_settings(load_project(project))
+            for name, project in PROJECT_OF_PRESET.items()}  # fmt: skip
+
+
+PRESETS: dict[str, Preset] = _builtin_presets()
 
 
 def resolve_preset(

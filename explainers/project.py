@@ -25,11 +25,15 @@ __all__ = [
     "AGGREGATED_KINDS",
     "init_project",
     "load_project",
+    "builtin_projects",
+    "resolve_project",
     "project_maps_dir",
 ]
 
 PROJECT_FILE = "study.toml"
 TEMPLATES = Path(__file__).parent / "_templates"
+#: the built-in study projects (``--project mnist``, ``mnist-demo``, ...)
+BUILTIN = Path(__file__).parent / "projects"
 #: kinds whose class maps are aggregated from local LIME explanations (one shared run)
 AGGREGATED_KINDS = ("normlime", "lime")
 DISPLAYS = ("heatmap", "overlay")
@@ -76,7 +80,9 @@ class Project:
     survey: dict
     train: dict
     maps_dir: Path
-    cache_dir: Path
+    cache_dir: Path | None  # None: the default cache of local explanations
+    description: str = ""
+    builtin: bool = False
 
     @property
     def path(self) -> Path:
@@ -296,15 +302,20 @@ def _lime(path, doc) -> dict:
 
 def _per_image(path, doc) -> dict:
     c = _Checker(path, "per_image", doc.get("per_image", {}))
-    c.only({"per_class", "images"})
+    c.only({"per_class", "images", "n_samples", "score"})
     return {"per_class": c.int("per_class", 10, low=1),
-            "images": c.str("images", "test", ("test", "all"))}  # fmt: skip
+            "images": c.str("images", "test", ("test", "all")),
+            # what a registered per-image kind takes from the run (SmoothGrad/VarGrad's
+            # draws and score, SHAP's coalitions) unless the method sets its own
+            "n_samples": c.int("n_samples", low=1) if "n_samples" in c.table else None,
+            # checked by the explainer that takes it, built before any work
+            "score": c.str("score", "logit")}  # fmt: skip
 
 
 def _survey(path, doc, class_names, methods) -> dict:
     c = _Checker(path, "survey", doc.get("survey", {}))
     c.only({"methods", "classes", "repeats", "options", "attention_checks", "check_methods",
-            "question", "display"})  # fmt: skip
+            "question", "display", "lookalike"})  # fmt: skip
     method_names = [m.name for m in methods]
     shown = c.names("methods", method_names, method_names)
     if not 2 <= len(shown) <= MAX_OPTIONS:
@@ -325,7 +336,19 @@ def _survey(path, doc, class_names, methods) -> dict:
     question = c.str("question", "Which explanation best highlights what makes this a {class}?")
     if "{class}" not in question:
         c.fail("question", "must contain {class}, where the asked class's name goes")
+    lookalike = c.table.get("lookalike")
+    if lookalike is not None:
+        if not isinstance(lookalike, dict) or any(
+            k not in class_names or v not in class_names or k == v for k, v in lookalike.items()
+        ):
+            c.fail("lookalike", "must map class names to other class names, e.g. "
+                   "{ \"3\" = \"8\" }")  # fmt: skip
+        missing = [n for n in class_names if n not in lookalike]
+        if missing:
+            c.fail("lookalike", f"has no look-alike for class {missing[0]!r}: name one for "
+                   "every class, or leave the table out (the model's confusions decide)")
     return {
+        "lookalike": lookalike,
         "methods": shown,
         "classes": asked,
         "repeats": repeats,
@@ -346,9 +369,9 @@ def _train(path, doc) -> dict:
 def project_maps_dir(directory: str | Path) -> Path:
     """The maps folder a project's precompute writes, read without loading the rest
     (no torch: the web process uses it for ``--project``)."""
-    path = _project_file(directory)
+    path, builtin = resolve_project(directory)
     head = _Checker(path, "project", _load_toml(path).get("project", {}))
-    return path.parent.resolve() / head.str("maps", "maps")
+    return _place(builtin, path.parent.resolve(), head.str("maps", "maps"))
 
 
 def _project_file(directory: str | Path) -> Path:
@@ -356,13 +379,35 @@ def _project_file(directory: str | Path) -> Path:
     return given / PROJECT_FILE if given.is_dir() or not given.suffix else given
 
 
+def builtin_projects() -> tuple[str, ...]:
+    """The study projects shipped in the package: the MNIST replication's settings."""
+    return tuple(sorted(p.parent.name for p in BUILTIN.glob(f"*/{PROJECT_FILE}")))
+
+
+def resolve_project(directory: str | Path) -> tuple[Path, bool]:
+    """(study.toml path, built-in?) of ``directory``: a path, or the name of a built-in
+    project when no such path exists."""
+    given = Path(directory).expanduser()
+    if not given.exists() and str(directory) in builtin_projects():
+        return BUILTIN / str(directory) / PROJECT_FILE, True
+    return _project_file(directory), False
+
+
+def _place(builtin: bool, root: Path, value: str | None) -> Path | None:
+    # a built-in project lives in the (read-only) package: what it writes goes under the
+    # current directory, and "default" is the shared cache of local explanations
+    if value == "default":
+        return None
+    return Path(value) if builtin else root / value
+
+
 def load_project(directory: str | Path) -> Project:
-    """Read and validate ``DIR/study.toml`` (or the file itself)."""
-    path = _project_file(directory)
+    """Read and validate ``DIR/study.toml`` (or the file itself, or a built-in's name)."""
+    path, builtin = resolve_project(directory)
     doc = _load_toml(path)
     root = path.parent.resolve()
     head = _Checker(path, "project", doc.get("project", {}))
-    head.only({"name", "seed", "maps", "cache"})
+    head.only({"name", "seed", "maps", "cache", "description"})
     name = head.str("name", root.name)
     class_names = _classes(path, doc)
     methods = _methods(path, doc)
@@ -381,6 +426,8 @@ def load_project(directory: str | Path) -> Project:
         per_image=_per_image(path, doc),
         survey=_survey(path, doc, class_names, methods),
         train=_train(path, doc),
-        maps_dir=root / head.str("maps", "maps"),
-        cache_dir=root / head.str("cache", "cache"),
+        maps_dir=_place(builtin, root, head.str("maps", "maps")),
+        cache_dir=_place(builtin, root, head.str("cache", "cache")),
+        description=head.str("description", ""),
+        builtin=builtin,
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,18 +35,17 @@ from .features import parse_features
 from .lime import DEFAULT_BATCH_SIZE
 from .precompute import (
     CHANNEL_RULE,
-    LimeSettings,
-    PerImageSettings,
     PrecomputeError,
     PrecomputeResult,
-    Preset,
     _predict,
     class_pictures,
     compute_maps,
     environment,
+    excluded_digests,
     explainer_factory,
     method_seed,
     plan_run,
+    project_settings,
     write_outputs,
 )
 from .project import Project, ProjectError
@@ -106,19 +106,6 @@ def representatives(images: np.ndarray, labels: np.ndarray, pred: np.ndarray, n:
     return images[chosen].astype(np.float32) / 255.0, chosen
 
 
-def _settings(project: Project) -> Preset:
-    li, pi = project.lime, project.per_image
-    data = li["neighbourhood"] == "data"
-    lime = LimeSettings(
-        per_class=li["per_class"], n_samples=li["n_samples"],
-        sigma=None if data else li["sigma"], n_features=li["n_features"],
-        kernel_width=None if data else li["kernel_width"], images=li["images"],
-        neighbourhood=li["neighbourhood"], effective_size=li["effective_size"] if data else None,
-    )  # fmt: skip
-    per_image = PerImageSettings(per_class=pi["per_class"], images=pi["images"])
-    return Preset("project", f"study project {project.name} ({project.path})", lime, per_image)
-
-
 def _load(project: Project, device, module=None):
     project.importable()
     try:
@@ -134,7 +121,7 @@ def _load(project: Project, device, module=None):
     try:
         model, sha = load_classifier(
             spec, project.root, n_classes=len(project.class_names),
-            input_shape=tuple(data.test_images.shape[1:]), device=dev,
+            input_shape=tuple(as_float(data.test_images[:1]).shape[1:]), device=dev,
         )  # fmt: skip
     except ModelSpecError as exc:
         raise ProjectError(f"{project.path}: {exc}") from None
@@ -161,6 +148,22 @@ def _check_counts(project: Project, data) -> None:
             )
 
 
+def _worker_model_file(project: Project, model, scheduler) -> Path | None:
+    """The model file Dask workers load (a normlime CNN file), or one line why not."""
+    from .model import MnistCNN
+    from .user_model import resolve_file
+
+    if not project.model.get("file"):
+        return None  # the scheduler was refused before loading
+    path = resolve_file(project.root, project.model["file"])
+    if scheduler is not None and not isinstance(model, MnistCNN):
+        raise ProjectError(
+            f"{project.path}: --scheduler: the workers load normlime CNN files only, and "
+            f"{path} holds another network (run without --scheduler)"
+        )
+    return path
+
+
 def _check_method(project: Project, name: str, model, per_image) -> None:
     """Build a per-image method once: a bad class, layer or parameter fails before work."""
     method = project.method(name)
@@ -176,7 +179,14 @@ def precompute_project(
     out_dir: str | Path | None = None,
     device: str | None = None,
     use_cache: bool = True,
+    cache_dir: str | Path | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    compile_model: bool | None = False,
+    disjoint_from: str | Path | None = None,
+    keep_local: bool = False,
+    scheduler=None,
+    worker_threads: int | None = None,
+    data_spec: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
     argv=None,
@@ -185,22 +195,38 @@ def precompute_project(
     """Every method of ``project``: class maps and the survey block, as a v2 bundle.
 
     ``model`` (an ``nn.Module`` from Python) replaces the project's ``[model]``; its
-    ``[model.input]`` normalisation still applies.
+    ``[model.input]`` normalisation still applies.  ``data_spec`` replaces the ``path`` of
+    an MNIST (``mnist-idx``) dataset.  ``cache_dir`` replaces the project's cache;
+    ``disjoint_from`` names a bundle whose images this run must not use; ``scheduler``
+    computes the local explanations on Dask, which needs a model the workers can load from
+    its file (a ``[model] file`` holding a normlime CNN).
     """
+    if data_spec is not None:
+        if project.dataset.get("kind") != "mnist-idx":
+            raise ProjectError(f"{project.path}: --data replaces an MNIST dataset's path; this "
+                               f"project's [dataset] kind is {project.dataset.get('kind')!r}")
+        project = replace(project, dataset={**project.dataset, "path": str(data_spec)})
     started = time.perf_counter()
     out_dir = Path(out_dir) if out_dir is not None else project.maps_dir
     if out_dir.exists() and not out_dir.is_dir():
         raise ProjectError(f"--out {out_dir} exists and is not a directory")
+    if scheduler is not None and (model is not None or not project.model.get("file")):
+        raise ProjectError(
+            f"{project.path}: --scheduler sends the model to Dask workers as a file; this "
+            "project's model is not one (use [model] file, or run without --scheduler)"
+        )
     data, dev, model, model_sha = _load(project, device, model)
-    settings = _settings(project)
+    settings = project_settings(project)
     _check_counts(project, data)
     for method in project.methods:  # a bad class, layer or parameter fails before any work
         if not method.aggregated:
             _check_method(project, method.name, model, settings.per_image)
+    model_file = _worker_model_file(project, model, scheduler)
     names = [m.name for m in project.methods]
+    excluded = excluded_digests(disjoint_from) if disjoint_from is not None else None
     try:
         plan = plan_run(
-            data, names, settings, project.seed,
+            data, names, settings, project.seed, excluded,
             aggregated=lambda n: project.method(n).aggregated,
             seed_of=lambda n: _seed(project, n),
             n_classes=len(project.class_names),
@@ -218,9 +244,11 @@ def precompute_project(
     try:
         run = compute_maps(
             plan, model, dev, kinds={m.name: (m.kind, m.params) for m in project.methods},
-            model_sha=model_sha, model_path=None,
-            cache=LocalCache(project.cache_dir) if use_cache else None, batch_size=batch_size,
-            compile_model=False, lime_extra=lime_extra, progress=progress, log=log,
+            model_sha=model_sha, model_path=model_file,
+            cache=LocalCache(cache_dir or project.cache_dir) if use_cache else None,
+            batch_size=batch_size, compile_model=compile_model, scheduler=scheduler,
+            worker_threads=worker_threads, keep_local=keep_local, lime_extra=lime_extra,
+            progress=progress, log=log,
         )  # fmt: skip
     except PrecomputeError as exc:
         raise ProjectError(f"{project.path}: {exc}") from None
@@ -230,6 +258,8 @@ def precompute_project(
     wall = time.perf_counter() - started
     extra = _extra(project, settings, data, model_sha, run.local_summary, extra_classes, dev,
                    wall, argv)  # fmt: skip
+    extra["generator"]["disjoint_from"] = None if disjoint_from is None else str(disjoint_from)
+    extra["generator"]["scheduler"] = None if scheduler is None else str(scheduler)
     manifest = write_outputs(
         out_dir, run.maps, run.info, extra, run.records, run.local_arrays,
         classes=list(project.class_names), display=survey["display"],
@@ -258,6 +288,10 @@ def _survey(project: Project, data, model, dev) -> tuple[dict, dict, np.ndarray]
     labels = pool.labels
     means = _class_means(pool.images, labels, n)
     look, confusion = lookalikes(labels, pred, means)
+    given = project.survey.get("lookalike")
+    if given:  # study.toml names every class's look-alike: the confusions only inform
+        index_of = {name: i for i, name in enumerate(project.class_names)}
+        look = {index_of[c]: index_of[d] for c, d in given.items()}
     reps, rep_index = representatives(pool.images, labels, pred, n)
     s = project.survey
     index = {name: i for i, name in enumerate(project.class_names)}
@@ -272,7 +306,7 @@ def _survey(project: Project, data, model, dev) -> tuple[dict, dict, np.ndarray]
         "display": s["display"],
     }
     extra = {
-        "lookalike_rule": LOOKALIKE_RULE,
+        "lookalike_rule": "given in study.toml ([survey] lookalike)" if given else LOOKALIKE_RULE,
         "confusion_matrix": confusion,
         "test_accuracy": round(float((pred == labels).mean()), 4),
         "lookalike_images": pool.describe(),

@@ -26,7 +26,7 @@ from torch import nn
 
 from .function_method import import_callable
 
-__all__ = ["ModelSpecError", "Classifier", "load_classifier", "state_checksum"]
+__all__ = ["ModelSpecError", "Classifier", "load_classifier", "resolve_file", "state_checksum"]
 
 
 class ModelSpecError(ValueError):
@@ -51,6 +51,17 @@ class Classifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.logits(x).float(), dim=-1)
+
+
+def resolve_file(base: Path, value: str) -> Path:
+    """A ``[model] file``: relative to the project, or ``package:PACKAGE/PATH`` for a file
+    shipped inside an installed package (the built-in projects' paper CNN)."""
+    if value.startswith("package:"):
+        from .shipped import package_dir
+
+        package, _, rest = value[len("package:"):].partition("/")
+        return package_dir(package) / rest
+    return Path(base) / value
 
 
 def state_checksum(module: nn.Module) -> str:
@@ -155,7 +166,7 @@ def load_classifier(
     elif spec.get("callable"):
         net = _from_callable(spec, base, weights)
     elif spec.get("file"):
-        net = _from_file(base / spec["file"])
+        net = _from_file(resolve_file(base, spec["file"]))
     else:
         raise ModelSpecError("[model] needs callable = \"module:function\" or file = \"path\"")
     inp = spec.get("input", {})
@@ -185,4 +196,8 @@ def load_classifier(
             f"the model's output for a batch of 2 has shape {shape}; expected (N, C) = "
             f"(2, {n_classes}), one score per class the project names"
         )
+    if spec.get("file"):  # a file's checksum is its bytes', as for `normlime train`'s files
+        from .model import file_checksum
+
+        return model, file_checksum(resolve_file(base, spec["file"]))
     return model, state_checksum(model)

@@ -108,6 +108,9 @@ def test_the_wheel_installs_anywhere_and_runs_a_whole_survey(tmp_path):
                    "explainers/assets/maps/mnist/manifest.json",
                    "explainers/assets/maps/mnist/png/normlime-0.png",
                    "explainers/_data/mnist-embedded.npz", "explainers/_templates/study.toml",
+                   "explainers/projects/mnist/study.toml",
+                   "explainers/projects/mnist-demo/study.toml",
+                   "analysis/templates/study_report.md.j2", "analysis/templates/report.html.j2",
                    "normlime_cli.py"]:  # fmt: skip
         assert needed in names, needed
     assert not any(n.startswith("tests/") for n in names)
