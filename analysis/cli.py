@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from .benchmarks.cli import COMMANDS as BENCHMARK_COMMANDS
-from .errors import InputError, mnist_only_project_option
+from .errors import InputError, benchmark_project_option
 from .study.cli import COMMANDS as STUDY_COMMANDS
 
 __all__ = ["COMMANDS", "reproduce_command"]
@@ -60,12 +60,15 @@ __all__ = ["COMMANDS", "reproduce_command"]
     required=True,
     help="output folder (rerun the same command to resume)",
 )
-@mnist_only_project_option("reproduce")
-def reproduce_command(preset, votes_path, model_path, data_spec, scheduler, seed, out_dir):
+@benchmark_project_option("reproduce")
+def reproduce_command(
+    preset, votes_path, model_path, data_spec, scheduler, seed, out_dir, bench_project
+):
     """Reproduce the paper into one report: model, maps, study analysis, KAR, occlusion.
 
     Writes report.md, a self-contained report.html and claims.json (each of the
-    paper's claims with our figure and a verdict) to --out.
+    paper's claims with our figure and a verdict) to --out.  With --project, the maps
+    are the project's (precompute --project) and its model and data are explained.
     """
     from explainers.lime import retain_freed_memory
     from explainers.precompute import PrecomputeError
@@ -89,7 +92,8 @@ def reproduce_command(preset, votes_path, model_path, data_spec, scheduler, seed
             model_path=model_path,
             data_spec=data_spec,
             scheduler=scheduler,
-            seed=seed,
+            seed=seed if bench_project is None else bench_project.seed,
+            project=None if bench_project is None else bench_project.project,
             log=lambda m: click.echo(m, err=True),
         )
     except (VotesError, PrecomputeError) as exc:

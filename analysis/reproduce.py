@@ -481,19 +481,29 @@ def run_reproduce(
     data_spec: str | None = None,
     scheduler: str | None = None,
     seed: int = 0,
+    project=None,
     log=print,
 ) -> dict[str, Path]:
-    """Run (or resume) every step into ``out``; return the report's paths."""
+    """Run (or resume) every step into ``out``; return the report's paths.
+
+    ``project`` (an MNIST-shaped study project, e.g. the built-in ``mnist-paper``) gives
+    the model file, the data and the maps: precompute runs the project's study.toml.
+    """
     import csv
 
     preset = PRESETS[preset_name]
     out.mkdir(parents=True, exist_ok=True)
+    if project is not None:
+        from explainers.user_model import resolve_file
+
+        model_path = model_path or resolve_file(project.root, project.model["file"])
+        data_spec = data_spec or str(project.dataset.get("path", "embedded"))
     model_path = Path(model_path or SHIPPED_MODEL)
     sidecar = model_path.with_suffix(".json")
     model_meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     steps: dict[str, str] = {"model": f"{model_path} (sidecar {sidecar.name})"}
 
-    maps_dir, maps_note = _maps_step(out, preset, model_path, data_spec, seed, log)
+    maps_dir, maps_note = _maps_step(out, preset, model_path, data_spec, seed, log, project)
     steps["maps"] = f"{maps_dir} ({maps_note})"
     inspect = _inspect_step(out / "maps", maps_dir, data_spec)
 
@@ -554,7 +564,18 @@ def _demote_headings(text: str) -> str:
     return re.sub(r"^(#{1,2}) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", text, flags=re.M)
 
 
-def _maps_step(out: Path, preset, model_path, data_spec, seed, log):
+def _maps_step(out: Path, preset, model_path, data_spec, seed, log, project=None):
+    if project is not None:
+        from explainers.project_precompute import precompute_project
+
+        folder = out / "maps-bundle"
+        if not (folder / "manifest.json").is_file():
+            log(f"reproduce: precompute --project {project.name} into {folder}")
+            precompute_project(
+                project, out_dir=folder, data_spec=data_spec, progress=False, log=log,
+                argv=["precompute", "--project", str(project.root), "--out", str(folder)],
+            )  # fmt: skip
+        return folder, f"precompute --project {project.name}, seed {project.seed}"
     if preset.maps == "shipped":
         return SHIPPED_MAPS, "the shipped bundle, precompute --preset stable, seed 0"
     from explainers.data import load_mnist

@@ -82,3 +82,18 @@ def test_the_runs_options_reach_a_project_or_are_refused_in_one_line(tmp_path):
     assert "--scheduler sends the model to Dask workers as a file" in line
     line = run_cli_error("precompute", "--project", "mnist-demo", "--preset", "stable")
     assert line == "Error: --preset does not apply with --project: the project's study.toml sets it"
+
+
+def test_reproduce_with_a_project_computes_the_projects_maps(tmp_path, demo_pair):
+    """reproduce --project: the maps step runs the project's study.toml (same arrays as
+    precompute --project) instead of the preset's bundle."""
+    from analysis.reproduce import PRESETS as REPRODUCE_PRESETS
+    from analysis.reproduce import _maps_step
+
+    project = load_project("mnist-demo")
+    folder, note = _maps_step(tmp_path, REPRODUCE_PRESETS["smoke"], None, "embedded", 0,
+                              lambda _m: None, project)  # fmt: skip
+    assert folder == tmp_path / "maps-bundle" and note.startswith("precompute --project")
+    ours, theirs = np.load(folder / "maps.npz"), np.load(demo_pair[1] / "maps.npz")
+    for key in theirs.files:
+        np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)

@@ -159,10 +159,29 @@ def test_init_project_refuses_to_overwrite_and_missing_projects_are_named(projec
 
 
 @pytest.mark.parametrize("command", ["kar", "occlusion", "reproduce"])
-def test_mnist_only_benchmarks_refuse_a_project_in_one_line(command, tmp_path):
-    line = run_cli_error(command, "--project", tmp_path, "--out", tmp_path / "out")
-    assert f"`normlime {command}` runs on the MNIST replication only" in line
+def test_the_benchmarks_refuse_a_project_not_of_the_papers_shape_in_one_line(
+    command, project, tmp_path
+):
+    line = run_cli_error(command, "--project", project, "--out", tmp_path / "out")
+    assert f"`normlime {command} --project {project}`: {command} runs on the paper's CNN" in line
+    assert "its [dataset] kind is 'callable', not MNIST (mnist-idx)" in line
+    line = run_cli_error(command, "--project", tmp_path / "nowhere", "--out", tmp_path / "out")
+    assert "no project at" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_kar_takes_a_builtin_projects_model_data_seed_and_methods(tmp_path):
+    """kar --project mnist-demo runs as the equivalent explicit options would."""
+    from explainers.shipped import shipped_model
+
+    common = ["--preset", "smoke", "--fractions", "0.5", "--runs", "1", "--epochs", "1",
+              "--train-size", "400", "--test-size", "100", "--explain-per-class", "2",
+              "--no-progress"]  # fmt: skip
+    run_cli("kar", "--project", "mnist-demo", *common, "--out", tmp_path / "a")
+    run_cli("kar", "--model", shipped_model(), "--data", "embedded", "--seed", "0",
+            "--methods", "normlime,lime,smoothgrad,vargrad", *common, "--out", tmp_path / "b")
+    a, b = ((tmp_path / d / "kar-summary.csv").read_text() for d in "ab")
+    assert a == b and "vargrad" in a
 
 
 def test_analyze_with_a_project_needs_its_bundle_and_no_conflicting_options(project, tmp_path):

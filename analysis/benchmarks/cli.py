@@ -14,7 +14,7 @@ import click
 
 from explainers.devices import device_option
 
-from ..errors import InputError, mnist_only_project_option
+from ..errors import InputError, benchmark_project_option
 
 __all__ = ["COMMANDS", "InputError", "kar_command", "occlusion_command"]
 
@@ -32,6 +32,21 @@ def _user_errors():
     except ValueError as exc:  # BenchmarkError, a setting's validation, too few images
         raise InputError(str(exc)) from None
 
+
+
+def _from_project(bench, model_path, data_spec, seed, methods):
+    """A project's model file, data, seed and methods, unless given on the command line."""
+    click_ctx = click.get_current_context()
+    from click.core import ParameterSource
+
+    if click_ctx.get_parameter_source("seed") == ParameterSource.DEFAULT:
+        seed = bench.seed
+    return (
+        model_path or bench.model_path,
+        data_spec or bench.data_spec,
+        seed,
+        methods or ",".join(bench.methods),
+    )
 
 
 def _parse_methods(text: str | None, allowed, default) -> tuple[str, ...]:
@@ -173,7 +188,7 @@ def _with_common(fn):
     help="explain this trained model instead of training one in --out",
 )
 @_with_common
-@mnist_only_project_option("kar")
+@benchmark_project_option("kar")
 def kar_command(
     features,
     methods,
@@ -196,6 +211,7 @@ def kar_command(
     device,
     progress,
     out_dir,
+    bench_project,
 ):
     """Keep-And-Retrain: remove the least important features, retrain, report error gain.
 
@@ -209,6 +225,9 @@ def kar_command(
     from .rankings import KAR_METHODS
 
     p = kar_preset(preset, features)
+    if bench_project is not None:
+        model_path, data_spec, seed, methods = _from_project(
+            bench_project, model_path, data_spec, seed, methods)  # fmt: skip
     t0 = time.perf_counter()
     with _user_errors():
         kar_benchmark(
@@ -271,7 +290,7 @@ def kar_command(
     help="the trained model to explain [default: train one into --out per the preset]",
 )
 @_with_common
-@mnist_only_project_option("occlusion")
+@benchmark_project_option("occlusion")
 def occlusion_command(
     methods,
     images,
@@ -290,6 +309,7 @@ def occlusion_command(
     device,
     progress,
     out_dir,
+    bench_project,
 ):
     """Occlude pixels by descending importance and track p(target), entropy and SD (Zhang &
     Gao), plus RISE's deletion and insertion AUC.
@@ -303,6 +323,9 @@ def occlusion_command(
     from .presets import occlusion_preset
 
     p = occlusion_preset(preset)
+    if bench_project is not None:
+        model_path, data_spec, seed, methods = _from_project(
+            bench_project, model_path, data_spec, seed, methods)  # fmt: skip
     t0 = time.perf_counter()
     with _user_errors():
         occlusion_benchmark(
