@@ -40,7 +40,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,6 @@ from .bundle import write_bundle
 from .cache import LocalCache, PoolOutputsCache, explanation_key, pool_outputs_key
 from .class_maps import mean_class_maps
 from .data import ImagePool, MnistData, as_float, image_pool
-from .devices import DeviceError, pick_device
 from .errors import UserError
 from .lime import (
     DEFAULT_BATCH_SIZE,
@@ -60,7 +59,6 @@ from .lime import (
     LocalLime,
     inference_forward,
 )
-from .model import file_checksum, load
 from .neighbourhood import DataNeighbourhood
 from .normlime import class_usage_counts, display_class_maps, usage_spread
 from .registry import ALL_METHODS, STUDY_METHODS, build, method_spec, settings_params
@@ -1060,18 +1058,22 @@ def precompute(
     log: Callable[[str], None] = print,
     argv: Sequence[str] | None = None,
 ) -> PrecomputeResult:
-    """Compute every requested method's class maps and write the bundle into ``out_dir``.
+    """The MNIST replication: every requested method's class maps, written into ``out_dir``.
 
-    Planning (:func:`plan_run`), execution (:func:`run_local`, here or on Dask;
-    :func:`run_per_image`), aggregation (:func:`aggregate_local`) and writing
-    (:func:`write_outputs`).  ``disjoint_from`` names another bundle whose images this run
-    must not use (a stability check compares two runs on disjoint images).  ``scheduler``
-    (``tcp://host:port`` or a ``distributed.Client``) computes the local LIME explanations
-    on a Dask cluster, with ``worker_threads`` torch threads per task.
+    It runs the built-in study project of ``preset`` (``explainers/projects``; a custom
+    :class:`Preset` runs ``mnist``'s with those settings) with this call's model, data,
+    methods, seed and overrides, through the one front end
+    (``project_precompute.precompute_project``) and so the one pipeline: planning
+    (:func:`plan_run`), :func:`compute_maps` and :func:`write_outputs`.  The bundle carries
+    the paper's survey block when the four shown methods are all there.  ``disjoint_from``
+    names another bundle whose images this run must not use (a stability check compares
+    two runs on disjoint images).  ``scheduler`` (``tcp://host:port`` or a
+    ``distributed.Client``) computes the local LIME explanations on a Dask cluster, with
+    ``worker_threads`` torch threads per task.
     """
-    from .model import ModelFileError
+    from .project import ProjectError
+    from .project_precompute import precompute_project
 
-    started = time.perf_counter()
     methods = tuple(methods)
     if not methods:
         raise PrecomputeError("no methods requested")
@@ -1083,78 +1085,39 @@ def precompute(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise PrecomputeError(f"--out {out_dir} exists and is not a directory")
+    if not Path(model_path).is_file():
+        raise PrecomputeError(f"model file {model_path} does not exist")
     settings = resolve_preset(
         preset, per_class=per_class, samples=samples, n_features=n_features,
         effective_size=effective_size,
     )  # fmt: skip
-    excluded = excluded_digests(disjoint_from) if disjoint_from is not None else None
-    plan = plan_run(data, methods, settings, seed, excluded)
+    project = replication_project(settings, methods, seed, model_path)
     try:
-        dev = pick_device(device)
-    except DeviceError as exc:
-        raise PrecomputeError(str(exc)) from None
-    try:
-        model = load(model_path, map_location=dev)
-    except ModelFileError as exc:
-        raise PrecomputeError(str(exc)) from None
-    except (RuntimeError, ValueError) as exc:  # e.g. an unknown or unavailable device
-        raise PrecomputeError(f"cannot load the model on {dev}: {exc}") from None
-    model_sha = file_checksum(model_path)
-    sidecar = Path(model_path).with_suffix(".json")
-    model_meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    run = compute_maps(
-        # the replication's methods are registered kinds used as themselves
-        plan, model, dev, kinds={m: (m, {}) for m in methods},
-        model_sha=model_sha, model_path=model_path,
-        cache=LocalCache(cache_dir) if use_cache else None, batch_size=batch_size,
-        compile_model=compile_model, scheduler=scheduler, worker_threads=worker_threads,
-        keep_local=keep_local, progress=progress, log=log,
-    )  # fmt: skip
-    wall = time.perf_counter() - started
-    extra = _manifest_extra(
-        settings, argv, disjoint_from, scheduler, model_path, model_sha, model_meta, data, seed,
-        run.local_summary, dev, wall,
-    )  # fmt: skip
-    manifest = write_outputs(
-        out_dir, run.maps, run.info, extra, run.records, run.local_arrays,
-        pictures=class_pictures(data, plan.n_classes),
-    )  # fmt: skip
-    return PrecomputeResult(out_dir, run.maps, manifest, run.hits, run.n_local, wall)
+        return precompute_project(
+            project, out_dir=out_dir, device=device, use_cache=use_cache,
+            cache_dir=cache_dir, batch_size=batch_size, compile_model=compile_model,
+            disjoint_from=disjoint_from, keep_local=keep_local, scheduler=scheduler,
+            worker_threads=worker_threads, progress=progress, log=log, argv=argv, data=data,
+            settings=settings, replication=True,
+        )  # fmt: skip
+    except ProjectError as exc:  # said without the built-in study.toml's path
+        raise PrecomputeError(str(exc).removeprefix(f"{project.path}: ")) from None
 
 
-def _manifest_extra(
-    settings, argv, disjoint_from, scheduler, model_path, model_sha, model_meta, data, seed,
-    extra_local, dev, wall,
-) -> dict:  # fmt: skip
-    disjoint = str(disjoint_from) if disjoint_from is not None else None
-    return {
-        "generator": {
-            "command": "normlime precompute",
-            "argv": list(argv) if argv is not None else None,
-            "preset": settings.name,
-            "preset_description": settings.description,
-            "lime": asdict(settings.lime),
-            "per_image": asdict(settings.per_image),
-            "disjoint_from": disjoint,
-            "scheduler": None if scheduler is None else str(scheduler),
-        },
-        "model": {
-            "path": str(model_path),
-            "sha256": model_sha,
-            "test_accuracy": model_meta.get("test_accuracy"),
-        },
-        "data": data.provenance(),
-        "seed": seed,
-        "images": {
-            "file": f"{IMAGES_FILE} ({{method}}_split: 0 train / 1 test, {{method}}_index: "
-            "position in that split of the data, {method}_digest: blake2b-64 of the pixels; "
-            "'lime' holds the local explanations behind NormLIME and LIME)",
-            "disjoint_from": disjoint,
-        },
-        "local_explanations": extra_local,
-        "environment": environment(dev),
-        "wall_time_s": round(wall, 2),
-    }
+def replication_project(settings: Preset, methods: Sequence[str], seed: int, model_path):
+    """The built-in project behind a replication run, with its methods, seed and model."""
+    from .project import MethodConfig, load_project
+
+    project = load_project(PROJECT_OF_PRESET.get(settings.name, "mnist"))
+    shown = tuple(m for m in STUDY_METHODS if m in methods)
+    return replace(
+        project,
+        seed=int(seed),
+        methods=tuple(MethodConfig(m, m) for m in methods),
+        model={"file": str(Path(model_path).resolve())},
+        # the paper's survey shows the four methods; any other set has no survey block
+        survey=project.survey if shown == tuple(STUDY_METHODS) else None,
+    )
 
 
 def environment(dev: torch.device) -> dict:

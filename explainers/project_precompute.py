@@ -20,6 +20,7 @@ class.  What a project adds, each a stated step recorded in the manifest:
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -37,6 +38,7 @@ from .precompute import (
     CHANNEL_RULE,
     PrecomputeError,
     PrecomputeResult,
+    Preset,
     _predict,
     class_pictures,
     compute_maps,
@@ -106,10 +108,11 @@ def representatives(images: np.ndarray, labels: np.ndarray, pred: np.ndarray, n:
     return images[chosen].astype(np.float32) / 255.0, chosen
 
 
-def _load(project: Project, device, module=None):
+def _load(project: Project, device, module=None, data=None):
     project.importable()
     try:
-        data = load_dataset(project.dataset, project.root, project.class_names)
+        if data is None:
+            data = load_dataset(project.dataset, project.root, project.class_names)
     except DataError as exc:
         raise ProjectError(f"{project.path}: {exc}") from None
     try:
@@ -128,22 +131,22 @@ def _load(project: Project, device, module=None):
     return data, dev, model, sha
 
 
-def _check_counts(project: Project, data) -> None:
+def _check_counts(project: Project, data, settings: Preset) -> None:
     """Every class needs the images its class maps average (one line naming the class)."""
     needs = []
     if any(m.aggregated for m in project.methods):
-        needs.append(("lime", project.lime))
+        needs.append(("lime", settings.lime))
     if any(not m.aggregated for m in project.methods):
-        needs.append(("per_image", project.per_image))
+        needs.append(("per_image", settings.per_image))
     for section, table in needs:
-        pool = image_pool(data, table["images"])
+        pool = image_pool(data, table.images)
         counts = np.bincount(pool.labels, minlength=len(project.class_names))
-        short = np.flatnonzero(counts < table["per_class"])
+        short = np.flatnonzero(counts < table.per_class)
         if short.size:
             c = int(short[0])
             raise ProjectError(
                 f"{project.path}: class {project.class_names[c]!r} has {counts[c]} "
-                f"{pool.describe()}, [{section}] per_class asks for {table['per_class']}: "
+                f"{pool.describe()}, [{section}] per_class asks for {table.per_class}: "
                 "lower per_class or add images"
             )
 
@@ -191,8 +194,15 @@ def precompute_project(
     log: Callable[[str], None] = print,
     argv=None,
     model=None,
+    data=None,
+    settings: Preset | None = None,
+    replication: bool = False,
 ) -> PrecomputeResult:
     """Every method of ``project``: class maps and the survey block, as a v2 bundle.
+
+    The one front end of the pipeline: ``explainers.precompute.precompute`` (the MNIST
+    replication) runs its built-in project through it with ``replication=True``, the
+    ``data`` it loaded and the ``settings`` its options resolved.
 
     ``model`` (an ``nn.Module`` from Python) replaces the project's ``[model]``; its
     ``[model.input]`` normalisation still applies.  ``data_spec`` replaces the ``path`` of
@@ -215,9 +225,10 @@ def precompute_project(
             f"{project.path}: --scheduler sends the model to Dask workers as a file; this "
             "project's model is not one (use [model] file, or run without --scheduler)"
         )
-    data, dev, model, model_sha = _load(project, device, model)
-    settings = project_settings(project)
-    _check_counts(project, data)
+    data, dev, model, model_sha = _load(project, device, model, data)
+    settings = settings or project_settings(project)
+    if not replication:  # the replication's plan names its options (--per-class) instead
+        _check_counts(project, data, settings)
     for method in project.methods:  # a bad class, layer or parameter fails before any work
         if not method.aggregated:
             _check_method(project, method.name, model, settings.per_image)
@@ -254,28 +265,39 @@ def precompute_project(
         raise ProjectError(f"{project.path}: {exc}") from None
     except ValueError as exc:  # e.g. images outside the clip range LIME assumes
         raise ProjectError(f"{project.path}: [lime] {exc}") from None
-    survey, extra_classes, reps = _survey(project, data, model, dev)
+    survey, extra_classes, reps = (
+        _survey(project, data, model, dev) if project.survey is not None else (None, {}, None)
+    )
+    display = survey["display"] if survey else "heatmap"
     wall = time.perf_counter() - started
-    extra = _extra(project, settings, data, model_sha, run.local_summary, extra_classes, dev,
-                   wall, argv)  # fmt: skip
-    extra["generator"]["disjoint_from"] = None if disjoint_from is None else str(disjoint_from)
-    extra["generator"]["scheduler"] = None if scheduler is None else str(scheduler)
+    extra = _extra(
+        project, settings, data, model_sha, run.local_summary, extra_classes, dev, wall, argv,
+        replication=replication, disjoint_from=disjoint_from, scheduler=scheduler,
+        model_file=model_file,
+    )  # fmt: skip
     manifest = write_outputs(
         out_dir, run.maps, run.info, extra, run.records, run.local_arrays,
-        classes=list(project.class_names), display=survey["display"],
-        representatives=reps if survey["display"] == "overlay" else None,
-        study_methods=survey["methods"], survey=survey,
+        classes=list(project.class_names), display=display,
+        representatives=reps if display == "overlay" else None,
+        study_methods=survey["methods"] if survey else None, survey=survey,
         pictures=class_pictures(data, len(project.class_names)),
     )  # fmt: skip
     return PrecomputeResult(out_dir, run.maps, manifest, run.hits, run.n_local, wall)
 
 
 def _lime_extra(li: dict, features, clip) -> dict:
-    """The LocalLime arguments a project's [lime] table sets beyond the plan's."""
+    """The LocalLime arguments a project's [lime] table sets beyond the plan's (only those
+    that differ from LocalLime's defaults, so a default setting keeps its cache keys)."""
+    extra = {} if li["features"] in (None, "pixels") else {"features": features}
     if li["neighbourhood"] == "data":  # real images: nothing to clip, no perturbation
-        return {"features": features}
-    return {"features": features, "clip": clip, "perturbation": li["perturbation"],
-            "baseline": li["baseline"]}  # fmt: skip
+        return extra
+    if clip != (0.0, 1.0):
+        extra["clip"] = clip
+    if li["perturbation"] != "gaussian":
+        extra["perturbation"] = li["perturbation"]
+    if li["baseline"] != 0.5:
+        extra["baseline"] = li["baseline"]
+    return extra
 
 
 def _survey(project: Project, data, model, dev) -> tuple[dict, dict, np.ndarray]:
@@ -317,26 +339,53 @@ def _survey(project: Project, data, model, dev) -> tuple[dict, dict, np.ndarray]
     return survey, extra, reps
 
 
-def _extra(project, settings, data, model_sha, local_summary, classes_info, dev, wall, argv):
+def _extra(project, settings, data, model_sha, local_summary, classes_info, dev, wall, argv,
+           *, replication, disjoint_from, scheduler, model_file):  # fmt: skip
+    """The manifest's run block, for a study project and for the MNIST replication alike
+    (the replication's keeps the form its bundles always had: no project block)."""
     from dataclasses import asdict
 
+    from .precompute import IMAGES_FILE
+
+    model_meta = {}
+    if model_file is not None and Path(model_file).with_suffix(".json").is_file():
+        model_meta = json.loads(Path(model_file).with_suffix(".json").read_text())
+    generator = {
+        "command": "normlime precompute" + ("" if replication else " --project"),
+        "argv": list(argv) if argv is not None else None,
+        "preset": settings.name,
+        "preset_description": settings.description,
+        "lime": asdict(settings.lime),
+        "per_image": asdict(settings.per_image),
+        "disjoint_from": None if disjoint_from is None else str(disjoint_from),
+        "scheduler": None if scheduler is None else str(scheduler),
+    }
+    model = {
+        "path": None if model_file is None else str(model_file),
+        "sha256": model_sha,
+        "test_accuracy": model_meta.get("test_accuracy"),
+    }
+    out = {"generator": generator}
+    if not replication:
+        generator["project"] = str(project.path)
+        generator["project_sha256"] = hashlib.sha256(project.path.read_bytes()).hexdigest()
+        generator["lime"].update({k: project.lime[k] for k in ("features", "clip",
+                                                               "perturbation", "baseline")})
+        out["project"] = {"name": project.name, "methods": {
+            m.name: {"kind": m.kind, **m.params} for m in project.methods}}  # fmt: skip
+        model = {"spec": project.model, **model}
+    model.update(classes_info)
     return {
-        "generator": {
-            "command": "normlime precompute --project",
-            "argv": list(argv) if argv is not None else None,
-            "project": str(project.path),
-            "project_sha256": hashlib.sha256(project.path.read_bytes()).hexdigest(),
-            "preset": settings.name,
-            "lime": {**asdict(settings.lime),
-                     **{k: project.lime[k] for k in ("features", "clip", "perturbation",
-                                                     "baseline")}},  # fmt: skip
-            "per_image": asdict(settings.per_image),
-        },
-        "project": {"name": project.name, "methods": {m.name: {"kind": m.kind, **m.params}
-                                                      for m in project.methods}},  # fmt: skip
-        "model": {"spec": project.model, "sha256": model_sha, **classes_info},
+        **out,
+        "model": model,
         "data": data.provenance(),
         "seed": project.seed,
+        "images": {
+            "file": f"{IMAGES_FILE} ({{method}}_split: 0 train / 1 test, {{method}}_index: "
+            "position in that split of the data, {method}_digest: blake2b-64 of the pixels; "
+            "'lime' holds the local explanations behind NormLIME and LIME)",
+            "disjoint_from": generator["disjoint_from"],
+        },
         "channels": CHANNEL_RULE,
         "local_explanations": local_summary,
         "environment": environment(dev),

@@ -47,8 +47,12 @@ def test_the_builtin_projects_survey_is_the_pinned_mnist_design(demo_pair):
     bundle = read_bundle(demo_pair[1])
     assert bundle.manifest["survey"]["lookalike"]["3"] == 8
     assert SurveyDesign.from_bundle(bundle) == MNIST_DESIGN_V2
-    # the preset's bundle (no survey block) is the same study
-    assert SurveyDesign.from_bundle(read_bundle(demo_pair[0])) == MNIST_DESIGN_V2
+    # precompute without --project runs the built-in project: the same survey block
+    preset = read_bundle(demo_pair[0])
+    assert preset.manifest["survey"] == bundle.manifest["survey"]
+    assert SurveyDesign.from_bundle(preset) == MNIST_DESIGN_V2
+    assert preset.manifest["generator"]["command"] == "normlime precompute"
+    assert bundle.manifest["generator"]["command"] == "normlime precompute --project"
 
 
 def test_the_presets_are_the_builtin_projects():
