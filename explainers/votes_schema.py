@@ -10,7 +10,7 @@ present (an older export may lack them).
 
 from __future__ import annotations
 
-__all__ = ["PARTICIPANT_COLUMNS", "REQUIRED_VOTE_COLUMNS", "VOTE_COLUMNS"]
+__all__ = ["PARTICIPANT_COLUMNS", "REQUIRED_VOTE_COLUMNS", "VOTE_COLUMNS", "pass_threshold"]
 
 VOTE_COLUMNS = [
     "participant_id",
@@ -54,3 +54,10 @@ PARTICIPANT_COLUMNS = [
     "survey_version",
     "bundle_sha256",
 ]
+
+
+def pass_threshold(attention_checks: int) -> int:
+    """Checks a complete survey must pass by default: every check but one (the paper keeps
+    surveys passing at least 4 of its 5).  The server's admin figures and the analysis's
+    exclusion rule both use it."""
+    return max(int(attention_checks) - 1, 0)

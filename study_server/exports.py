@@ -31,9 +31,10 @@ from collections.abc import Iterator
 from sqlalchemy import and_, select
 
 from explainers.votes_schema import PARTICIPANT_COLUMNS, VOTE_COLUMNS
+from explainers.votes_schema import pass_threshold as default_pass_threshold
 
 from .models import Item, Participant, Response, Study, as_utc
-from .survey import N_CHECKS, SurveyDesign
+from .survey import SurveyDesign
 
 __all__ = [
     "VOTE_COLUMNS",
@@ -53,7 +54,7 @@ PASS_THRESHOLD = 4
 
 def pass_threshold(design: SurveyDesign) -> int:
     """The paper's rule for any number of checks: every check but one right (4 of 5)."""
-    return max(design.attention_checks - (N_CHECKS - PASS_THRESHOLD), 0)
+    return default_pass_threshold(design.attention_checks)
 
 
 LIVE_MODES = ("live",)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from explainers.votes_schema import pass_threshold as default_pass_threshold
+
 from .votes import SurveyCounts, Votes, VotesError
 
 __all__ = ["Selection", "REASONS", "pass_threshold", "select_participants"]
@@ -73,7 +75,7 @@ class Selection:
 
 def pass_threshold(design: SurveyCounts) -> int:
     """Checks a complete survey must pass by default: all but one (the paper's 4 of 5)."""
-    return max(design.attention_checks - 1, 0)
+    return default_pass_threshold(design.attention_checks)
 
 
 def select_participants(
