@@ -16,7 +16,9 @@ from pathlib import Path
 
 import jinja2
 
-__all__ = ["markdown_table", "render", "to_html"]
+from .words import count
+
+__all__ = ["count", "markdown_table", "render", "to_html"]
 
 
 def markdown_table(header, rows, align=None) -> str:
@@ -40,6 +42,7 @@ def _environment() -> jinja2.Environment:
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
     )
     env.filters["table"] = lambda rows, header, align=None: markdown_table(header, rows, align)
+    env.globals["count"] = count
     return env
 
 

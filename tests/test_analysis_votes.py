@@ -270,7 +270,7 @@ def test_include_incomplete_keeps_those_that_have_not_failed_yet():
     assert "failed 2 of 3 attention checks answered" in p.loc["short_bad", "detail"]
     assert p.loc["one_check", "reason"] == "no_votes"
     analysis = run_analysis(filtering_export(), include_incomplete=True)
-    assert any("incomplete surveys" in w for w in analysis.warnings)
+    assert any("incomplete survey" in w for w in analysis.warnings)
     assert analysis.props.loc["short_ok"].sum() == pytest.approx(1.0)
 
 
@@ -290,7 +290,7 @@ def test_nothing_left_after_filtering_is_an_error_that_says_why():
     with pytest.raises(VotesError) as info:
         run_analysis(raw)
     text = str(info.value)
-    assert "nothing left after filtering 2 participant(s)" in text
+    assert "nothing left after filtering 2 participants" in text
     assert "1 incomplete survey" in text and "1 failed attention checks" in text
     assert "--include-incomplete" in text
 

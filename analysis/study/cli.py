@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from ..words import count
 
 __all__ = ["COMMANDS", "InputError", "analyze_command"]
 
@@ -186,7 +187,7 @@ def analyze_command(
         click.echo(f"Warning: {warning}", err=True)
     sel, anova = analysis.selection, analysis.anova
     click.echo(
-        f"kept {sel.kept} of {sel.total} participants; votes "
+        f"kept {sel.kept} of {count(sel.total, 'participant')}; votes "
         + ", ".join(f"{m} {n}" for m, n in analysis.vote_totals.items())
     )
     model = analysis.choice_model

@@ -90,12 +90,15 @@ def _clean(value):
 
 
 def format_p(p: float | None) -> str:
-    """A p-value with all its significant digits in scientific notation."""
+    """A p-value for people: three decimals from 0.001 up ("0.119"), three significant
+    digits below ("3.47e-12"); the full value is in summary.json."""
     if p is None or not np.isfinite(p):
         return "undefined"
     if p == 0:
         return "0 (underflows double precision, < 2.2e-308)"
-    return np.format_float_scientific(p, unique=True, exp_digits=2)
+    if p >= 0.001:
+        return f"{p:.3f}"
+    return f"{p:.2e}"
 
 
 def format_tukey_p(p: float | None) -> str:
