@@ -162,10 +162,49 @@ def export(kind: str):
     )
 
 
+def _study(study_id: int):
+    study = db.session.execute(select(Study).where(Study.id == study_id)).scalar_one_or_none()
+    if study is None:
+        abort(404, "No such study.")
+    return study
+
+
+@bp.get("/studies/<int:study_id>/participants")
+@login_required
+def participants(study_id: int):
+    """The per-participant quality table: times, checks failed, fast responders."""
+    study = _study(study_id)
+    rows, study_median = exports.quality_rows(db.session, study_id)
+    db.session.rollback()
+    return render_template(
+        "admin/participants.html", study=study, rows=rows, study_median=study_median,
+        fast_fraction=exports.FAST_FRACTION, min_timed=exports.MIN_TIMED_ANSWERS,
+    )  # fmt: skip
+
+
+@bp.get("/studies/<int:study_id>/close")
+@login_required
+def confirm_close(study_id: int):
+    """Closing stops new participants: the admin confirms by typing the study's name."""
+    study = _study(study_id)
+    design = current_app.extensions["normlime_maps"].design
+    progress = next(s for s in exports.study_progress(db.session, design) if s["id"] == study_id)
+    db.session.rollback()
+    return render_template("admin/close.html", study=study, progress=progress)
+
+
 @bp.post("/studies/<int:study_id>/active")
 @login_required
 def set_active(study_id: int):
-    value = fields.parse(request.form, fields.ADMIN_ACTIVE)["active"]
+    form = fields.parse(request.form, fields.ADMIN_ACTIVE)
+    value = form["active"]
+    if value == "0":
+        name = db.session.execute(select(Study.name).where(Study.id == study_id)).scalar()
+        if name is None:
+            abort(404, "No such study.")
+        if form.get("confirm") != name:
+            db.session.rollback()
+            abort(400, "To close a study, type its name on the confirmation page.")
     result = db.session.execute(
         update(Study).where(Study.id == study_id).values(active=value == "1")
     )

@@ -46,6 +46,8 @@ __all__ = [
     "write_csv",
     "csv_text",
     "study_progress",
+    "quality_rows",
+    "FAST_FRACTION",
 ]
 
 #: the paper keeps surveys passing at least 4 of the 5 attention checks
@@ -286,3 +288,52 @@ def study_progress(conn, design: SurveyDesign) -> list[dict]:
 
 def utc_stamp() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+#: a participant is flagged as a fast responder when their median time per question is
+#: below this fraction of the study's median of participants' medians (the "speeder
+#: index" convention of Greszki, Meyer & Schoen 2015, who flag at 30% of the median).
+#: A flag for the researcher to look at, never an exclusion (that is analyze's
+#: pre-declared --speeder-ms rule).
+FAST_FRACTION = 0.3
+#: participants with fewer answers than this get no median and no flag
+MIN_TIMED_ANSWERS = 3
+
+
+def quality_rows(conn, study_id: int) -> tuple[list[dict], float | None]:
+    """One row per participant of a study, for the admin's quality table, and the study's
+    median of participants' median times (ms): participant, adapter, mode, answered,
+    completed, checks answered / failed, median time per question (ms), fast flag."""
+    stmt = (
+        select(P.c.id, P.c.public_id, P.c.adapter, P.c.mode, P.c.completed_at,
+               R.c.chosen_role, R.c.response_ms)  # fmt: skip
+        .select_from(P.outerjoin(R, R.c.participant_id == P.c.id))
+        .where(P.c.study_id == study_id, P.c.withdrawn_at.is_(None))
+        .order_by(P.c.id)
+    )
+    rows: dict[int, dict] = {}
+    for r in conn.execute(stmt):
+        row = rows.setdefault(r.id, {
+            "participant_id": r.public_id, "adapter": r.adapter, "mode": r.mode,
+            "completed": r.completed_at is not None, "answered": 0, "checks_answered": 0,
+            "checks_failed": 0, "_times": [],
+        })  # fmt: skip
+        if r.chosen_role is None:
+            continue
+        row["answered"] += 1
+        if r.chosen_role != "option":
+            row["checks_answered"] += 1
+            row["checks_failed"] += r.chosen_role != "correct"
+        if r.response_ms is not None:
+            row["_times"].append(int(r.response_ms))
+    for row in rows.values():
+        times = row.pop("_times")
+        row["median_ms"] = statistics.median(times) if len(times) >= MIN_TIMED_ANSWERS else None
+    medians = [r["median_ms"] for r in rows.values() if r["median_ms"] is not None]
+    study_median = statistics.median(medians) if medians else None
+    for row in rows.values():
+        row["fast"] = bool(
+            study_median and row["median_ms"] is not None
+            and row["median_ms"] < FAST_FRACTION * study_median
+        )
+    return list(rows.values()), study_median

@@ -150,8 +150,11 @@ ADMIN_LOGIN = Schema(
     {"password": Text(max_len=256), "csrf_token": _CSRF}, required=frozenset({"password"})
 )
 ADMIN_ACTIVE = Schema(
-    {"active": Text("[01]", 1), "csrf_token": _CSRF}, required=frozenset({"active"})
-)
+    {"active": Text("[01]", 1), "csrf_token": _CSRF,
+     # closing: the study's name typed again on the confirmation page
+     "confirm": Text(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}", 100)},
+    required=frozenset({"active"}),
+)  # fmt: skip
 ADMIN_LOGOUT = Schema({"csrf_token": _CSRF})
 ADMIN_EXPORT = Schema(
     {"include_debug": Text("[01]", 1), "study": Text(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}", 100)}

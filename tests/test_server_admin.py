@@ -157,17 +157,26 @@ def test_dashboard_shows_progress_and_downloads_votes(server):
     assert srv.scalar("SELECT count(*) FROM events WHERE kind = 'export_downloaded'") == 3
 
 
-def test_closing_a_study_needs_csrf(sqlite_server):
+def test_closing_a_study_needs_csrf_and_a_typed_confirmation(sqlite_server):
     srv = with_password(sqlite_server)
     c = srv.client()
     login(c)
     page = c.get("/admin/").get_data(as_text=True)
+    assert f'href="/admin/studies/{srv.study_id}/close"' in page  # a link, not a button
     url = f"/admin/studies/{srv.study_id}/active"
+    name = srv.scalar("SELECT name FROM studies")
     assert c.post(url, data={"active": "0"}).status_code == 400
-    assert srv.scalar("SELECT active FROM studies") in (1, True)
-    r = c.post(url, data={"active": "0", "csrf_token": csrf(page)})
+    # one click (no confirmation, or the wrong name) closes nothing
+    for confirm in ({}, {"confirm": "wrong"}):
+        r = c.post(url, data={"active": "0", "csrf_token": csrf(page), **confirm})
+        assert r.status_code == 400 and "type its name" in r.get_data(as_text=True)
+        assert srv.scalar("SELECT active FROM studies") in (1, True)
+    confirm_page = c.get(f"/admin/studies/{srv.study_id}/close").get_data(as_text=True)
+    assert f"Close {name}?" in confirm_page and 'name="confirm"' in confirm_page
+    r = c.post(url, data={"active": "0", "csrf_token": csrf(confirm_page), "confirm": name})
     assert r.status_code == 303
     assert srv.scalar("SELECT active FROM studies") in (0, False)
+    assert c.get("/admin/studies/999/close").status_code == 404
     assert c.post(url, data={"active": "x", "csrf_token": csrf(page)}).status_code == 400
     assert (
         c.post(
@@ -192,3 +201,44 @@ def test_event_log_is_append_only(server):
     with pytest.raises(DatabaseError), srv.engine.begin() as conn:
         conn.execute(text("UPDATE responses SET choice = 1"))
     assert srv.scalar("SELECT count(*) FROM events") == n
+
+
+def test_the_quality_table_shows_times_failed_checks_and_fast_responders(
+    sqlite_server, monkeypatch
+):
+    import datetime as dt
+
+    from study_server import flow
+    from study_server.models import utcnow
+
+    srv = with_password(sqlite_server)
+    clock = [utcnow()]
+    monkeypatch.setattr(flow, "utcnow", lambda: clock[0])  # the time each answer is stored
+    # answer times under the test's control: three at 8 s, one at 0.5 s, one too short
+    for i, (n, ms) in enumerate(((12, 8000), (12, 8000), (12, 8000), (12, 500), (2, 9000))):
+        w = Walker(srv).begin(worker=f"Q{i}", assignment=f"QA{i}")
+        for _ in range(n):
+            clock[0] += dt.timedelta(milliseconds=ms)
+            assert w.answer(1).status_code == 200
+    ids = [r[0] for r in srv.rows("SELECT id FROM participants ORDER BY id")]
+    c = srv.client()
+    login(c)
+    page = c.get(f"/admin/studies/{srv.study_id}/participants").get_data(as_text=True)
+    rows = dict(re.findall(r'<tr data-participant="([^"]+)"[^>]*>(.*?)</tr>', page, re.S))
+    public = [r[0] for r in srv.rows("SELECT public_id FROM participants ORDER BY id")]
+    assert list(rows) == public
+    flags = [">fast<" in rows[p] for p in public]
+    assert flags == [False, False, False, True, False]  # 0.5 s < 30% of the median 8 s
+    assert '<td class="median">8.0</td>' in rows[public[0]]
+    assert '<td class="median">&ndash;</td>' in rows[public[4]]  # 2 answers: no median
+    for pid, p in zip(ids, public, strict=True):
+        failed = srv.scalar("SELECT count(*) FROM responses WHERE participant_id = :p AND "
+                            "chosen_role NOT IN ('option', 'correct')", p=pid)  # fmt: skip
+        answered = srv.scalar("SELECT count(*) FROM responses WHERE participant_id = :p", p=pid)
+        assert f'<td class="answered">{answered}</td>' in rows[p]
+        checks = srv.scalar("SELECT count(*) FROM responses WHERE participant_id = :p AND "
+                            "chosen_role != 'option'", p=pid)  # fmt: skip
+        assert f'<td class="checks-failed">{failed} of {checks}</td>' in rows[p]
+    assert c.get("/admin/studies/999/participants").status_code == 404
+    c2 = srv.client()  # not logged in
+    assert c2.get(f"/admin/studies/{srv.study_id}/participants").status_code == 303
