@@ -756,19 +756,13 @@ CHANNEL_RULE = (
 
 
 def run_per_image(
-    item: PerImagePlan, model, dev: torch.device, plan: Plan, bar_opts: dict, make=None
+    item: PerImagePlan, model, dev: torch.device, plan: Plan, bar_opts: dict, make: Callable
 ):
-    """One per-image method's class maps (n_classes, H, W) and its explainer.
-
-    ``make(model, seed)`` builds the explainer (a study project's method); by default the
-    registry's class is built from precompute's per-image settings.
-    """
+    """One per-image method's class maps (n_classes, H, W) and its explainer, built by
+    ``make(model, seed)`` (:func:`explainer_factory`)."""
     n_classes = plan.n_classes
     from tqdm import tqdm
 
-    if make is None:
-        kind = method_spec(item.method).kind
-        make = explainer_factory(kind, {}, item.settings)
     explainer = make(model, item.seed)
     # only the chosen images go to the device; indices are re-expressed into them
     used = np.sort(item.chosen.ravel())

@@ -7,6 +7,7 @@ the commands show it as a user error.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -73,12 +74,22 @@ def _check_paths(out_dir: Path, model_path: Path | None) -> None:
         raise BenchmarkError(f"--model {model_path} does not exist")
 
 
-def _workers(n_jobs, threads, preset, client):
-    from .jobs import default_threads
+@contextlib.contextmanager
+def _workers(scheduler, n_jobs, threads, preset):
+    """(Dask client or None, local jobs, threads per job) for a run; a resumed run whose
+    settings changed is a BenchmarkError; a client this call opened is closed after."""
+    from .jobs import ConfigMismatch, default_threads
 
+    client = connect(scheduler)
     n_jobs = n_jobs or preset.jobs
     threads = threads or preset.threads or (None if client is not None else default_threads(n_jobs))
-    return n_jobs, threads
+    try:
+        yield client, n_jobs, threads
+    except ConfigMismatch as exc:
+        raise BenchmarkError(str(exc)) from None
+    finally:
+        if client is not None and client is not scheduler:
+            client.close()
 
 
 def kar_benchmark(
@@ -101,7 +112,6 @@ def kar_benchmark(
     ``preset`` gives every setting; ``overrides`` replace :class:`KarSettings` fields
     (``methods``, ``fractions``, ``runs``, ...; None keeps the preset's).
     """
-    from .jobs import ConfigMismatch
     from .kar import KarSettings, run_kar
     from .presets import kar_preset
 
@@ -116,25 +126,19 @@ def kar_benchmark(
     settings.validate()
     _check_paths(out_dir, model_path)
     data = _load_data(data_spec or p.data, log)
-    client = connect(scheduler)
-    n_jobs, threads = _workers(n_jobs, threads, p, client)
-    log(
-        f"KAR {settings.features}, {settings.ranking} ranking, preset {preset}: "
-        f"{len(settings.methods)} methods x {len(settings.fractions)} fractions x "
-        f"{settings.runs} runs; train {settings.train_size or 'all'}, "
-        f"{settings.epochs} epochs; "
-        + (f"Dask at {scheduler}" if client else f"{n_jobs} local job(s) x {threads} thread(s)")
-    )
-    try:
+    with _workers(scheduler, n_jobs, threads, p) as (client, n_jobs, threads):
+        log(
+            f"KAR {settings.features}, {settings.ranking} ranking, preset {preset}: "
+            f"{len(settings.methods)} methods x {len(settings.fractions)} fractions x "
+            f"{settings.runs} runs; train {settings.train_size or 'all'}, "
+            f"{settings.epochs} epochs; "
+            + (f"Dask at {scheduler}" if client else f"{n_jobs} local job(s) x {threads} "
+               "thread(s)")
+        )  # fmt: skip
         run_kar(
             settings, data, out_dir, model_path=model_path, n_jobs=n_jobs, scheduler=client,
             threads=threads, progress=progress, log=log,
         )  # fmt: skip
-    except ConfigMismatch as exc:
-        raise BenchmarkError(str(exc)) from None
-    finally:
-        if client is not None and client is not scheduler:
-            client.close()
     return out_dir
 
 
@@ -158,7 +162,6 @@ def occlusion_benchmark(
     Without ``model_path`` the preset's model is trained once into ``out_dir/model.pt``.
     ``overrides`` replace :class:`OcclusionSettings` fields (None keeps the preset's).
     """
-    from .jobs import ConfigMismatch
     from .occlusion import OcclusionSettings, run_occlusion
     from .presets import occlusion_preset
 
@@ -176,18 +179,11 @@ def occlusion_benchmark(
         model, meta = load_model(Path(model_path), device)
     else:
         model, meta = _train_model(data, p, seed, device, out_dir, log)
-    client = connect(scheduler)
-    n_jobs, threads = _workers(n_jobs, threads, p, client)
-    try:
+    with _workers(scheduler, n_jobs, threads, p) as (client, n_jobs, threads):
         run_occlusion(
             settings, data, model, out_dir, model_meta=meta, n_jobs=n_jobs, scheduler=client,
             threads=threads, progress=progress, log=log,
         )  # fmt: skip
-    except ConfigMismatch as exc:
-        raise BenchmarkError(str(exc)) from None
-    finally:
-        if client is not None and client is not scheduler:
-            client.close()
     return out_dir
 
 
@@ -196,8 +192,8 @@ def _train_model(data, preset, seed: int, device, out_dir: Path, log):
     import json
 
     from explainers.devices import pick_device
-    from explainers.model import file_checksum, save
-    from explainers.train import TrainConfig, train_model
+    from explainers.model import file_checksum
+    from explainers.train import TrainConfig, train_to_file
 
     from .kar import subset_data
 
@@ -207,15 +203,10 @@ def _train_model(data, preset, seed: int, device, out_dir: Path, log):
         return model, {**json.loads(path.with_suffix(".json").read_text()), **meta}
     sub = subset_data(data, preset.model_train_size, None, seed)
     log(f"training the model to explain ({preset.model_epochs} epochs, seed {seed})")
-    result = train_model(sub, TrainConfig(epochs=preset.model_epochs, seed=seed), device=device)
-    meta = {
-        "test_accuracy": result.test_accuracy,
-        "epochs": preset.model_epochs,
-        "seed": seed,
-        "data": sub.provenance(),
-        "wall_time_s": round(result.wall_time_s, 2),
-    }
     out_dir.mkdir(parents=True, exist_ok=True)
-    save(result.model, path, meta)
-    meta = {**meta, "path": str(path), "sha256": file_checksum(path)}
+    result = train_to_file(
+        sub, TrainConfig(epochs=preset.model_epochs, seed=seed), path, device=device
+    )
+    meta = {**json.loads(path.with_suffix(".json").read_text()), "path": str(path),
+            "sha256": file_checksum(path)}  # fmt: skip
     return result.model.to(pick_device(device)).eval(), meta
