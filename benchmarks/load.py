@@ -317,6 +317,7 @@ def gunicorn(
         NORMLIME_BENCHMARK_ENDPOINTS="1",
         # raised, not removed: every request is still counted by the limiter
         NORMLIME_PARTICIPANT_RATE="1000000 per second",
+        NORMLIME_IMAGE_RATE="1000000 per second",
         NORMLIME_ENTRY_RATE="1000000 per second",
         NORMLIME_MISS_RATE="1000000 per second",
         NORMLIME_DB_POOL_SIZE=str(pool),

@@ -22,6 +22,7 @@ VOTE_COLUMNS = [
     "position",
     "options",
     "response_ms",
+    "images_ms",
     "shown_at",
     "answered_at",
     "study",

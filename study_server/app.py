@@ -14,6 +14,7 @@ LIMITS_STORAGE             NORMLIME_LIMITS_STORAGE         memory:// (redis://HO
                                                            the limits across processes)
 LIMITS_KEY_PREFIX          NORMLIME_LIMITS_KEY_PREFIX      normlime
 PARTICIPANT_RATE           NORMLIME_PARTICIPANT_RATE       100 per 10 seconds (per token)
+IMAGE_RATE                 NORMLIME_IMAGE_RATE             600 per 10 seconds (per token)
 MISS_RATE                  NORMLIME_MISS_RATE              60 per minute (404s per address)
 ENTRY_RATE                 NORMLIME_ENTRY_RATE             300 per minute (per address)
 ADMIN_LOGIN_RATE           NORMLIME_ADMIN_LOGIN_RATE       5 per minute; 10 per 15 minutes;
@@ -65,6 +66,7 @@ _ENV = {
     "LIMITS_STORAGE": "NORMLIME_LIMITS_STORAGE",
     "LIMITS_KEY_PREFIX": "NORMLIME_LIMITS_KEY_PREFIX",
     "PARTICIPANT_RATE": "NORMLIME_PARTICIPANT_RATE",
+    "IMAGE_RATE": "NORMLIME_IMAGE_RATE",
     "MISS_RATE": "NORMLIME_MISS_RATE",
     "ENTRY_RATE": "NORMLIME_ENTRY_RATE",
     "ADMIN_LOGIN_RATE": "NORMLIME_ADMIN_LOGIN_RATE",

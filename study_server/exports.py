@@ -11,7 +11,8 @@ attention checks and empty for real questions.  Extra columns: ``position`` (1-4
 MNIST, up to the survey's option count, the chosen option's screen position, left to
 right), ``options`` (a real question's methods in screen order, left to right, joined by
 ``|``, e.g. ``lime|normlime|vargrad|smoothgrad``; empty for attention checks),
-``response_ms``, ``shown_at``, ``answered_at`` (ISO 8601 UTC), ``study``, ``mode``,
+``response_ms``, ``images_ms`` (ms from the page's request until all its images had loaded,
+as the page reported; empty when it did not), ``shown_at``, ``answered_at`` (ISO 8601 UTC), ``study``, ``mode``,
 ``adapter``, ``completed`` (true when the participant answered all their items:
 25 in the MNIST study), ``checks_passed`` (that participant's passed attention checks).
 ``digit`` is the asked class's index in studies beyond MNIST.
@@ -97,6 +98,7 @@ def vote_rows(conn, *, include_debug: bool = False, study: str | None = None) ->
             R.c.chosen_method,
             R.c.chosen_role,
             R.c.response_ms,
+            R.c.images_ms,
             R.c.answered_at,
             I.c.is_check,
             I.c.digit,
@@ -134,6 +136,7 @@ def _vote_group(rows) -> Iterator[dict]:
             "position": r.choice,
             "options": "" if r.is_check else _screen_order(r.slots),
             "response_ms": "" if r.response_ms is None else r.response_ms,
+            "images_ms": "" if r.images_ms is None else r.images_ms,
             "shown_at": _iso(r.shown_at),
             "answered_at": _iso(r.answered_at),
             "study": r.study,

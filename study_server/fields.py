@@ -130,12 +130,14 @@ _HEX24 = Text(r"[0-9a-f]{24}", 24)
 _CSRF = Text(r"[A-Za-z0-9_.\-]{1,200}", 200)
 NO_FIELDS = Schema({})
 START = NO_FIELDS
-#: the item page's form: question, choice (the clicked button), signature; the bounds fit
-#: every survey design, the participant's own are checked once the survey is known
+#: the item page's form: question, choice (the clicked button), signature, and (set by the
+#: page's script) the ms its images took to load; the bounds fit every survey design, the
+#: participant's own are checked once the survey is known
 ANSWER = Schema(
-    {"q": Digits(1, MAX_ITEMS), "c": Digits(1, MAX_OPTIONS), "f": _HEX24},
+    {"q": Digits(1, MAX_ITEMS), "c": Digits(1, MAX_OPTIONS), "f": _HEX24,
+     "l": Digits(0, 3_600_000)},
     required=frozenset({"q", "c", "f"}),
-)
+)  # fmt: skip
 #: the consent page: the signed entry parameters travel as p.NAME fields
 CONSENT = Schema(
     {

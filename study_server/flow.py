@@ -275,7 +275,7 @@ def find_by_nonce(study_id: int, nonce: str) -> ParticipantRow | None:
     return _checked(row) if row else None
 
 
-def update_assignment(p: ParticipantRow, entry: Entry, ip: str | None) -> None:
+def update_assignment(p: ParticipantRow, entry: Entry) -> None:
     """An unfinished person who comes back identified finishes on the route that can pay
     them now.
 
@@ -308,7 +308,6 @@ def update_assignment(p: ParticipantRow, entry: Entry, ip: str | None) -> None:
         "adapter_changed" if moved else "assignment_changed",
         study_id=p.study_id,
         participant_id=p.id,
-        ip=ip,
         old=p.assignment_id,
         new=entry.assignment_id,
         **({"old_adapter": p.adapter, "new_adapter": entry.adapter} if moved else {}),
@@ -322,7 +321,6 @@ def create_participant(
     *,
     design: SurveyDesign,
     bundle_sha256: str,
-    ip: str | None,
 ) -> str:
     """Insert a participant and their items (``design`` from their seed); returns the token.
 
@@ -370,7 +368,6 @@ def create_participant(
         "participant_created",
         study_id=study.id,
         participant_id=pid,
-        ip=ip,
         adapter=entry.adapter,
         assignment_id=entry.assignment_id,
         **{f"param.{k}": v for k, v in entry.extra.items()},
@@ -403,7 +400,7 @@ def current_item(p: ParticipantRow, n_items: int) -> ItemRow | None:
     return _item_row(row)
 
 
-def start(p: ParticipantRow, ip: str | None) -> None:
+def start(p: ParticipantRow) -> None:
     """The participant has read the instructions: item 1 is shown from now on."""
     if p.started_at is not None:
         return
@@ -411,7 +408,7 @@ def start(p: ParticipantRow, ip: str | None) -> None:
     _db().execute(
         update(P).where(P.c.id == p.id, P.c.started_at.is_(None)).values(started_at=now)
     )
-    log_event("started", study_id=p.study_id, participant_id=p.id, ip=ip)
+    log_event("started", study_id=p.study_id, participant_id=p.id)
 
 
 def load_shown_item(p: ParticipantRow, position: int) -> ItemRow | None:
@@ -458,7 +455,9 @@ def load_for_answer(token: str, position: int) -> AnswerContext:
     return AnswerContext(p, items[position], items.get(position + 1), shown)
 
 
-def record_answer(ctx: AnswerContext, choice: int, ip: str | None, *, n_items: int) -> bool:
+def record_answer(
+    ctx: AnswerContext, choice: int, *, n_items: int, images_ms: int | None = None
+) -> bool:
     """Store the answer (once).  Returns True when this request stored it.
 
     ``choice`` must be one of the item's options (else FieldError, nothing changes).  The
@@ -491,6 +490,7 @@ def record_answer(ctx: AnswerContext, choice: int, ip: str | None, *, n_items: i
         "shown_at": shown,
         "answered_at": now,
         "response_ms": max(int((now - shown).total_seconds() * 1000), 0),
+        "images_ms": images_ms,
     }
     if not _insert_once(values):
         existing = _db().execute(
@@ -498,7 +498,7 @@ def record_answer(ctx: AnswerContext, choice: int, ip: str | None, *, n_items: i
         ).scalar_one()
         return _acknowledge(item, existing, choice)
     if ctx.next_item is None:
-        _complete(p, now, ip, n_items)
+        _complete(p, now, n_items)
     return True
 
 
@@ -525,7 +525,7 @@ def _insert_once(values: dict) -> bool:
         return False
 
 
-def _complete(p: ParticipantRow, now, ip: str | None, n_items: int) -> None:
+def _complete(p: ParticipantRow, now, n_items: int) -> None:
     if answered_count(p.id) != n_items:  # defensive: the prefix rule makes this impossible
         raise Refused(409, "The survey cannot be completed before every question is answered.")
     code = tokens.completion_code(p.secret, p.public_id)
@@ -535,7 +535,7 @@ def _complete(p: ParticipantRow, now, ip: str | None, n_items: int) -> None:
         .values(completed_at=now, completion_code=code)
     )
     p.completed_at, p.completion_code = now, code
-    log_event("completed", study_id=p.study_id, participant_id=p.id, ip=ip)
+    log_event("completed", study_id=p.study_id, participant_id=p.id)
 
 
 def check_open_surveys(session, design: SurveyDesign) -> None:

@@ -10,8 +10,12 @@ limit between them.
 The limits (rates in Flask-Limiter's notation, e.g. ``100 per 10 seconds``; separate
 several with ``;``):
 
-``PARTICIPANT_RATE``  per participant token, every participant route; far above human
-                      speed (a survey is about 150 requests in 10 minutes).
+``PARTICIPANT_RATE``  per participant token, the participant's pages and answers; far
+                      above human speed (a survey is about 30 pages in 10 minutes, and a
+                      page's images must load before its options take a vote).
+``IMAGE_RATE``        per participant token, option images: six per page request the page
+                      rate allows, so a participant under the page limit (anyone answering
+                      at a human speed) never meets it and never sees a broken image.
 ``MISS_RATE``         per client address: requests that end in 404 (unknown tokens, study
                       keys, images).  Checked before the view, so a flood of made-up
                       tokens stops costing database lookups once the limit is reached.
@@ -52,6 +56,7 @@ __all__ = ["DEFAULT_RATES", "normalize_rate", "check_storage_url", "install_limi
 
 DEFAULT_RATES = {
     "PARTICIPANT_RATE": "100 per 10 seconds",
+    "IMAGE_RATE": "600 per 10 seconds",
     "MISS_RATE": "60 per minute",
     "ENTRY_RATE": "300 per minute",
     "ADMIN_LOGIN_RATE": "5 per minute; 10 per 15 minutes; 20 per hour; 50 per day",
@@ -161,6 +166,7 @@ class ParticipantLimits:
         self.prefix = cfg["LIMITS_KEY_PREFIX"]
         self.secret = cfg["SECRET_KEY"]
         self.per_token = parse_many(cfg["PARTICIPANT_RATE"])
+        self.per_token_images = parse_many(cfg["IMAGE_RATE"])
         self.misses = parse_many(cfg["MISS_RATE"])
         self._fallback = MovingWindowRateLimiter(MemoryStorage())
         self._down_since = 0.0
@@ -180,8 +186,9 @@ class ParticipantLimits:
             self._down_since = time.monotonic()
             return getattr(self._fallback, method)(item, self.prefix, *ids)
 
-    def check(self, token: str) -> None:
-        """Before any database work: refuse with 429 when a limit is reached."""
+    def check(self, token: str, *, image: bool = False) -> None:
+        """Before any database work: refuse with 429 when a limit is reached.  Images count
+        in their own window (``IMAGE_RATE``), pages and answers in ``PARTICIPANT_RATE``."""
         if not self.limiter.enabled:
             return
         signed = token_is_signed(self.secret, token)
@@ -192,9 +199,10 @@ class ParticipantLimits:
         # A malformed token must not become a key (a flood of long random tokens would
         # grow the storage without bound): it is counted per address instead.
         key = token if TOKEN_RE.fullmatch(token) else f"bad:{_address()}"
-        for item in self.per_token:
-            if not self._call("hit", item, "p", key):
-                self._refuse(item, ("p", key), SLOW_DOWN)
+        scope, rates = ("img", self.per_token_images) if image else ("p", self.per_token)
+        for item in rates:
+            if not self._call("hit", item, scope, key):
+                self._refuse(item, (scope, key), SLOW_DOWN)
 
     def missed(self) -> None:
         """The request ended in 404: count it against the client's address."""

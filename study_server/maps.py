@@ -3,19 +3,22 @@
 Only :mod:`explainers.bundle` is used (numpy + json, no torch).  The bundle also fixes the
 study's survey design (:meth:`SurveyDesign.from_bundle`); exactly the PNGs that design can
 show are kept in memory and served under opaque per-participant URLs, so the bundle's file
-names (which contain method names) never reach a participant.
+names (which contain method names) never reach a participant.  They are kept as they are
+served: recompressed and padded to one length (:mod:`study_server.imagebytes`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from explainers.bundle import BundleError, read_bundle
 from explainers.shipped import shipped_maps
 
+from . import imagebytes
 from .survey import CHECK_PICTURE, SurveyDesign
 
 __all__ = ["MapStore", "load_maps", "default_maps_dir", "BundleError"]
@@ -39,8 +42,10 @@ def default_maps_dir() -> Path:
 class MapStore:
     root: Path
     sha256: str
+    #: the served bytes: compressed, every one padded to ``png_length``
     pngs: dict[tuple[str, int], bytes]
     design: SurveyDesign
+    png_length: int
 
     def png(self, method: str, class_index: int) -> bytes:
         return self.pngs[(method, int(class_index))]
@@ -69,11 +74,16 @@ def load_maps(root: str | Path) -> MapStore:
                 for c in range(bundle.n_classes)
             }
         )
+    # the bundle's own hash (of its stored files), so answers name the bundle they used
     sha = (
         bundle.manifest.get("maps_sha256")
         or hashlib.sha256(b"".join(pngs[k] for k in sorted(pngs))).hexdigest()
     )
-    return MapStore(root=Path(root), sha256=sha, pngs=pngs, design=design)
+    try:
+        served, length = imagebytes.equalise(pngs)
+    except (ValueError, zlib.error) as exc:
+        raise BundleError(f"bundle {root} holds a damaged PNG ({exc})") from None
+    return MapStore(root=Path(root), sha256=sha, pngs=served, design=design, png_length=length)
 
 
 def _png_bytes(bundle, method: str, class_index: int) -> bytes:

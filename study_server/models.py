@@ -34,6 +34,8 @@ __all__ = [
     "Response",
     "Event",
     "AdminSession",
+    "PlatformCall",
+    "PlatformSubmission",
     "utcnow",
     "as_utc",
 ]
@@ -79,6 +81,9 @@ class Study(db.Model):
     #: JSON: recruitment adapter name -> settings (see study_server.recruitment)
     adapters: Mapped[str] = mapped_column(Text)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: JSON of the study's configuration file (consent facts, Prolific settings); see
+    #: study_server.config
+    config: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -151,6 +156,9 @@ class Response(db.Model):
     shown_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     answered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     response_ms: Mapped[int | None] = mapped_column(Integer)
+    #: ms from the item being shown until all its images had loaded, as the page reported
+    #: with the vote; NULL when it did not report (no JavaScript, or an older answer)
+    images_ms: Mapped[int | None] = mapped_column(Integer)
 
 
 class Event(db.Model):
@@ -176,3 +184,44 @@ class AdminSession(db.Model):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class PlatformCall(db.Model):
+    """One call that moves state or money on a recruitment platform, journalled so that it
+    happens exactly once: the row is committed as ``intent`` before the call is sent and
+    updated with its outcome after.  ``key`` names the effect (e.g. ``pay:<bulk bonus id>``),
+    unique per platform, so a second attempt finds the first one's row."""
+
+    __tablename__ = "platform_calls"
+    __table_args__ = (UniqueConstraint("platform", "key", name="uq_platform_call_key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    platform: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(40))
+    key: Mapped[str] = mapped_column(String(200))
+    #: intent (committed, not yet known to be sent), done, failed (the platform refused;
+    #: nothing happened), unknown (sent, outcome not known: checked before any retry)
+    state: Mapped[str] = mapped_column(String(16))
+    remote_id: Mapped[str | None] = mapped_column(String(128))
+    request: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    outcome: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PlatformSubmission(db.Model):
+    """A platform's submission as last synced (``normlime prolific sync``).  The worker is
+    kept as the study's keyed hash (see study_server.tokens.worker_key), never raw."""
+
+    __tablename__ = "platform_submissions"
+    __table_args__ = (
+        UniqueConstraint("platform", "submission_id", name="uq_platform_submission"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"))
+    platform: Mapped[str] = mapped_column(String(32))
+    submission_id: Mapped[str] = mapped_column(String(128))
+    worker_key: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    entered_code: Mapped[str | None] = mapped_column(String(128))
+    synced_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

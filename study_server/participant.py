@@ -43,18 +43,16 @@ from .survey import MNIST_DESIGN, MNIST_DESIGN_V2, SurveyDesign
 bp = Blueprint("participant", __name__)
 
 _IMAGE_ID_RE = re.compile(r"[0-9a-f]{24}")
-_CACHE_IMAGES = "private, max-age=86400"
+# no-transform: a proxy that recompressed image/png would make the method families differ
+# in size again (their padding is what makes them equal)
+_CACHE_IMAGES = "private, max-age=86400, no-transform"
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def _client_ip() -> str:
-    return request.remote_addr or "?"
-
-
-def _limit(token: str) -> None:
-    current_app.extensions["normlime_participant_limits"].check(token)
+def _limit(token: str, *, image: bool = False) -> None:
+    current_app.extensions["normlime_participant_limits"].check(token, image=image)
 
 
 @bp.after_request
@@ -210,7 +208,7 @@ def entry(key: str, adapter: str):
         existing = flow.find_by_worker(study, ent.worker_id)
         if existing is not None:
             if existing.completed_at is None:
-                flow.update_assignment(existing, ent, _client_ip())
+                flow.update_assignment(existing, ent)
                 db.session.commit()
             return _home(existing)
     elif (existing := _resume_from_cookie(study)) is not None:
@@ -255,7 +253,7 @@ def consent(key: str, adapter: str):
     try:
         maps = _maps()
         token = flow.create_participant(
-            study, ent, nonce, design=maps.design, bundle_sha256=maps.sha256, ip=_client_ip()
+            study, ent, nonce, design=maps.design, bundle_sha256=maps.sha256
         )
         db.session.commit()
     except IntegrityError:
@@ -316,7 +314,7 @@ def start(token: str):
     fields.parse(request.form, fields.START)
     p = flow.load_participant(token)
     if p.completed_at is None:
-        flow.start(p, _client_ip())
+        flow.start(p)
         db.session.commit()
     return _home(p)
 
@@ -333,7 +331,9 @@ def answer(token: str):
     p = ctx.participant
     if not tokens.same(form["f"], tokens.form_signature(p.secret, token, position)):
         raise Refused(400, "The answer form was altered; please reload the page.")
-    stored = flow.record_answer(ctx, choice, _client_ip(), n_items=design.n_items)
+    stored = flow.record_answer(
+        ctx, choice, n_items=design.n_items, images_ms=form.get("l")
+    )
     if not stored:
         # Retried or double-clicked: acknowledge with wherever the survey now stands
         # (re-read: a concurrent twin of this request may just have completed the survey).
@@ -400,7 +400,7 @@ def _completion_page(p: flow.ParticipantRow):
 @bp.get("/p/<token>/img/<int:position>/<image>")
 def image(token: str, position: int, image: str):
     """One option's map under an opaque URL; identical headers for every image."""
-    _limit(token)
+    _limit(token, image=True)
     if not _IMAGE_ID_RE.fullmatch(image) or not 1 <= position <= _design().n_items:
         raise Refused(404, "No such image.")
     p = flow.load_participant(token)

@@ -164,6 +164,7 @@ def make_server(
         "SQLALCHEMY_DATABASE_URI": db_url,
         "MAPS_DIR": str(maps_dir),
         "PARTICIPANT_RATE": "100000/1",
+        "IMAGE_RATE": "100000/1",
         "ENTRY_RATE": "100000/1",
     }
     cfg.update(config or {})
@@ -402,6 +403,7 @@ def gunicorn(
         "DATABASE_URL": db_url,
         "NORMLIME_MAPS": str(maps_dir),
         "NORMLIME_PARTICIPANT_RATE": "100000 per second",
+        "NORMLIME_IMAGE_RATE": "100000 per second",
         "NORMLIME_ENTRY_RATE": "100000 per second",
         **(env or {}),
     }

@@ -73,3 +73,33 @@ def test_four_equal_options_fit_the_screen(sqlite_url, bundle_dir, browser, widt
     assert len({round(b[1]) for b in boxes}) == 4 // columns
     for left, top, w, h in boxes:
         assert left >= 0 and top >= 0 and left + w <= width and top + h <= height, boxes
+
+
+def test_options_take_a_vote_only_once_every_image_has_loaded(sqlite_url, bundle_dir, browser):
+    srv = make_server(sqlite_url, bundle_dir)
+    with LiveServer(srv.app) as study:
+        page = browser.new_context().new_page()
+        _begin(page, f"{study.url}/s/{srv.study_key}")
+        held = []
+        # hold the second image back, as a slow connection would
+        page.route("**/img/1/**", lambda route: held.append(route))
+        page.get_by_role("button", name="Start").click()
+        page.get_by_text("Question 1 of 25").wait_for()
+        page.wait_for_function("document.querySelectorAll('img').length === 4")
+        while len(held) < 4:
+            page.wait_for_timeout(50)
+        for route in held[:3]:
+            route.continue_()
+        page.wait_for_timeout(300)
+        assert page.locator("form.options.loading").count() == 1
+        assert all(page.locator(".option").nth(i).is_disabled() for i in range(4))
+        page.locator(".option").first.click(force=True)  # a click on a closed option
+        page.wait_for_timeout(300)
+        assert srv.scalar("SELECT count(*) FROM responses") == 0
+        held[3].continue_()
+        page.wait_for_selector("form.options:not(.loading)")
+        page.locator(".option").nth(2).click()
+        page.get_by_text("Question 2 of 25").wait_for()
+    assert srv.scalar("SELECT count(*) FROM responses") == 1
+    # the page said when its pictures were complete: after the held one was let through
+    assert srv.scalar("SELECT images_ms FROM responses") >= 600

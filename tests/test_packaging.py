@@ -130,6 +130,7 @@ def test_the_wheel_installs_anywhere_and_runs_a_whole_survey(tmp_path):
            if k not in ("PYTHONPATH", "NORMLIME_MAPS", "DATABASE_URL", "VIRTUAL_ENV")}  # fmt: skip
     env["NORMLIME_ADMIN_PASSWORD"] = "a long enough password"
     env["NORMLIME_PARTICIPANT_RATE"] = "100000 per second"  # a machine-speed participant
+    env["NORMLIME_IMAGE_RATE"] = "100000 per second"
     up = _run([str(venv / "bin" / "normlime"), "up", "--no-serve"], cwd=empty, env=env)
     assert "created the study 'default'" in up.stdout
     assert str(site) in up.stdout  # the maps served are the installed package's

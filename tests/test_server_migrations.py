@@ -33,7 +33,13 @@ def _legacy_rows(engine):
     from sqlalchemy import text
 
     with engine.connect() as conn:
-        responses = conn.execute(text("SELECT * FROM responses ORDER BY id")).all()
+        # the columns of revision 0001 (later revisions add columns, NULL for old rows)
+        responses = conn.execute(
+            text(
+                "SELECT id, participant_id, position, choice, chosen_method, chosen_role, "
+                "shown_at, answered_at, response_ms FROM responses ORDER BY id"
+            )
+        ).all()
         token = conn.execute(text("SELECT token FROM participants")).scalar_one()
     return [tuple(r) for r in responses], token
 

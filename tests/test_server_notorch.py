@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
         s.flush()
         key, sid, secret = st.public_key, st.id, st.secret
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "MAPS_DIR": maps,
-                      "PARTICIPANT_RATE": "100000/1"})
+                      "PARTICIPANT_RATE": "100000/1", "IMAGE_RATE": "100000/1"})
     srv = Server(app, engine, url, key, sid, secret, Path(maps))
     w = Walker(srv).begin()
     for _ in range(25):
