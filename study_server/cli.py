@@ -193,6 +193,14 @@ def db_current_command(db_url):
     '"RID", "completion_url": "https://panel.example/done?code={code}"}\'. '
     "Default: mturk, prolific and link.",
 )
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="The study's configuration (TOML): the consent page's facts (required for a live "
+    "study) and the Prolific study; see docs/study-config.example.toml.",
+)
 @click.option("--base-url", default="http://127.0.0.1:5000", show_default=True)
 def create_study_command(
     db_url,
@@ -203,12 +211,15 @@ def create_study_command(
     prolific_completion_url,
     link_completion_url,
     adapter_specs,
+    config_path,
     base_url,
 ):
     """Create a study with its recruitment adapters (MTurk, Prolific, plain link, ...)."""
     import json
 
-    from .recruitment import PROLIFIC_COMPLETION_URL, default_adapters
+    from .config import ConfigError, load_config
+
+    from .recruitment import PROLIFIC_COMPLETION_URL, default_adapters, optional_adapters
     from .studies import create_study
 
     known = default_adapters(
@@ -218,6 +229,7 @@ def create_study_command(
     if link_completion_url:
         known["link"]["completion_url"] = link_completion_url
     adapters = {} if adapter_specs else dict(known)
+    known.update(optional_adapters(completion_code=completion_code))  # by name, never default
     for raw in adapter_specs:
         if raw.lstrip().startswith("{"):
             try:
@@ -234,17 +246,26 @@ def create_study_command(
                 f"--adapter {raw!r}: give one of {', '.join(known)} or a JSON object"
             )
     for flag, value, needs in (
-        ("--completion-code", completion_code, "prolific"),
+        ("--completion-code", completion_code, "connect" if "connect" in adapters else "prolific"),
         ("--prolific-completion-url", prolific_completion_url, "prolific"),
         ("--link-completion-url", link_completion_url, "link"),
     ):
         if value and needs not in adapters:
             raise InputError(f"{flag} is for the {needs} adapter, which this study does not use")
+    try:
+        config = load_config(config_path) if config_path else {}
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
     engine = _engine(db_url)
     try:
         with _session(engine) as session, session.begin():
             study = create_study(
-                session, name, mode=mode, adapters=adapters, raw_worker_ids=raw_worker_ids
+                session,
+                name,
+                mode=mode,
+                adapters=adapters,
+                raw_worker_ids=raw_worker_ids,
+                config=config,
             )
             session.flush()
             _print_links(study, base_url, admin=False)

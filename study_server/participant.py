@@ -32,7 +32,9 @@ from flask import (
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from . import consent as consent_rules
 from . import fields, flow, tokens
+from .config import consent_facts, missing_consent
 from .flow import Refused
 from .models import Study, db
 from .pages import render_item_page
@@ -125,7 +127,7 @@ def _home(p: flow.ParticipantRow):
 
 
 def _resume_cookie(key: str) -> str:
-    return f"normlime_resume_{key}"
+    return consent_rules.RESUME_COOKIE.format(key=key)
 
 
 def _resume_from_cookie(study) -> flow.ParticipantRow | None:
@@ -215,6 +217,7 @@ def entry(key: str, adapter: str):
         return _home(existing)
     if not study.active:
         raise Refused(403, _CLOSED, "Closed")
+    _check_ready(study)
     nonce = tokens.new_nonce()
     params = ent.params()
     return _page(
@@ -225,9 +228,40 @@ def entry(key: str, adapter: str):
             params=params,
             signature=tokens.entry_signature(study.secret, adapter, nonce, params),
             mode=study.mode,
+            **_consent_words(study, adapter, identified=bool(ent.worker_id)),
             **_survey_words(_design()),
         )
     )
+
+
+_NOT_READY = (
+    "This study is not ready to take participants yet. Nothing was recorded; you can return "
+    "the task on the site that sent you."
+)
+_PLATFORMS = {"mturk": "Mechanical Turk", "prolific": "Prolific", "connect": "CloudResearch"}
+
+
+def _check_ready(study) -> None:
+    """A live study without its consent facts takes nobody (create-study refuses to make
+    one; this covers a study made before the facts were required)."""
+    if missing_consent(study.mode, json.loads(study.config or "{}")):
+        raise Refused(503, _NOT_READY, "Not ready")
+
+
+def _consent_words(study, adapter: str, *, identified: bool) -> dict:
+    """The consent page's facts and its list of what is kept, for this route."""
+    platform = _PLATFORMS.get(adapter, "the site that sent you here")
+    return {
+        "facts": consent_facts(study.config),
+        "kept": consent_rules.kept(
+            identified=identified, raw_ids=study.raw_worker_ids, platform=platform
+        ),
+        "identified": identified,
+        "platform": platform,
+        "cookie": not identified,
+        "cookie_days": consent_rules.RESUME_DAYS,
+        "address_minutes": -(-consent_rules.address_window_seconds(current_app.config) // 60),
+    }
 
 
 @bp.post("/s/<key>/<adapter>/consent")
@@ -250,6 +284,7 @@ def consent(key: str, adapter: str):
         return _home(existing)
     if not study.active:
         raise Refused(403, _CLOSED, "Closed")
+    _check_ready(study)
     try:
         maps = _maps()
         token = flow.create_participant(
@@ -272,7 +307,7 @@ def consent(key: str, adapter: str):
         resp.set_cookie(
             _resume_cookie(study.public_key),
             token,
-            max_age=30 * 86400,
+            max_age=consent_rules.RESUME_DAYS * 86400,
             path=f"{request.script_root}/s/{study.public_key}",
             secure=current_app.config["SECURE_COOKIES"],
             httponly=True,
@@ -393,7 +428,16 @@ def _completion_page(p: flow.ParticipantRow):
         submit_to=p.submit_to,
     )
     form_action = p.submit_to if action["kind"] == "mturk" else ""
-    html = render_template("complete.html", finish=action, mode=p.mode, n_items=_design().n_items)
+    html = render_template(
+        "complete.html",
+        finish=action,
+        mode=p.mode,
+        n_items=_design().n_items,
+        public_id=p.public_id,
+        facts=consent_facts(
+            db.session.execute(select(Study.config).where(Study.id == p.study_id)).scalar_one()
+        ),
+    )
     return _page(html, form_action=form_action)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
 
+from .config import ConfigError, missing_consent, parse_config
 from .models import MODES, Event, Study, utcnow
 from .recruitment import validate_adapters
 from .schema import get_setting, set_setting
@@ -39,7 +40,9 @@ def create_study(
     mode: str,
     adapters: dict,
     raw_worker_ids: bool = False,
+    config: dict | None = None,
 ) -> Study:
+    """A new study; ``config`` is a parsed study configuration (study_server.config)."""
     if not _NAME_RE.fullmatch(name or ""):
         raise StudyError(
             f"study name {name!r} must be 1-100 letters, digits, spaces, '.', '_' or '-'"
@@ -49,6 +52,12 @@ def create_study(
     adapters = validate_adapters(adapters, mode=mode)
     if session.execute(select(Study.id).where(Study.name == name)).first():
         raise StudyError(f"a study named {name!r} already exists")
+    try:
+        config = parse_config(config or {})
+    except ConfigError as exc:
+        raise StudyError(str(exc)) from None
+    if reason := missing_consent(mode, config):
+        raise StudyError(reason)
     study = Study(
         name=name,
         public_key=secrets.token_urlsafe(12),
@@ -56,6 +65,7 @@ def create_study(
         secret=secrets.token_hex(32),
         raw_worker_ids=bool(raw_worker_ids),
         adapters=json.dumps(adapters, sort_keys=True),
+        config=json.dumps(config, sort_keys=True),
         active=True,
         created_at=utcnow(),
     )
@@ -72,6 +82,7 @@ def create_study(
                     "mode": mode,
                     "raw_worker_ids": bool(raw_worker_ids),
                     "adapters": sorted(adapters),
+                    "config": sorted(config),
                 }
             ),
         )

@@ -29,6 +29,26 @@ METHODS = ("normlime", "lime", "smoothgrad", "vargrad")
 # ----------------------------------------------------------------------------- bundle
 
 
+#: a complete study configuration (consent facts and a Prolific study), as parsed from TOML
+STUDY_CONFIG = {
+    "consent": {
+        "researcher": "Dr Ada Example",
+        "institution": "Example University, School of Computing",
+        "contact": "ada.example@example.edu",
+        "ethics": "EX-REC-2026-117",
+        "pay": "GBP 2.50 on completion",
+        "minutes": 12,
+        "keep": "until 2031-12-31, then deleted",
+    },
+    "prolific": {
+        "title": "Which picture explains the digit best?",
+        "description": "Look at 25 sets of four pictures and pick the most helpful one.",
+        "reward_cents": 250,
+        "places": 100,
+    },
+}
+
+
 def make_bundle(root: Path, pictures: bool = True) -> Path:
     """A maps bundle with four clearly distinct synthetic maps per digit (test data), and
     a picture of every digit (the checks of survey version 2) unless ``pictures=False``
@@ -142,6 +162,7 @@ def make_server(
     config: dict | None = None,
     raw_worker_ids: bool = False,
     adapters: dict | None = None,
+    study_config: dict | None = None,
 ) -> Server:
     from sqlalchemy.orm import Session
 
@@ -157,6 +178,8 @@ def make_server(
             mode=mode,
             adapters=adapters or default_adapters(completion_code="PROLIFICCC"),
             raw_worker_ids=raw_worker_ids,
+            # a live study needs its consent facts
+            config=study_config if study_config is not None or mode != "live" else STUDY_CONFIG,
         )
         session.flush()
         key, sid, secret = study.public_key, study.id, study.secret

@@ -7,6 +7,7 @@ import csv
 import json
 import re
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -17,6 +18,8 @@ from tests.server_fixtures import Walker, make_bundle, make_server
 
 NS = "http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"
 
+
+EXAMPLE_CONFIG = Path(__file__).parents[1] / "docs" / "study-config.example.toml"
 
 def run(*args, env=None, input=None):
     return CliRunner().invoke(cli, [str(a) for a in args], env=env, input=input)
@@ -264,7 +267,8 @@ def test_export_hits_refuses_bad_settings(tmp_path, bundle_dir, args, message):
     url = f"sqlite:///{tmp_path / 'h.sqlite3'}"
     run("init-db", "--db", url)
     run("create-study", "--db", url, "--name", "sandboxed", "--mode", "sandbox")
-    run("create-study", "--db", url, "--name", "live-one", "--mode", "live")
+    run("create-study", "--db", url, "--name", "live-one", "--mode", "live",
+        "--config", EXAMPLE_CONFIG)  # fmt: skip
     base = ["export-hits", "--db", url, "--out", tmp_path / "o"]
     if "--count" not in args:
         base += ["--count", "2"]
