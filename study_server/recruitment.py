@@ -8,9 +8,13 @@ Two kinds exist:
 ``mturk``     MTurk ExternalQuestion: ``assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE`` means a
               preview; the finish is a form POST to ``{turkSubmitTo}/mturk/externalSubmit``
               carrying ``assignmentId`` and the completion code.
-``redirect``  Prolific, a plain link, any other panel: the finish is a link to
-              ``completion_url`` (``{code}`` is replaced by the completion code), or just
-              the completion code when no URL is configured.
+``redirect``  Prolific, CloudResearch Connect, a plain link, any other panel: the finish is
+              a link to ``completion_url`` (``{code}`` is replaced by the completion code),
+              or just the completion code when no URL is configured.  A redirect adapter may
+              also name a ``screenout_url``: where a panel wants people it screened out
+              (partial completes) sent.  The survey has no screen-out exit yet, so it is
+              validated and stored for that exit, and never used instead of
+              ``completion_url``.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ __all__ = [
     "PREVIEW_ASSIGNMENT",
     "MTURK_SUBMIT_ORIGINS",
     "PROLIFIC_COMPLETION_URL",
+    "CONNECT_COMPLETION_URL",
     "KNOWN_ADAPTERS",
     "check_url",
     "default_adapters",
+    "optional_adapters",
     "validate_adapters",
     "load_adapters",
     "parse_entry",
@@ -45,6 +51,8 @@ MTURK_SUBMIT_ORIGINS = {
     "sandbox": ("https://workersandbox.mturk.com",),
 }
 PROLIFIC_COMPLETION_URL = "https://app.prolific.com/submissions/complete?cc={code}"
+#: CloudResearch Connect's end-of-study redirect: its project's completion code in the path
+CONNECT_COMPLETION_URL = "https://connect.cloudresearch.com/participant/project/{code}/complete"
 
 _NAME_RE = re.compile(r"[a-z0-9_-]{1,32}")
 _PARAM_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -60,6 +68,7 @@ _KEYS = {
     "record_params",
     "completion_url",
     "completion_code",
+    "screenout_url",
 }
 
 
@@ -98,10 +107,15 @@ class Entry:
 
 
 def default_adapters(
-    *, completion_code: str | None = None, prolific_url: str = PROLIFIC_COMPLETION_URL
+    *,
+    completion_code: str | None = None,
+    prolific_url: str = PROLIFIC_COMPLETION_URL,
+    optional: bool = False,
 ) -> dict[str, dict]:
-    """MTurk, Prolific and a plain link, with their usual parameter names."""
-    return {
+    """MTurk, Prolific and a plain link, with their usual parameter names (the default set
+    of a study); with ``optional=True`` also the panels a study gets only by name
+    (:func:`optional_adapters`)."""
+    adapters = {
         "mturk": {
             "kind": "mturk",
             "worker_param": "workerId",
@@ -129,11 +143,36 @@ def default_adapters(
             "completion_code": None,
         },
     }
+    if optional:
+        adapters.update(optional_adapters(completion_code=completion_code))
+    return adapters
+
+
+def optional_adapters(*, completion_code: str | None = None) -> dict[str, dict]:
+    """Panels a study uses only when named (``create-study --adapter connect``), never by
+    default, so that existing studies and their links stay as they are.
+
+    CloudResearch Connect appends ``participantId``, ``assignmentId`` and ``projectId`` to
+    the project link; the end-of-study redirect carries the project's completion code
+    (which is why ``completion_code`` should be Connect's).  A ``screenout_url`` (Connect's
+    partial-complete redirect) may be added as JSON settings; see the module doc.
+    """
+    return {
+        "connect": {
+            "kind": "redirect",
+            "worker_param": "participantId",
+            "worker_required": True,
+            "assignment_param": "assignmentId",
+            "record_params": ["projectId"],
+            "completion_url": CONNECT_COMPLETION_URL,
+            "completion_code": completion_code,
+        },
+    }
 
 
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 #: the adapters every study can have by name (``create-study --adapter NAME``)
-KNOWN_ADAPTERS = ("mturk", "prolific", "link")
+KNOWN_ADAPTERS = ("mturk", "prolific", "link", "connect")
 
 
 def check_url(value: str, *, what: str, mode: str, max_len: int = 200) -> str:
@@ -181,6 +220,8 @@ def validate_adapters(adapters: dict, *, mode: str = "debug") -> dict[str, dict]
             for key in ("worker_param", "assignment_param", "submit_param"):
                 if not clean[key]:
                     raise AdapterError(f"adapter {name!r}: an mturk adapter needs {key}")
+            if cfg.get("screenout_url") is not None:
+                raise AdapterError(f"adapter {name!r}: screenout_url is for redirect adapters")
         else:
             url = cfg.get("completion_url")
             if url is not None:
@@ -199,10 +240,21 @@ def validate_adapters(adapters: dict, *, mode: str = "debug") -> dict[str, dict]
                 raise AdapterError(f"adapter {name!r}: completion_code must match [A-Za-z0-9_-]+")
             clean["completion_url"] = url
             clean["completion_code"] = code
+            if cfg.get("screenout_url") is not None:
+                clean["screenout_url"] = _screenout_url(name, cfg["screenout_url"], mode)
         if clean["worker_required"] and not clean["worker_param"]:
             raise AdapterError(f"adapter {name!r}: worker_required needs a worker_param")
         out[name] = clean
     return out
+
+
+def _screenout_url(name: str, url, mode: str) -> str:
+    """A panel's screen-out (partial complete) redirect: a plain URL, checked like a
+    completion URL; it carries no code, so no placeholder either."""
+    check_url(url, what=f"adapter {name!r}: screenout_url", mode=mode, max_len=500)
+    if "{" in url or "}" in url:
+        raise AdapterError(f"adapter {name!r}: screenout_url takes no placeholder")
+    return url
 
 
 def load_adapters(raw: str) -> dict[str, dict]:
