@@ -11,6 +11,7 @@ import click
 
 from .benchmarks.cli import COMMANDS as BENCHMARK_COMMANDS
 from .errors import InputError, benchmark_project_option
+from .evaluate.cli import COMMANDS as EVALUATE_COMMANDS
 from .study.cli import COMMANDS as STUDY_COMMANDS
 
 __all__ = ["COMMANDS", "reproduce_command"]
@@ -106,4 +107,4 @@ def reproduce_command(
     click.echo(f"report: {paths['report.md']} and {paths['report.html']}")
 
 
-COMMANDS: list = [*STUDY_COMMANDS, *BENCHMARK_COMMANDS, reproduce_command]
+COMMANDS: list = [*STUDY_COMMANDS, *BENCHMARK_COMMANDS, *EVALUATE_COMMANDS, reproduce_command]

@@ -12,7 +12,8 @@ MNIST, up to the survey's option count, the chosen option's screen position, lef
 right), ``options`` (a real question's methods in screen order, left to right, joined by
 ``|``, e.g. ``lime|normlime|vargrad|smoothgrad``; empty for attention checks),
 ``response_ms``, ``images_ms`` (ms from the page's request until all its images had loaded,
-as the page reported; empty when it did not), ``shown_at``, ``answered_at`` (ISO 8601 UTC), ``study``, ``mode``,
+as the page reported; empty when it did not), ``shown_at``, ``answered_at`` (ISO 8601
+UTC), ``study``, ``mode``,
 ``adapter``, ``completed`` (true when the participant answered all their items:
 25 in the MNIST study), ``checks_passed`` (that participant's passed attention checks).
 ``digit`` is the asked class's index in studies beyond MNIST.

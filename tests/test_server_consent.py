@@ -36,7 +36,8 @@ def _stored_columns(srv, pid: int) -> set[str]:
 
 def _kept_on_page(page: str) -> list[str]:
     block = re.search(r'<ul class="kept">(.*?)</ul>', page, re.S).group(1)
-    return [" ".join(html.unescape(li).split()) for li in re.findall(r"<li>(.*?)</li>", block, re.S)]
+    items = re.findall(r"<li>(.*?)</li>", block, re.S)
+    return [" ".join(html.unescape(li).split()) for li in items]
 
 
 def _walk(srv, adapter: str, params: dict) -> tuple[str, Walker, set[str]]:
