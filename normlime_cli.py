@@ -15,6 +15,7 @@ import click
 from analysis.cli import COMMANDS as ANALYSIS_COMMANDS
 from explainers.cli import COMMANDS as EXPLAINER_COMMANDS
 from study_server.cli import COMMANDS as SERVER_COMMANDS
+from study_server.prolific_cli import COMMANDS as PROLIFIC_COMMANDS
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,7 +24,7 @@ def cli() -> None:
     """Reproduce the NormLIME human study and its numerical benchmarks."""
 
 
-for _command in (*EXPLAINER_COMMANDS, *ANALYSIS_COMMANDS, *SERVER_COMMANDS):
+for _command in (*EXPLAINER_COMMANDS, *ANALYSIS_COMMANDS, *SERVER_COMMANDS, *PROLIFIC_COMMANDS):
     cli.add_command(_command)
 
 

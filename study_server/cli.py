@@ -218,7 +218,6 @@ def create_study_command(
     import json
 
     from .config import ConfigError, load_config
-
     from .recruitment import PROLIFIC_COMPLETION_URL, default_adapters, optional_adapters
     from .studies import create_study
 
