@@ -80,6 +80,8 @@ class ReproducePreset:
     simulated_participants: int
     bootstrap: int
     why_not: str = ""
+    #: test images of the numerical evaluation (normlime evaluate)
+    evaluate_images: int = 100
 
 
 PRESETS = {
@@ -92,9 +94,10 @@ PRESETS = {
         200,
         "The smoke preset trains on 1,500 images for 2 epochs: it exercises the code path, "
         "its numbers mean nothing",
+        evaluate_images=20,
     ),
     "cpu": ReproducePreset("cpu", "cpu", "shipped", True, 83, 1000),
-    "paper": ReproducePreset("paper", "paper", "paper", True, 83, 1000),
+    "paper": ReproducePreset("paper", "paper", "paper", True, 83, 1000, evaluate_images=1000),
 }
 
 
@@ -507,7 +510,7 @@ def run_reproduce(
     steps["maps"] = f"{maps_dir} ({maps_note})"
     inspect = _inspect_step(out / "maps", maps_dir, data_spec)
 
-    summary, simulated = _study_step(out / "study", votes_path, preset, seed, log)
+    summary, simulated, analysis = _study_step(out / "study", votes_path, preset, seed, log)
     steps["study"] = (
         f"SIMULATED study (100 surveys from the paper's shares, seed {seed}), "
         if simulated
@@ -537,6 +540,13 @@ def run_reproduce(
         if table.is_file():
             with table.open() as fh:
                 rows[key] = list(csv.DictReader(fh))
+
+    started = time.perf_counter()
+    texts["evaluate"] = _evaluate_step(
+        out / "evaluate", project, model_path, maps_dir, data_spec, preset, seed, analysis,
+        simulated, log,
+    )  # fmt: skip
+    steps["evaluate"] = f"{out / 'evaluate'} ({time.perf_counter() - started:.0f} s this run)"
 
     claims = evaluate_claims(
         model_meta, summary, simulated, rows.get("kar-pixels"), rows.get("kar-conv"), preset,
@@ -633,4 +643,37 @@ def _study_step(folder: Path, votes_path, preset, seed, log):
         read_votes_csv(source), source=str(source), bootstrap=preset.bootstrap, seed=seed
     )
     write_outputs(analysis, folder)
-    return json.loads(json.dumps(summary_dict(analysis))), simulated
+    return json.loads(json.dumps(summary_dict(analysis))), simulated, analysis
+
+
+def _evaluate_step(folder, project, model_path, maps_dir, data_spec, preset, seed, analysis,
+                   simulated, log) -> str:  # fmt: skip
+    """``normlime evaluate`` of the maps shown, and its orders next to the study's."""
+    from dataclasses import replace
+
+    from explainers.project import load_project
+
+    from .evaluate.compare import human_vs_metrics, markdown_rows
+    from .evaluate.run import EvaluateSettings, evaluate_project
+
+    if project is None:
+        project = load_project("mnist")
+        if Path(model_path) != Path(SHIPPED_MODEL):
+            project = replace(project, model={"file": str(Path(model_path).resolve())})
+    # --data names MNIST (default here as for the maps: the embedded subset); a project
+    # of other data keeps its own
+    data_spec = (data_spec or "embedded") if project.dataset.get("kind") == "mnist-idx" else None
+    log(f"reproduce: evaluate ({preset.evaluate_images} images) into {folder}")
+    settings = EvaluateSettings(images=preset.evaluate_images, seed=seed,
+                                bootstrap=preset.bootstrap)  # fmt: skip
+    evaluate_project(project, folder, settings, maps_dir=maps_dir, data_spec=data_spec,
+                     progress=False, log=log)  # fmt: skip
+    text = _demote_headings((folder / "evaluation.md").read_text())
+    if analysis.choice_model is None:
+        return text + "\nNo comparison with the human study: its choice model was not fitted.\n"
+    compared = human_vs_metrics(analysis.choice_model, folder)
+    (folder / "human_vs_metrics.json").write_text(json.dumps(compared, indent=2) + "\n")
+    lines = markdown_rows(compared)
+    if simulated:
+        lines[0] += " (SIMULATED votes: this comparison shows the code path, not a finding)"
+    return text + "\n" + _demote_headings("\n".join(lines))

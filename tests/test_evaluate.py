@@ -358,3 +358,38 @@ def test_faithfulness_correlation_is_reproducible_from_its_seed():
     c = metrics.faithfulness_correlation(net, x, scores, None, [0] * 5, rng=12, **kw)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("prefs,sign", [((0.6, 0.1, 0.3), 1), ((0.1, 0.6, 0.3), -1)])
+def test_analyze_puts_what_people_chose_next_to_the_metric_orders(evaluated, tmp_path, prefs,
+                                                                  sign):  # fmt: skip
+    """Simulated people who prefer the oracle agree with the metrics that rank it first;
+    people who prefer the edge detector disagree with them."""
+    from analysis.study.simulate import simulate_export
+
+    _root, out, result = evaluated
+    votes = tmp_path / "votes.csv"
+    simulate_export(300, methods=("oracle", "edges", "saliency"), preferences=prefs,
+                    classes=4, real_questions=8, attention_checks=2,
+                    random_state=5).to_csv(votes, index=False)  # fmt: skip
+    report = tmp_path / "analysis"
+    run_cli("analyze", "--votes", votes, "--out", report, "--evaluation", out,
+            "--bootstrap", "200", "--real-questions", "8", "--attention-checks", "2")  # fmt: skip
+    summary = json.loads((report / "summary.json").read_text())
+    rows = {r["metric"]: r for r in summary["human_vs_metrics"]["rows"]}
+    assert set(rows) == set(METRIC_NAMES)
+    faith = rows["faithfulness_correlation"]
+    lo, hi = faith["ci"]
+    assert faith["rho"] == sign * 1.0
+    assert (lo > 0) if sign > 0 else (hi < 0), faith
+    assert "What people chose and what the metrics say" in (report / "report.md").read_text()
+    # an evaluation without class-level rows cannot be compared
+    per_image = tmp_path / "per-image"
+    per_image.mkdir()
+    blob = json.loads((out / "evaluation.json").read_text())
+    blob["rows"] = [r for r in blob["rows"] if r["level"] == "per-image"]
+    (per_image / "evaluation.json").write_text(json.dumps(blob))
+    (per_image / "resamples.npz").write_bytes((out / "resamples.npz").read_bytes())
+    line = run_cli_error("analyze", "--votes", votes, "--out", tmp_path / "x", "--evaluation",
+                         per_image, "--real-questions", "8", "--attention-checks", "2")  # fmt: skip
+    assert "no class-level rows" in line

@@ -38,6 +38,11 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
     required=True,
     help="output directory (rerunning with the same options resumes)",
 )
+@click.option("--maps", "maps_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="the bundle of the class-level rows [default: the "
+              "project's maps; the shipped bundle for the built-in mnist project]")  # fmt: skip
+@click.option("--data", "data_spec", default=None, metavar="PATH|embedded|download",
+              help="replaces an MNIST project's dataset path")  # fmt: skip
 @click.option("--images", type=click.IntRange(min=2), default=100, show_default=True,
               help="test images evaluated, stratified by label")  # fmt: skip
 @click.option("--seed", type=int, default=None, help="[default: the project's seed]")
@@ -68,9 +73,9 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
               help="run the jobs on this dask.distributed scheduler")  # fmt: skip
 @device_option
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def evaluate_command(project_dir, out_dir, images, seed, methods, levels, steps, percentages,
-                     subsets, subset_fraction, randomisation_images, bootstrap, n_jobs, threads,
-                     scheduler, device, progress):  # fmt: skip
+def evaluate_command(project_dir, out_dir, maps_dir, data_spec, images, seed, methods, levels,
+                     steps, percentages, subsets, subset_fraction, randomisation_images,
+                     bootstrap, n_jobs, threads, scheduler, device, progress):  # fmt: skip
     """ROAD, deletion/insertion, faithfulness correlation and the model-randomisation check
     for every method of a study project and a random baseline, with bootstrap intervals
     and rank tables (docs/evaluate.md)."""
@@ -101,7 +106,7 @@ def evaluate_command(project_dir, out_dir, images, seed, methods, levels, steps,
         result = evaluate_project(
             project, out_dir, settings, device=device, n_jobs=n_jobs, scheduler=scheduler,
             threads=threads, progress=progress, log=lambda m: click.echo(m, err=True),
-            argv=sys.argv,
+            argv=sys.argv, maps_dir=maps_dir, data_spec=data_spec,
         )  # fmt: skip
     except ProjectError as exc:
         raise InputError(str(exc)) from None

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -223,8 +223,14 @@ def evaluate_project(
     progress: bool = True,
     log: Callable[[str], None] = print,
     argv=None,
+    maps_dir: str | Path | None = None,
+    data_spec: str | None = None,
 ) -> dict:
-    """Run (or resume) the evaluation of ``project`` into ``out_dir``; returns the summary."""
+    """Run (or resume) the evaluation of ``project`` into ``out_dir``; returns the summary.
+
+    ``maps_dir`` names the bundle whose class maps the class-level rows use (default: the
+    project's ``maps``; for the built-in ``mnist`` project without one, the shipped bundle,
+    which that project made); ``data_spec`` replaces an MNIST dataset's path."""
     from analysis.benchmarks.jobs import ConfigMismatch, Job, JobStore, run_jobs
     from analysis.benchmarks.occlusion import gaussian_blur
     from explainers.data import as_float
@@ -238,6 +244,11 @@ def evaluate_project(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise EvaluateError(f"--out {out_dir} exists and is not a directory")
+    if data_spec is not None:
+        if project.dataset.get("kind") != "mnist-idx":
+            raise EvaluateError(f"{project.path}: --data replaces an MNIST dataset's path; this "
+                                f"project's [dataset] kind is {project.dataset.get('kind')!r}")
+        project = replace(project, dataset={**project.dataset, "path": str(data_spec)})
     data, dev, model, model_sha = _load(project, device)
     model.eval()
     rows = sample_images(data.test_labels, settings.images, settings.seed)
@@ -246,6 +257,13 @@ def evaluate_project(
     pred = metrics.predict_batches(model, x).argmax(axis=1)
     methods = _methods(project, settings)
     per_image = [m for m in methods if not project.method(m).aggregated]
+    if "class-level" not in settings.levels and settings.methods is not None:
+        aggregated = [m for m in methods if m not in per_image]
+        if aggregated:
+            raise EvaluateError(
+                f"--methods {aggregated[0]}: an aggregated method has no per-image maps, only "
+                "class maps; evaluate it with --levels class-level"
+            )
     features = parse_features(project.lime.get("features"), tuple(x.shape[1:]))
     n_features = int(features.max()) + 1 if features is not None else x.shape[2] * x.shape[3]
     layers = None
@@ -254,7 +272,9 @@ def evaluate_project(
             layers = randomisable_layers(model)
         except RandomisationError as exc:
             raise EvaluateError(f"{project.path}: {exc}") from None
-    class_maps = _class_maps(project, methods) if "class-level" in settings.levels else {}
+    class_maps = (
+        _class_maps(project, methods, maps_dir) if "class-level" in settings.levels else {}
+    )
     train = as_float(data.train_images[:5000])
     substrate = train.mean(dim=(0, 2, 3)).numpy()
     ctx = {
@@ -333,21 +353,26 @@ def _methods(project, settings: EvaluateSettings) -> list[str]:
     return list(settings.methods)
 
 
-def _class_maps(project, methods: list[str]) -> dict[str, np.ndarray]:
+def _class_maps(project, methods: list[str], maps_dir=None) -> dict[str, np.ndarray]:
     from explainers.bundle import BundleError, read_bundle
+    from explainers.shipped import shipped_maps
 
+    where = Path(maps_dir) if maps_dir is not None else project.maps_dir
+    own = maps_dir is not None or (where / "manifest.json").is_file()
+    if not own and project.builtin and project.name == "mnist":
+        where = shipped_maps()
     try:
-        bundle = read_bundle(project.maps_dir)
+        bundle = read_bundle(where)
     except BundleError:
         raise EvaluateError(
-            f"class-level rows need the project's maps bundle ({project.maps_dir}): run "
-            "`normlime precompute --project ...` first, or give --levels per-image"
+            f"class-level rows need the project's maps bundle ({where}): run "
+            "`normlime precompute --project ...` first, give --maps, or --levels per-image"
         ) from None
     missing = [m for m in methods if m not in bundle.maps]
     if missing:
         raise EvaluateError(
-            f"the bundle {project.maps_dir} has no maps of {', '.join(missing)}: "
-            "precompute the project again"
+            f"the bundle {where} has no maps of {', '.join(missing)}: precompute the "
+            "project again"
         )
     return {m: np.asarray(bundle.maps[m], dtype=np.float64) for m in methods}
 

@@ -1,10 +1,11 @@
 """An evaluation's numbers with their uncertainty: a seeded bootstrap over images.
 
 Every (level, method, metric) value is the mean over the sampled images; its interval is
-the 2.5th-97.5th percentile of the means of ``bootstrap`` resamples of the images.  The
-resamples are paired: one draw of image indices serves every method, so the rank table
-(per level and metric, the methods ordered by their resampled means) says in what share of
-resamples each method holds each rank.  ``road_gap`` (LeRF minus MoRF, per image) and the
+the 2.5th-97.5th percentile of the means of ``bootstrap`` resamples of the images (the
+resampled means are kept in ``resamples.npz``).  The resamples are paired: one draw of
+image indices serves every method, so the rank table (per level and metric, the methods
+ordered by their resampled means) says in what share of resamples each method holds each
+rank.  ``road_gap`` (LeRF minus MoRF, per image) and the
 MoRF/LeRF consistency (Spearman's rho between the methods' order by MoRF and their order by
 LeRF, Rong et al.'s check that the two removal orders agree) are computed on the same
 resamples.
@@ -84,13 +85,14 @@ def summarise(records: list[dict], settings, metric_dirs: dict[str, str]) -> dic
                     "share_at_rank": float(shares[j, point_rank[j]]),
                     "shares": [round(float(s), 4) for s in shares[j]],
                 })  # fmt: skip
-    return {"rows": rows, "ranks": ranks, "consistency": _consistency(table, resampled)}
+    return {"rows": rows, "ranks": ranks, "consistency": _consistency(table, resampled),
+            "resampled": resampled}  # fmt: skip
 
 
 def _consistency(table, resampled) -> list[dict]:
     """Per level: do the methods' orders by MoRF (lower better) and by LeRF (higher
     better) agree?  Spearman's rho of the two orders, point and bootstrap interval."""
-    from scipy.stats import spearmanr
+    from .compare import spearman
 
     out = []
     for level in sorted({key[0] for key in table}):
@@ -100,12 +102,11 @@ def _consistency(table, resampled) -> list[dict]:
         morf = np.stack([resampled[(level, m, "road_morf")] for m in names], axis=1)
         lerf = np.stack([resampled[(level, m, "road_lerf")] for m in names], axis=1)
         # a good method has a low MoRF and a high LeRF: agreement is rho(-MoRF, LeRF) > 0
-        rhos = np.array([spearmanr(-a, b).statistic for a, b in zip(morf, lerf, strict=True)])
-        rhos = rhos[np.isfinite(rhos)]
-        point = spearmanr(
+        rhos = np.array([spearman(-a, b) for a, b in zip(morf, lerf, strict=True)])
+        point = spearman(
             [-table[(level, m, "road_morf")].mean() for m in names],
             [table[(level, m, "road_lerf")].mean() for m in names],
-        ).statistic
+        )
         lo, hi = np.percentile(rhos, [2.5, 97.5]) if rhos.size else (np.nan, np.nan)
         out.append({"level": level, "methods": names, "rho": float(point),
                     "ci_low": float(lo), "ci_high": float(hi)})  # fmt: skip
@@ -128,6 +129,11 @@ def write_outputs(out_dir: Path, records: list[dict], summary: dict, meta: dict)
             "ranks": summary["ranks"]}  # fmt: skip
     (out_dir / "evaluation.json").write_text(json.dumps(blob, indent=2, sort_keys=True) + "\n")
     (out_dir / "evaluation.md").write_text(markdown(summary, meta))
+    # the resampled means, for comparisons with the human study (analysis.evaluate.compare)
+    np.savez_compressed(
+        out_dir / "resamples.npz",
+        **{"|".join(key): values for key, values in summary["resampled"].items()},
+    )
 
 
 def _csv(path: Path, rows: list[dict]) -> None:

@@ -371,6 +371,9 @@ class ChoiceModel:
     digit_interaction: dict = field(default_factory=dict)
     cross_check: dict = field(default_factory=dict)
     statsmodels_check: dict = field(default_factory=dict)
+    #: (resamples, methods) bootstrap log-odds in ``methods`` order (the reference's 0);
+    #: not in summary.json: comparisons read it (analysis.evaluate.compare)
+    coef_draws: np.ndarray | None = field(default=None, repr=False)
 
     def as_summary(self) -> dict:
         return {
@@ -443,7 +446,11 @@ def fit_choice_model(
     chi2 = float(theta[:n_m] @ np.linalg.pinv(block) @ theta[:n_m])
     f_value = float(hotelling_f(chi2, g, n_m))
     slots = [n.split(":")[1] for n in names[n_m:]]
+    draws_by_method = np.zeros((len(boot), len(data.methods)))
+    for i, m in enumerate(method_names):
+        draws_by_method[:, data.methods.index(m)] = boot[:, i]
     return ChoiceModel(
+        coef_draws=draws_by_method,
         methods=data.methods,
         reference=reference,
         coef=coef,

@@ -112,6 +112,13 @@ __all__ = ["COMMANDS", "InputError", "analyze_command"]
     help="a study project: its methods (in its order) and survey length come from the maps "
     "bundle its precompute wrote (instead of --methods, --real-questions, --attention-checks)",
 )
+@click.option(
+    "--evaluation",
+    "evaluation_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="a `normlime evaluate` output: put its metric orders next to the choice model's",
+)
 def analyze_command(
     db_url,
     votes_path,
@@ -129,6 +136,7 @@ def analyze_command(
     study,
     mode,
     project_dir,
+    evaluation_dir,
 ):
     """Filter participants, fit the primary choice model, reproduce the paper's ANOVA.
 
@@ -178,6 +186,8 @@ def analyze_command(
         )
     except VotesError as exc:
         raise InputError(str(exc)) from None
+    if evaluation_dir is not None:
+        _compare(analysis, evaluation_dir)
     try:
         paths = write_outputs(analysis, out_dir)
     except OSError as exc:
@@ -338,6 +348,21 @@ def _parse_shares(text: str) -> tuple[float, ...]:
 #: how far typed shares may sum from 1 (rounding) before they are refused
 SHARE_ROUNDING = 1e-3
 
+
+
+def _compare(analysis, evaluation_dir: Path) -> None:
+    """The choice model's order next to the evaluation's metric orders (or a warning)."""
+    from analysis.evaluate.compare import CompareError, human_vs_metrics
+
+    if analysis.choice_model is None:
+        analysis.warnings.append(
+            "--evaluation: no comparison, the choice model was not fitted"
+        )
+        return
+    try:
+        analysis.human_vs_metrics = human_vs_metrics(analysis.choice_model, evaluation_dir)
+    except CompareError as exc:
+        raise InputError(str(exc)) from None
 
 @click.command("power")
 @click.option(

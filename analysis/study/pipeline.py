@@ -44,6 +44,8 @@ class Analysis:
     choice_note: str = ""
     robustness: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: the human estimates next to an evaluation's metric orders (analysis.evaluate.compare)
+    human_vs_metrics: dict | None = None
 
     @property
     def methods(self) -> tuple[str, ...]:

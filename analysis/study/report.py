@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..evaluate.compare import markdown_rows
 from ..templating import render
 from .attention import REASONS
 from .pipeline import Analysis
@@ -132,6 +133,8 @@ def summary_dict(analysis: Analysis) -> dict:
             "position_bias": analysis.position_bias,
             "robustness": analysis.robustness,
         }
+        # only with --evaluation
+        | ({"human_vs_metrics": analysis.human_vs_metrics} if analysis.human_vs_metrics else {})
     )
 
 
@@ -433,6 +436,11 @@ def render_markdown(analysis: Analysis) -> str:
         word=_word,
         fmt=format,
         # the numbers
+        comparison=(
+            "\n".join(markdown_rows(analysis.human_vs_metrics))
+            if analysis.human_vs_metrics
+            else ""
+        ),
         warnings=analysis.warnings,
         source=analysis.votes.source,
         methods=analysis.methods,
