@@ -35,7 +35,13 @@ decorated limits, which cost more CPU than the vote's database work (benchmarks/
 Entry links, consent and the admin login use Flask-Limiter's decorators.
 
 If the shared storage is unreachable, both fall back to per-process memory storage
-rather than refusing votes.
+rather than refusing votes (fail open: a vote is never lost to the limiter; for a while
+each process counts on its own, so a client can get up to one limit per worker), and go
+back to the shared storage by themselves: the participant limits retry it 10 s after a
+failure, whatever requests arrive.  A Redis that hangs without closing connections would
+hold every request: Redis connections get a 0.5 s connect and read timeout
+(:data:`REDIS_TIMEOUTS`), so a hung Redis costs one request half a second, then the
+fallback answers (tests/test_server_redis_outage.py).
 """
 
 from __future__ import annotations
@@ -70,6 +76,8 @@ TOO_MANY_MISSES = (
     "Wait a minute, then open the link you were given."
 )
 _OLD_STYLE = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*s?\s*")
+#: redis-py waits forever by default; a limit check must never hold a vote that long
+REDIS_TIMEOUTS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
 
 
 def normalize_rate(text: str) -> str:
@@ -108,10 +116,12 @@ def _is_miss(response) -> bool:
 
 def install_limits(app: Flask) -> Limiter:
     """Create the app's limiter and attach the limits to the views registered so far."""
+    url = app.config["LIMITS_STORAGE"]
     limiter = Limiter(
         key_func=_address,
         app=app,
-        storage_uri=app.config["LIMITS_STORAGE"],
+        storage_uri=url,
+        storage_options=REDIS_TIMEOUTS if url.split("://", 1)[0].startswith("redis") else {},
         strategy="moving-window",
         key_prefix=app.config["LIMITS_KEY_PREFIX"],
         in_memory_fallback_enabled=True,
@@ -168,6 +178,9 @@ class ParticipantLimits:
         self.per_token = parse_many(cfg["PARTICIPANT_RATE"])
         self.per_token_images = parse_many(cfg["IMAGE_RATE"])
         self.misses = parse_many(cfg["MISS_RATE"])
+        # our own strategy on the shared storage: Flask-Limiter's ``limiter.limiter`` stays on
+        # its memory fallback until one of its own decorated views rechecks the storage
+        self._shared = MovingWindowRateLimiter(limiter.storage)
         self._fallback = MovingWindowRateLimiter(MemoryStorage())
         self._down_since = 0.0
 
@@ -175,7 +188,7 @@ class ParticipantLimits:
         # after a storage failure, stay on the in-memory fallback for 10 s before retrying
         if self._down_since and time.monotonic() - self._down_since < 10:
             return self._fallback
-        return self.limiter.limiter
+        return self._shared
 
     def _call(self, method: str, item, *ids: str) -> bool:
         try:
