@@ -434,6 +434,9 @@ def inspect_maps_command(ctx, bundle_dir, against, data_spec, out_dir, strict, p
     from .bundle import BundleError, read_bundle
     from .inspect import format_report, inspect_bundle, save_report, write_montage
 
+    if bundle_dir is not None and (Path(bundle_dir) / "stimuli.json").is_file():
+        _inspect_stimuli(bundle_dir, out_dir, strict)
+        return
     if project is not None:
         refuse_with_project(ctx, ("data_spec",))
         data = _project_data(project)
@@ -461,6 +464,65 @@ def inspect_maps_command(ctx, bundle_dir, against, data_spec, out_dir, strict, p
         raise SystemExit(1)
 
 
+def _inspect_stimuli(bundle_dir: Path, out_dir: Path, strict: bool) -> None:
+    """inspect-maps on a per-image stimuli bundle (normlime make-stimuli)."""
+    import json
+
+    from .item_stimuli import StimuliError, format_inspection, inspect_stimuli
+
+    try:
+        report = inspect_stimuli(bundle_dir)
+    except StimuliError as exc:
+        raise InputError(str(exc)) from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "inspect.json").write_text(json.dumps(report, indent=2) + "\n")
+    click.echo(format_inspection(report))
+    if strict and report["flags"]:
+        raise SystemExit(1)
+
+
+@click.command("make-stimuli")
+@project_option
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              required=True, help="the stimuli bundle's folder")  # fmt: skip
+@click.option("--learn", "n_learn", type=click.IntRange(min=0), default=10, show_default=True,
+              help="items of the learning pool (forward simulation's learning phase)")  # fmt: skip
+@click.option("--test", "n_test", type=click.IntRange(min=2), default=20, show_default=True,
+              help="items of the test pool")  # fmt: skip
+@click.option("--seed", type=int, default=None, help="[default: the project's seed]")
+@click.option("--maps", "maps_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=None, help="the bundle with the aggregated methods' class maps "
+              "[default: the project's]")  # fmt: skip
+@data_option()
+@device_option
+@click.pass_context
+def make_stimuli_command(ctx, project, out_dir, n_learn, n_test, seed, maps_dir, data_spec,
+                         device):  # fmt: skip
+    """Per-image stimuli for forward-simulation, distinction and agreement studies: test
+    images (half the model gets wrong), each with the model's top classes and every
+    method's explanation for each (docs/designs.md)."""
+    from .item_stimuli import StimuliError, make_stimuli
+
+    if project is None:
+        raise InputError("give --project DIR (or a built-in project such as mnist)")
+    from click.core import ParameterSource
+
+    data = None
+    given = ctx.get_parameter_source("data_spec") != ParameterSource.DEFAULT
+    if project.dataset.get("kind") == "mnist-idx":
+        data = load_data_or_fail(data_spec)  # MNIST: --data (default embedded) decides
+    elif given:
+        raise InputError("--data replaces an MNIST project's data; this project has its own")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"--out {out_dir} exists and is not a directory")
+    try:
+        make_stimuli(project, out_dir, n_learn=n_learn, n_test=n_test, seed=seed,
+                     device=device, maps_dir=maps_dir, data=data,
+                     log=lambda m: click.echo(m, err=True))  # fmt: skip
+    except (StimuliError, ValueError) as exc:
+        raise InputError(str(exc)) from None
+
+
 def _project_data(project):
     from .data import DataError
     from .datasets import load_dataset
@@ -472,4 +534,10 @@ def _project_data(project):
         raise InputError(f"{project.path}: {exc}") from None
 
 
-COMMANDS = [train_command, precompute_command, inspect_maps_command, init_project_command]
+COMMANDS = [
+    train_command,
+    precompute_command,
+    inspect_maps_command,
+    init_project_command,
+    make_stimuli_command,
+]

@@ -10,7 +10,15 @@ present (an older export may lack them).
 
 from __future__ import annotations
 
-__all__ = ["PARTICIPANT_COLUMNS", "REQUIRED_VOTE_COLUMNS", "VOTE_COLUMNS", "pass_threshold"]
+__all__ = [
+    "PARTICIPANT_COLUMNS",
+    "REQUIRED_RESPONSE_COLUMNS",
+    "RESPONSE_COLUMNS",
+    "REQUIRED_VOTE_COLUMNS",
+    "TASKS",
+    "VOTE_COLUMNS",
+    "pass_threshold",
+]
 
 VOTE_COLUMNS = [
     "participant_id",
@@ -62,3 +70,43 @@ def pass_threshold(attention_checks: int) -> int:
     surveys passing at least 4 of its 5).  The server's admin figures and the analysis's
     exclusion rule both use it."""
     return max(int(attention_checks) - 1, 0)
+
+
+#: the study designs that measure whether an explanation helps (besides "preference", the
+#: paper's design, exported as votes)
+TASKS = ("forward", "distinction", "agreement")
+#: ``normlime export-responses``: one row per answer of a forward-simulation, distinction
+#: or agreement study, read by ``normlime analyze --responses``.
+#:
+#: ``condition``   "none" (no explanation: the baseline) or the method shown
+#: ``phase``       "learn" (forward simulation's learning phase: the answer is followed by
+#:                 the model's answer), "test" (the measured answers) or "check" (attention
+#:                 checks)
+#: ``item``        the stimulus's id in the stimuli bundle (the same image, whichever
+#:                 participant or condition)
+#: ``correct``     0/1 against the task's target: forward, the model's prediction (not the
+#:                 truth); distinction, the option the model actually predicted; agreement,
+#:                 whether the judgement (confidence 3-4 = "correct", 1-2 = "wrong") matches
+#:                 whether the model was right; checks, the check's answer
+#: ``response``    the answer: a class index (forward), an option 1-4 (distinction), a
+#:                 confidence 1-4 (agreement)
+#: ``model_correct`` 0/1: whether the model's prediction for the item is the true label
+RESPONSE_COLUMNS = [
+    "participant",
+    "condition",
+    "task",
+    "phase",
+    "item",
+    "correct",
+    "response",
+    "rt_ms",
+    "model_correct",
+    "position",
+    "study",
+    "mode",
+    "adapter",
+    "completed",
+    "checks_passed",
+]
+#: what ``normlime analyze --responses`` needs
+REQUIRED_RESPONSE_COLUMNS = tuple(RESPONSE_COLUMNS[:9])

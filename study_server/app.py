@@ -8,6 +8,9 @@ key                        environment variable            default
 SQLALCHEMY_DATABASE_URI    DATABASE_URL                    sqlite:///artifacts/study.sqlite3
 MAPS_DIR                   NORMLIME_MAPS                   the shipped bundle, else
                                                            artifacts/maps
+STIMULI_DIR                NORMLIME_STIMULI                none (the per-image stimuli of
+                                                           forward-simulation, distinction
+                                                           and agreement studies)
 FRAME_ANCESTORS            NORMLIME_FRAME_ANCESTORS        ``*`` (participant pages may be
                                                            framed by any recruiting site)
 LIMITS_STORAGE             NORMLIME_LIMITS_STORAGE         memory:// (redis://HOST:PORT to share
@@ -55,6 +58,7 @@ from .logs import install as install_redaction
 from .maps import default_maps_dir, load_maps
 from .models import db
 from .responses import error_response
+from .task_stimuli import load_stimuli_store
 
 __all__ = ["create_app"]
 
@@ -62,6 +66,7 @@ __all__ = ["create_app"]
 _ENV = {
     "SQLALCHEMY_DATABASE_URI": "DATABASE_URL",
     "MAPS_DIR": "NORMLIME_MAPS",
+    "STIMULI_DIR": "NORMLIME_STIMULI",
     "FRAME_ANCESTORS": "NORMLIME_FRAME_ANCESTORS",
     "LIMITS_STORAGE": "NORMLIME_LIMITS_STORAGE",
     "LIMITS_KEY_PREFIX": "NORMLIME_LIMITS_KEY_PREFIX",
@@ -157,6 +162,10 @@ def create_app(config: dict | None = None) -> Flask:
 
     install_redaction(app.logger)
     app.extensions["normlime_maps"] = load_maps(cfg["MAPS_DIR"])
+    # the per-image stimuli of forward-simulation, distinction and agreement studies
+    app.extensions["normlime_stimuli"] = (
+        load_stimuli_store(cfg["STIMULI_DIR"]) if cfg.get("STIMULI_DIR") else None
+    )
     db.init_app(app)
     with app.app_context():
         engine = schema.configure_engine(db.engine)

@@ -746,6 +746,34 @@ def reconcile_command(db_url, study_name, export_path, out_dir):
     click.echo(f"wrote {paths['approve']} and {paths['investigate']}")
 
 
+@click.command("export-responses")
+@db_option
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--include-debug", is_flag=True, help="Include debug and sandbox runs (test data).")
+@click.option("--study", "study_name", default=None, help="Only this study (default: all).")
+def export_responses_command(db_url, out_path, include_debug, study_name):
+    """Write one row per answer of the forward-simulation, distinction and agreement
+    studies (participant, condition, task, phase, item, correct, response, rt_ms, ...),
+    for `normlime analyze --responses`."""
+    from .exports import RESPONSE_COLUMNS, response_rows, write_csv
+    from .studies import find_study
+
+    engine = _engine(db_url)
+    with _session(engine) as session:
+        if study_name:
+            try:
+                find_study(session, study_name)
+            except _user_errors() as exc:
+                raise InputError(str(exc)) from None
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        n = write_csv(
+            out_path,
+            RESPONSE_COLUMNS,
+            response_rows(session, include_debug=include_debug, study=study_name),
+        )
+        click.echo(f"wrote {n} answers to {out_path}")
+
+
 COMMANDS = [
     up_command,
     serve_command,
@@ -755,6 +783,7 @@ COMMANDS = [
     set_admin_password_command,
     study_links_command,
     export_votes_command,
+    export_responses_command,
     export_hits_command,
     withdraw_command,
     reconcile_command,

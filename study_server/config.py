@@ -14,6 +14,14 @@ an ethics board asks for::
     minutes = 12              # the expected duration
     keep = "until 2031-12-31, then deleted"   # how long the answers are kept
 
+    [design]                  # optional; default: the preference study (pick the best map)
+    task = "forward"          # forward, distinction or agreement (docs/designs.md)
+    conditions = ["none", "normlime", "smoothgrad"]   # between participants
+    learn_items = 8           # forward simulation's learning phase
+    test_items = 16
+    attention_checks = 2
+    explain_in_test = false   # forward: explanations in the learning phase only
+
     [prolific]                # only for ``normlime prolific create``
     title = "Which picture explains the digit best?"
     description = "Look at 25 sets of four pictures and pick the most helpful one."
@@ -80,10 +88,14 @@ def load_config(path: str | Path) -> dict:
 def parse_config(raw: dict) -> dict:
     """The validated configuration: ``{"consent": {...}, "prolific": {...}}`` (either may
     be absent)."""
-    unknown = sorted(set(raw) - {"consent", "prolific"})
+    unknown = sorted(set(raw) - {"consent", "prolific", "design"})
     if unknown:
-        raise ConfigError(f"unknown section {unknown[0]!r} (expected [consent], [prolific])")
+        raise ConfigError(
+            f"unknown section {unknown[0]!r} (expected [consent], [design], [prolific])"
+        )
     out = {}
+    if "design" in raw:
+        out["design"] = _design(_table(raw, "design"))
     if "consent" in raw:
         out["consent"] = _consent(_table(raw, "consent"))
     if "prolific" in raw:
@@ -154,6 +166,54 @@ def _prolific(table: dict) -> dict:
     ):
         raise ConfigError(f"prolific.devices must be a list of {', '.join(_DEVICES)}")
     out["devices"] = devices
+    return out
+
+
+TASKS = ("preference", "forward", "distinction", "agreement")
+_DESIGN_FIELDS = {"task", "conditions", "learn_items", "test_items", "attention_checks",
+                  "explain_in_test"}  # fmt: skip
+
+
+def _design(table: dict) -> dict:
+    unknown = sorted(set(table) - _DESIGN_FIELDS)
+    if unknown:
+        raise ConfigError(f"unknown field design.{unknown[0]}")
+    task = table.get("task", "preference")
+    if task not in TASKS:
+        raise ConfigError(f"design.task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task == "preference":
+        if set(table) - {"task"}:
+            raise ConfigError("the preference design takes its survey from the maps bundle; "
+                              "[design] has only task = \"preference\" for it")  # fmt: skip
+        return {"task": task}
+    conditions = table.get("conditions", ["none"])
+    if (
+        not isinstance(conditions, list)
+        or len(conditions) < 2
+        or any(not isinstance(c, str) or not re.fullmatch(r"[a-z0-9_-]{1,32}", c)
+               for c in conditions)
+        or len(set(conditions)) != len(conditions)
+    ):  # fmt: skip
+        raise ConfigError(
+            "design.conditions must list at least two distinct names: \"none\" (no "
+            "explanation) and the methods shown"
+        )
+    out = {
+        "task": task,
+        "conditions": conditions,
+        "learn_items": _count("design", "learn_items", table.get("learn_items",
+                              8 if task == "forward" else 0), low=0, high=100),
+        "test_items": _count("design", "test_items", table.get("test_items", 16), low=2,
+                             high=300),
+        "attention_checks": _count("design", "attention_checks",
+                                   table.get("attention_checks", 2), low=0, high=20),
+    }  # fmt: skip
+    if task != "forward" and out["learn_items"]:
+        raise ConfigError("design.learn_items is for the forward task's learning phase")
+    explain = table.get("explain_in_test", False)
+    if not isinstance(explain, bool):
+        raise ConfigError("design.explain_in_test must be true or false")
+    out["explain_in_test"] = explain
     return out
 
 

@@ -26,8 +26,8 @@ STATEMENTS = {
     "raw_platform_id": "the identifier {platform} passes to us, as given (the researcher "
     "needs it to pay bonuses), and its assignment or session number;",
     "code": "the completion code you are shown at the end;",
-    "survey": "a random participant number, the random seed that chose your questions, and "
-    "the version of the pictures you saw.",
+    "survey": "a random participant number, the random seed that chose your questions, the "
+    "version of the pictures you saw, and the study group you were placed in.",
 }
 
 #: table.column -> statement key; every column a participation fills must be here
@@ -43,6 +43,7 @@ COLUMNS = {
     "participants.seed": "survey",
     "participants.survey_version": "survey",
     "participants.bundle_sha256": "survey",
+    "participants.condition": "survey",
     "participants.created_at": "times",
     "participants.started_at": "times",
     "participants.completed_at": "times",
@@ -58,6 +59,8 @@ COLUMNS = {
     "items.is_check": "answers",
     "items.digit": "answers",
     "items.slots": "answers",
+    "items.phase": "answers",
+    "items.stimulus": "answers",
     "responses.id": "answers",
     "responses.participant_id": "answers",
     "responses.position": "answers",

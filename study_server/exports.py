@@ -32,7 +32,7 @@ from collections.abc import Iterator
 
 from sqlalchemy import and_, select
 
-from explainers.votes_schema import PARTICIPANT_COLUMNS, VOTE_COLUMNS
+from explainers.votes_schema import PARTICIPANT_COLUMNS, RESPONSE_COLUMNS, VOTE_COLUMNS
 from explainers.votes_schema import pass_threshold as default_pass_threshold
 
 from .models import Item, Participant, Response, Study, as_utc
@@ -44,6 +44,8 @@ __all__ = [
     "PASS_THRESHOLD",
     "pass_threshold",
     "vote_rows",
+    "response_rows",
+    "RESPONSE_COLUMNS",
     "participant_rows",
     "write_csv",
     "csv_text",
@@ -122,6 +124,58 @@ def vote_rows(conn, *, include_debug: bool = False, study: str | None = None) ->
         group.append(row)
     if group:
         yield from _vote_group(group)
+
+
+def response_rows(conn, *, include_debug: bool = False, study: str | None = None
+                  ) -> Iterator[dict]:  # fmt: skip
+    """Rows of ``export-responses``: every answer of the help studies (forward simulation,
+    distinction, agreement), participant by participant (columns: RESPONSE_COLUMNS)."""
+    stmt = (
+        select(
+            P.c.id.label("pid"), P.c.public_id, P.c.mode, P.c.adapter, P.c.completed_at,
+            P.c.condition, S.c.name.label("study"), S.c.config, R.c.position, R.c.choice,
+            R.c.chosen_role, R.c.response_ms, I.c.phase, I.c.stimulus, I.c.slots,
+        )
+        .select_from(
+            R.join(P, R.c.participant_id == P.c.id)
+            .join(S, P.c.study_id == S.c.id)
+            .join(I, and_(I.c.participant_id == R.c.participant_id, I.c.position == R.c.position))
+        )
+        .where(*_filters(include_debug, study), I.c.phase.is_not(None))
+        .order_by(P.c.id, R.c.position)
+    )  # fmt: skip
+    group: list = []
+    for row in conn.execute(stmt):
+        if group and group[0].pid != row.pid:
+            yield from _response_group(group)
+            group = []
+        group.append(row)
+    if group:
+        yield from _response_group(group)
+
+
+def _response_group(rows) -> Iterator[dict]:
+    passed = sum(1 for r in rows if r.phase == "check" and r.chosen_role == "correct")
+    task = json.loads(rows[0].config or "{}").get("design", {}).get("task", "")
+    for r in rows:
+        roles = {slot[2] for slot in json.loads(r.slots)}
+        yield {
+            "participant": r.public_id,
+            "condition": r.condition,
+            "task": task,
+            "phase": r.phase,
+            "item": r.stimulus,
+            "correct": int(r.chosen_role == "correct"),
+            "response": r.choice,
+            "rt_ms": "" if r.response_ms is None else r.response_ms,
+            "model_correct": "" if r.phase == "check" else int("model-right" in roles),
+            "position": r.position,
+            "study": r.study,
+            "mode": r.mode,
+            "adapter": r.adapter,
+            "completed": _bool(r.completed_at is not None),
+            "checks_passed": passed,
+        }
 
 
 def _vote_group(rows) -> Iterator[dict]:

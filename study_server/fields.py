@@ -27,6 +27,7 @@ __all__ = [
     "within",
     "bounded_query",
     "ANSWER",
+    "TASK_ANSWER",
     "START",
     "CONSENT",
     "ADMIN_LOGIN",
@@ -36,9 +37,16 @@ __all__ = [
     "NO_FIELDS",
     "MAX_FIELDS",
     "MAX_VALUE",
+    "MAX_POSITION",
+    "MAX_CHOICE",
 ]
 
 MAX_FIELDS = 32
+#: the longest survey (a preference survey, or a help study's learn + test + checks)
+MAX_POSITION = MAX_ITEMS
+#: the most answers an item offers: a preference survey's options, a forward-simulation
+#: item's classes (checked against the item's own count once it is read)
+MAX_CHOICE = 1000
 MAX_VALUE = 512
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -138,6 +146,9 @@ ANSWER = Schema(
      "l": Digits(0, 3_600_000)},
     required=frozenset({"q", "c", "f"}),
 )  # fmt: skip
+#: the same on a server that also runs help studies: a forward-simulation item offers
+#: one answer per class (the item's own count is checked once it is read)
+TASK_ANSWER = Schema({**ANSWER.fields, "c": Digits(1, MAX_CHOICE)}, required=ANSWER.required)
 #: the consent page: the signed entry parameters travel as p.NAME fields
 CONSENT = Schema(
     {

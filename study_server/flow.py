@@ -59,13 +59,17 @@ _PCOLS = (
     P.c.withdrawn_at,
     S.c.secret,
     S.c.adapters,
+    P.c.condition,
+    S.c.config,
 )
 
 
 # The statements of the hot paths are built once: building a SQLAlchemy statement costs
 # more CPU than running it (benchmarks/load.py).  Values travel as bound parameters.
 _PREV = R.alias("prev")
-_ITEM_COLS = (I.c.id.label("item_id"), I.c.position, I.c.is_check, I.c.digit, I.c.slots)
+_ITEM_COLS = (
+    I.c.id.label("item_id"), I.c.position, I.c.is_check, I.c.digit, I.c.slots, I.c.phase,
+)  # fmt: skip
 _BY_TOKEN = (
     select(*_PCOLS).join_from(P, S, P.c.study_id == S.c.id).where(P.c.token == bindparam("token"))
 )
@@ -162,6 +166,9 @@ class ParticipantRow:
     withdrawn_at: object
     secret: str
     adapters: str
+    #: the between-participant condition (designs that measure help; else None)
+    condition: str | None = None
+    study_config: str = "{}"
 
     @classmethod
     def from_row(cls, row) -> ParticipantRow:
@@ -180,6 +187,7 @@ class ItemRow:
     digit: int
     slots: list
     answered_choice: int | None = None
+    phase: str | None = None
 
 
 def log_event(kind: str, *, study_id=None, participant_id=None, ip=None, **detail) -> None:
@@ -321,8 +329,12 @@ def create_participant(
     *,
     design: SurveyDesign,
     bundle_sha256: str,
+    task=None,
 ) -> str:
     """Insert a participant and their items (``design`` from their seed); returns the token.
+
+    ``task`` = (TaskDesign, stimuli) for the designs that measure help: the participant is
+    assigned a condition and gets that design's items instead.
 
     Raises IntegrityError when the worker or the entry nonce already has a participation
     (the caller then resolves to the existing one).
@@ -330,6 +342,11 @@ def create_participant(
     now = utcnow()
     seed = new_seed()
     token = tokens.new_token(current_app.config["SECRET_KEY"])
+    condition = None
+    if task is not None:
+        from .tasks import assign_condition, build_items
+
+        condition = assign_condition(_db(), study.id, study.secret, task[0].conditions)
     worker_key = tokens.worker_key(study.secret, entry.worker_id) if entry.worker_id else None
     result = _db().execute(
         insert(P).values(
@@ -345,15 +362,20 @@ def create_participant(
             entry_params=json.dumps(entry.extra, sort_keys=True),
             mode=study.mode,
             seed=seed,
-            survey_version=design.version,
+            survey_version=0 if task is not None else design.version,
             bundle_sha256=bundle_sha256,
             created_at=now,
+            condition=condition,
         )
     )
     pid = result.inserted_primary_key[0]
-    _db().execute(
-        insert(I),
-        [
+    if task is not None:
+        rows = [
+            {"participant_id": pid, **row, "slots": json.dumps(row["slots"])}
+            for row in build_items(task[0], task[1], condition, seed)
+        ]
+    else:
+        rows = [
             {
                 "participant_id": pid,
                 "position": it.position,
@@ -362,8 +384,8 @@ def create_participant(
                 "slots": json.dumps([s.as_list() for s in it.slots]),
             }
             for it in design_survey(seed, design=design)
-        ],
-    )
+        ]
+    _db().execute(insert(I), rows)
     log_event(
         "participant_created",
         study_id=study.id,
@@ -383,6 +405,7 @@ def _item_row(row) -> ItemRow:
         row.digit,
         json.loads(row.slots),
         getattr(row, "choice", None),
+        row.phase,
     )
 
 
@@ -444,6 +467,8 @@ def load_for_answer(token: str, position: int) -> AnswerContext:
     }
     rows = _db().execute(_FOR_ANSWER, params).all()
     if not rows:
+        # a withdrawn participant's items are deleted: say they withdrew (410), not 404
+        load_participant(token)
         raise Refused(404, _BAD_TOKEN, "Link not valid")
     p = _checked(rows[0])
     items = {r.position: _item_row(r) for r in rows}
@@ -467,6 +492,17 @@ def record_answer(
     INSERT and the COMMIT.
     """
     fields.within("c", choice, len(ctx.item.slots))
+    method, _digit, role = ctx.item.slots[choice - 1]
+    return store_answer(ctx, choice, method, role, n_items=n_items, images_ms=images_ms)
+
+
+def store_answer(
+    ctx: AnswerContext, choice: int, method: str, role: str, *, n_items: int,
+    images_ms: int | None = None,
+) -> bool:  # fmt: skip
+    """The insert-once core of :func:`record_answer`, for any design: ``choice`` as given,
+    ``method`` and ``role`` stored with it (the chosen map's, or a condition and whether
+    the answer met the task's target)."""
     p, item = ctx.participant, ctx.item
     if item.answered_choice is not None:
         return _acknowledge(item, item.answered_choice, choice)
@@ -479,7 +515,6 @@ def record_answer(
             "Reload the page to see your current question.",
         )
     now = utcnow()
-    method, _digit, role = item.slots[choice - 1]
     shown = as_utc(ctx.shown_at)
     values = {
         "participant_id": p.id,
@@ -547,7 +582,9 @@ def check_open_surveys(session, design: SurveyDesign) -> None:
     """
     from explainers.bundle import BundleError
 
-    open_ = and_(Participant.completed_at.is_(None), Participant.withdrawn_at.is_(None))
+    # open preference surveys (a help study's items come from the stimuli bundle)
+    open_ = and_(Participant.completed_at.is_(None), Participant.withdrawn_at.is_(None),
+                 Participant.condition.is_(None))  # fmt: skip
     joined = select(Item.participant_id).join(Participant, Participant.id == Item.participant_id)
     mismatch = session.execute(
         joined.add_columns(func.count(Item.id)).where(open_).group_by(Item.participant_id)

@@ -84,6 +84,8 @@ class Study(db.Model):
     #: JSON of the study's configuration file (consent facts, Prolific settings); see
     #: study_server.config
     config: Mapped[str] = mapped_column(Text, default="{}", server_default="{}")
+    #: participations made so far (the block assignment of conditions counts them)
+    arrivals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -120,6 +122,8 @@ class Participant(db.Model):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     completion_code: Mapped[str | None] = mapped_column(String(64))
+    #: the between-participant condition ("none" or a method); NULL in preference studies
+    condition: Mapped[str | None] = mapped_column(String(32))
     #: set by ``normlime withdraw``: the answers and items are deleted, raw ids cleared
     withdrawn_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -136,8 +140,13 @@ class Item(db.Model):
     is_check: Mapped[bool] = mapped_column(Boolean)
     #: the asked class's index (the name dates from the MNIST-only study)
     digit: Mapped[int] = mapped_column(SmallInteger)
-    #: JSON list of [method, class, role] triples, one per screen slot (left to right)
+    #: JSON list of [method, class, role] triples, one per screen slot (left to right); in
+    #: the designs that measure help, [picture file, class, role] of the pictures shown
     slots: Mapped[str] = mapped_column(Text)
+    #: learn, test or check in those designs (NULL in preference studies)
+    phase: Mapped[str | None] = mapped_column(String(8))
+    #: the stimuli bundle's item id shown (NULL in preference studies)
+    stimulus: Mapped[str | None] = mapped_column(String(64))
 
 
 class Response(db.Model):

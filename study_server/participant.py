@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from . import consent as consent_rules
-from . import fields, flow, tokens
+from . import fields, flow, task_pages, tasks, tokens
 from .config import consent_facts, missing_consent
 from .flow import Refused
 from .models import Study, db
@@ -181,6 +181,22 @@ def _survey_words(design: SurveyDesign) -> dict:
     }
 
 
+def _words_for(config_json: str | None) -> dict:
+    """The pages' words about the survey: the preference design's, or a help task's."""
+    design = tasks.design_of(config_json)
+    if design is None:
+        return _survey_words(_design())
+    return {
+        "mnist": False,
+        "task": design.task,
+        "n_items": design.n_items,
+        "n_options": "",
+        "asked": "",
+        "checks": design.attention_checks > 0,
+        "minutes": _minutes(design.n_items),
+    }
+
+
 def _minutes(n_items: int) -> tuple[int, int]:
     """The time a survey of ``n_items`` takes, scaled from the MNIST study's own estimate
     (25 items in 10-15 minutes) so that a shorter survey does not promise the MNIST time."""
@@ -229,7 +245,7 @@ def entry(key: str, adapter: str):
             signature=tokens.entry_signature(study.secret, adapter, nonce, params),
             mode=study.mode,
             **_consent_words(study, adapter, identified=bool(ent.worker_id)),
-            **_survey_words(_design()),
+            **_words_for(study.config),
         )
     )
 
@@ -243,9 +259,32 @@ _PLATFORMS = {"mturk": "Mechanical Turk", "prolific": "Prolific", "connect": "Cl
 
 def _check_ready(study) -> None:
     """A live study without its consent facts takes nobody (create-study refuses to make
-    one; this covers a study made before the facts were required)."""
+    one; this covers a study made before the facts were required), nor a help study whose
+    server holds no stimuli for its conditions."""
     if missing_consent(study.mode, json.loads(study.config or "{}")):
         raise Refused(503, _NOT_READY, "Not ready")
+    design = tasks.design_of(study.config)
+    if design is not None:
+        _task_stimuli(design)
+
+
+def _task_stimuli(design: tasks.TaskDesign):
+    """The stimuli store a help study needs (503 when the server has none that fit)."""
+    store = current_app.extensions.get("normlime_stimuli")
+    if store is None or any(
+        c != "none" and c not in store.stimuli.methods for c in design.conditions
+    ):
+        current_app.logger.error(
+            "a %s study needs a stimuli bundle (NORMLIME_STIMULI) with maps of %s",
+            design.task, ", ".join(c for c in design.conditions if c != "none"),
+        )  # fmt: skip
+        raise Refused(503, _NOT_READY, "Not ready")
+    return store
+
+
+def _n_items(p: flow.ParticipantRow) -> int:
+    design = tasks.design_of(p.study_config)
+    return design.n_items if design is not None else _design().n_items
 
 
 def _consent_words(study, adapter: str, *, identified: bool) -> dict:
@@ -287,8 +326,13 @@ def consent(key: str, adapter: str):
     _check_ready(study)
     try:
         maps = _maps()
+        design = tasks.design_of(study.config)
+        task, sha = None, maps.sha256
+        if design is not None:
+            store = _task_stimuli(design)
+            task, sha = (design, store.stimuli), store.sha256
         token = flow.create_participant(
-            study, ent, nonce, design=maps.design, bundle_sha256=maps.sha256
+            study, ent, nonce, design=maps.design, bundle_sha256=sha, task=task
         )
         db.session.commit()
     except IntegrityError:
@@ -327,18 +371,20 @@ def home(token: str):
     if p.completed_at is not None:
         return _completion_page(p)
     if p.started_at is None:
+        design = tasks.design_of(p.study_config)
         return _page(
             render_template(
-                "instructions.html",
+                "instructions.html" if design is None else "task_instructions.html",
                 action=url_for("participant.start", token=token),
                 mode=p.mode,
                 resume_url=url_for("participant.home", token=token, _external=True)
                 if p.worker_key is None
                 else None,
-                **_survey_words(_design()),
+                **_words_for(p.study_config),
+                **(task_pages.instructions(p, design) if design is not None else {}),
             )
         )
-    item = flow.current_item(p, _design().n_items)
+    item = flow.current_item(p, _n_items(p))
     db.session.commit()
     return _item_page(p, item)
 
@@ -358,17 +404,24 @@ def start(token: str):
 def answer(token: str):
     """Store one answer, then show the next item (or the completion page) in the reply."""
     _limit(token)
-    form = fields.parse(request.form, fields.ANSWER)
-    design = _design()
-    # the choice's bound is the item's own option count, checked once the item is read
-    position, choice = fields.within("q", form["q"], design.n_items), form["c"]
+    # a server with help studies (stimuli loaded) has longer surveys and more answers per
+    # item than the preference design; the participant's own bounds are checked once read
+    preference_only = current_app.extensions.get("normlime_stimuli") is None
+    form = fields.parse(request.form, fields.ANSWER if preference_only else fields.TASK_ANSWER)
+    bound = _design().n_items if preference_only else fields.MAX_POSITION
+    position, choice = fields.within("q", form["q"], bound), form["c"]
     ctx = flow.load_for_answer(token, position)
     p = ctx.participant
     if not tokens.same(form["f"], tokens.form_signature(p.secret, token, position)):
         raise Refused(400, "The answer form was altered; please reload the page.")
-    stored = flow.record_answer(
-        ctx, choice, n_items=design.n_items, images_ms=form.get("l")
-    )
+    design = tasks.design_of(p.study_config)
+    if design is None:
+        stored = flow.record_answer(
+            ctx, choice, n_items=_design().n_items, images_ms=form.get("l")
+        )
+    else:
+        stored = task_pages.record(ctx, design, choice, _task_stimuli(design),
+                                   images_ms=form.get("l"))  # fmt: skip
     if not stored:
         # Retried or double-clicked: acknowledge with wherever the survey now stands
         # (re-read: a concurrent twin of this request may just have completed the survey).
@@ -382,7 +435,7 @@ def answer(token: str):
 def _current_page(p: flow.ParticipantRow):
     if p.completed_at is not None:
         return _completion_page(p)
-    item = flow.current_item(p, _design().n_items)
+    item = flow.current_item(p, _n_items(p))
     db.session.commit()
     if item is None:  # pragma: no cover - completion commits with the last answer
         raise Refused(409, "This survey is already complete.")
@@ -390,6 +443,9 @@ def _current_page(p: flow.ParticipantRow):
 
 
 def _item_page(p: flow.ParticipantRow, item: flow.ItemRow):
+    design = tasks.design_of(p.study_config)
+    if design is not None:
+        return _page(task_pages.item_page(p, design, item, _task_stimuli(design)))
     # Paths are formatted directly (url_for costs more than the rest of the page); the
     # routes they point to are the ones declared in this module.
     base = f"{request.script_root}/p/{p.token}"
@@ -432,7 +488,7 @@ def _completion_page(p: flow.ParticipantRow):
         "complete.html",
         finish=action,
         mode=p.mode,
-        n_items=_design().n_items,
+        n_items=_n_items(p),
         public_id=p.public_id,
         facts=consent_facts(
             db.session.execute(select(Study.config).where(Study.id == p.study_id)).scalar_one()
@@ -445,16 +501,41 @@ def _completion_page(p: flow.ParticipantRow):
 def image(token: str, position: int, image: str):
     """One option's map under an opaque URL; identical headers for every image."""
     _limit(token, image=True)
-    if not _IMAGE_ID_RE.fullmatch(image) or not 1 <= position <= _design().n_items:
+    if not _IMAGE_ID_RE.fullmatch(image) or not 1 <= position <= fields.MAX_POSITION:
         raise Refused(404, "No such image.")
     p = flow.load_participant(token)
     item = flow.load_shown_item(p, position)
     if item is None:
         raise Refused(404, "No such image.")
+    design = tasks.design_of(p.study_config)
     for slot, (method, class_index, _role) in enumerate(item.slots, start=1):
         if tokens.same(image, tokens.image_id(p.secret, token, position, slot)):
             db.session.rollback()  # read-only: end the transaction before sending bytes
-            resp = Response(_maps().png(method, class_index), mimetype="image/png")
+            data = (
+                _maps().png(method, class_index) if design is None
+                else _task_stimuli(design).png(method)  # a help item's slot names its file
+            )  # fmt: skip
+            resp = Response(data, mimetype="image/png")
             resp.headers["Cache-Control"] = _CACHE_IMAGES
             return resp
     raise Refused(404, "No such image.")
+
+
+@bp.get("/p/<token>/example/<int:k>")
+def example(token: str, k: int):
+    """The instructions' worked examples of a help study (HIVE's preview), in the
+    participant's condition; the same headers as every image."""
+    _limit(token, image=True)
+    p = flow.load_participant(token)
+    design = tasks.design_of(p.study_config)
+    if design is None:
+        raise Refused(404, "No such image.")
+    store = _task_stimuli(design)
+    examples = task_pages.preview_items(store.stimuli)
+    if not 1 <= k <= len(examples):
+        raise Refused(404, "No such image.")
+    db.session.rollback()
+    name = task_pages.preview_picture(store.stimuli, p.condition, examples[k - 1])
+    resp = Response(store.png(name), mimetype="image/png")
+    resp.headers["Cache-Control"] = _CACHE_IMAGES
+    return resp

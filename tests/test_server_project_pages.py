@@ -136,8 +136,10 @@ def test_the_mnist_studys_pages_keep_their_wording(sqlite_server):
     assert (
         "<h1>Before you begin</h1>\n<p>This is a research study about how people judge visual "
         "explanations produced by computer\nmodels. You will answer 25 short questions by "
-        "clicking on one of four images;\nit takes about 10&ndash;15 minutes.</p>\n<ul>\n"
+        "clicking on one of four images;\nit takes about 10&ndash;15 minutes.</p>\n"
     ) in pages["consent"]
+    # what follows the study's paragraph is the consent facts (issue 24): what is kept
+    assert "<h2>What we keep</h2>" in pages["consent"]
     instructions = pages["instructions"]
     assert (
         "<h1>Instructions</h1>\n<p>You will see 25 sets of four images. Every image is a map "
