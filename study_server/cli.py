@@ -338,12 +338,15 @@ def study_links_command(db_url, base_url, study_name):
 # ----------------------------------------------------------------------------- serve / up
 
 
-def _load_app(maps_dir, db_url, *, fake_mturk: bool, limits_storage: str | None = None):
+def _load_app(maps_dir, db_url, *, fake_mturk: bool, limits_storage: str | None = None,
+              stimuli_dir=None):  # fmt: skip
     from . import create_app
 
     cfg = {"SQLALCHEMY_DATABASE_URI": db_url, "MAPS_DIR": str(maps_dir), "FAKE_MTURK": fake_mturk}
     if limits_storage:
         cfg["LIMITS_STORAGE"] = limits_storage
+    if stimuli_dir:
+        cfg["STIMULI_DIR"] = str(stimuli_dir)
     try:
         return create_app(cfg)
     except _user_errors() as exc:
@@ -455,13 +458,18 @@ fake_option = click.option(
 @port_option
 @fake_option
 @limits_option
-def serve_command(maps_dir, project_maps, db_url, host, port, fake_mturk, limits_storage):
+@click.option("--stimuli", "stimuli_dir", type=click.Path(file_okay=False, path_type=Path),
+              envvar="NORMLIME_STIMULI", default=None,
+              help="the per-image stimuli of forward-simulation, distinction and agreement "
+              "studies (normlime make-stimuli)")  # fmt: skip
+def serve_command(maps_dir, project_maps, db_url, host, port, fake_mturk, limits_storage,
+                  stimuli_dir):  # fmt: skip
     """Development server (use gunicorn in production; see docs/study-server.md)."""
     from .studies import list_studies
 
     app = _load_app(
         _maps_dir(maps_dir, project_maps), db_url, fake_mturk=fake_mturk,
-        limits_storage=limits_storage,
+        limits_storage=limits_storage, stimuli_dir=stimuli_dir,
     )  # fmt: skip
     with _session(_engine(db_url)) as session:
         for study in list_studies(session):
