@@ -189,3 +189,26 @@ def test_create_study_refuses_a_bad_design(tmp_path):
         line = run_cli_error("create-study", "--db", url, "--name", "x", "--mode", "live",
                              "--config", path)  # fmt: skip
         assert message in line, line
+
+
+def test_the_consent_page_declares_what_a_task_survey_stores(sqlite_url, bundle_dir,
+                                                             stimuli_dir):  # fmt: skip
+    from study_server import consent
+    from tests.test_server_consent import _kept_on_page, _stored_columns
+
+    srv = _server(sqlite_url, bundle_dir, stimuli_dir, "agreement")
+    page = Walker(srv).client.get(f"/s/{srv.study_key}/mturk", query_string={
+        "workerId": "K1", "assignmentId": "AK1", "hitId": "H", "turkSubmitTo":
+        "https://www.mturk.com"}).get_data(as_text=True)  # fmt: skip
+    w = _begin(srv, "K1")
+    w.start()
+    _answer_all(w, lambda page: 1)
+    pid = srv.scalar(f"SELECT id FROM participants WHERE token = '{w.token}'")
+    stored = _stored_columns(srv, pid)
+    assert {"participants.condition", "items.phase", "items.stimulus"} <= stored
+    assert not stored - set(consent.COLUMNS)
+    shown = _kept_on_page(page)
+    needed = {consent.COLUMNS[c] for c in stored}
+    expected = [consent.STATEMENTS[k].format(platform="Mechanical Turk")
+                for k in consent.STATEMENTS if k in needed]  # fmt: skip
+    assert shown == expected
