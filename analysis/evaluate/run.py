@@ -117,13 +117,13 @@ def metric_job(ctx: dict, job) -> dict:
     """Every metric but randomisation for one (level, method); per-image values."""
     level, method = job.params["level"], job.params["method"]
     settings = EvaluateSettings(**ctx["settings"])
-    x = torch.as_tensor(ctx["x"])
+    x = torch.as_tensor(ctx["x"]).to(ctx["torch_device"])
     scores = _scores(ctx, level, method, x, job.seed)
     features, pred, labels = ctx["features"], ctx["pred"], ctx["labels"]
-    model = ctx["model"]
+    model = _model(ctx)
     curves = metrics.deletion_insertion(
         model, x, scores, features, pred, steps=settings.steps, substrate=ctx["substrate"],
-        blurred=ctx["blurred"], batch_size=settings.batch_size,
+        blurred=torch.as_tensor(ctx["blurred"]).to(x.device), batch_size=settings.batch_size,
     )  # fmt: skip
     road = {
         order: metrics.road_curves(
@@ -167,17 +167,37 @@ def randomisation_job(ctx: dict, job) -> dict:
     method = job.params["method"]
     settings = EvaluateSettings(**ctx["settings"])
     k = min(settings.randomisation_images, len(ctx["x"]))
-    x = torch.as_tensor(ctx["x"][:k])
+    x = torch.as_tensor(ctx["x"][:k]).to(ctx["torch_device"])
     target = ctx["pred"][:k]
     explain = _explain_with(ctx, method, job.seed)
     layers, rho = cascading_randomisation(
-        ctx["model"], explain, x, target, seed=_seed(settings, "randomise"), layers=ctx["layers"]
+        _model(ctx), explain, x, target, seed=_seed(settings, "randomise"), layers=ctx["layers"]
     )
     return {
         "values": {"randomisation_spearman": rho[-1].tolist()},
         "layers": layers,
         "curves": {"randomisation": rho.mean(axis=1).tolist()},
     }
+
+
+_MODELS: dict = {}
+
+
+def _model(ctx: dict):
+    """The explained model: the caller's in this process; in a worker process (joblib,
+    Dask) loaded once from the project, which the worker may not be able to unpickle a
+    project's own network class from."""
+    if ctx.get("model") is not None:
+        return ctx["model"]
+    key = (ctx["project"], ctx["dataset"].get("path"), ctx["device"])
+    if key not in _MODELS:
+        from explainers.project import load_project
+        from explainers.project_precompute import _load
+
+        project = replace(load_project(ctx["project"]), dataset=ctx["dataset"])
+        _data, _dev, model, _sha = _load(project, ctx["device"])
+        _MODELS[key] = model.eval()
+    return _MODELS[key]
 
 
 def _explain_with(ctx: dict, method: str, seed: int) -> Callable:
@@ -204,7 +224,7 @@ def _scores(ctx: dict, level: str, method: str, x, seed: int) -> np.ndarray:
     if level == "class-level":
         class_scores = metrics.feature_scores(ctx["class_maps"][method], ctx["features"])
         return class_scores[ctx["pred"]]
-    maps = _explain_with(ctx, method, seed)(ctx["model"], x, ctx["pred"])
+    maps = _explain_with(ctx, method, seed)(_model(ctx), x, ctx["pred"])
     return metrics.feature_scores(maps, ctx["features"])
 
 
@@ -279,15 +299,20 @@ def evaluate_project(
     substrate = train.mean(dim=(0, 2, 3)).numpy()
     ctx = {
         "settings": asdict(settings),
-        "model": model,
-        "x": x,
+        # in this process the model itself; workers load it from the project
+        "model": model if n_jobs == 1 and scheduler is None else None,
+        "project": str(project.root) if not project.builtin else project.name,
+        "dataset": project.dataset,
+        "device": device,
+        "torch_device": str(dev),
+        "x": x.cpu().numpy(),
         "labels": labels,
         "pred": pred,
         "features": features,
         "n_features": n_features,
         "n_classes": len(project.class_names),
         "substrate": substrate,
-        "blurred": torch.stack([gaussian_blur(img) for img in x]),
+        "blurred": torch.stack([gaussian_blur(img) for img in x]).cpu().numpy(),
         "class_maps": class_maps,
         "kinds": {m.name: (m.kind, m.params) for m in project.methods},
         "per_image": project_settings(project).per_image,
