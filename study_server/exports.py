@@ -166,7 +166,8 @@ def _response_group(rows) -> Iterator[dict]:
             "phase": r.phase,
             "item": r.stimulus,
             "correct": int(r.chosen_role == "correct"),
-            "response": r.choice,
+            # forward: the class index (buttons are numbered from 1); else the option/scale
+            "response": r.choice - 1 if task == "forward" else r.choice,
             "rt_ms": "" if r.response_ms is None else r.response_ms,
             "model_correct": "" if r.phase == "check" else int("model-right" in roles),
             "position": r.position,

@@ -126,10 +126,14 @@ def build_items(design: TaskDesign, stimuli, condition: str, seed: int) -> list[
     test = rng.sample(stimuli.split("test"), design.test_items)
     rows = [_item(design, stimuli, condition, it, "learn", rng) for it in learn]
     tested = [_item(design, stimuli, condition, it, "test", rng) for it in test]
-    pool = stimuli.split("learn") or stimuli.split("test")
-    for _ in range(design.attention_checks):
+    # checks show images this participant sees nowhere else (the pools' unused items), so
+    # no learning image reappears among the test phase and no image is answered twice
+    used = {it["id"] for it in learn + test}
+    unused = [it for it in stimuli.items if it["id"] not in used]
+    pool = unused if len(unused) >= design.attention_checks else stimuli.items
+    for it in rng.sample(pool, design.attention_checks):
         spot = rng.randint(0, len(tested))
-        tested.insert(spot, _check(design, stimuli, rng.choice(pool), rng))
+        tested.insert(spot, _check(design, stimuli, it, rng))
     rows += tested
     for position, row in enumerate(rows, start=1):
         row["position"] = position

@@ -49,6 +49,23 @@ def _begin(srv, worker: str) -> Walker:
     return w
 
 
+def attentive(default: int):
+    """A chooser that follows attention checks' instructions and answers ``default``
+    otherwise."""
+
+    def choose(page: str) -> int:
+        if "reading carefully" not in page:
+            return default
+        asked = re.search(r"choose (?:option )?(?:\u201c|&#8220;|“)?([^<”\u201d]+?)(?:\u201d|”)?"
+                          r"(?: for this image)?\.</h1>", page).group(1)  # fmt: skip
+        if asked.isdigit() and "choose option" in page:
+            return int(asked)
+        buttons = re.findall(r'value="(\d+)" class="option choice">([^<]+)</button>', page)
+        return next(int(v) for v, label in buttons if label == asked)
+
+    return choose
+
+
 def _answer_all(w: Walker, chooser) -> list[str]:
     pages = []
     while "Thank you" not in w.page:
@@ -80,7 +97,7 @@ def test_a_forward_simulation_study_end_to_end(db_url, bundle_dir, stimuli_dir, 
     for w in walkers:
         assert "what the model will answer" in w.page
         w.start()
-        pages = _answer_all(w, lambda page: 1)
+        pages = _answer_all(w, attentive(1))
         assert len(pages) == 14
         # practice pages tell the answer of the last practice item, test pages never do
         assert "practice" in pages[0] and "On the last" not in pages[0]
@@ -99,7 +116,7 @@ def test_a_forward_simulation_study_end_to_end(db_url, bundle_dir, stimuli_dir, 
         if r["phase"] != "check":
             item = stimuli.item(r["item"])
             # scored against the model's answer, never the truth
-            assert int(r["correct"]) == int(item["prediction"] == int(r["response"]) - 1)
+            assert int(r["correct"]) == int(item["prediction"] == int(r["response"]))
             assert int(r["model_correct"]) == int(item["model_correct"])
     # learning images never among the same participant's test items
     by_person: dict = {}
@@ -107,6 +124,18 @@ def test_a_forward_simulation_study_end_to_end(db_url, bundle_dir, stimuli_dir, 
         by_person.setdefault(r["participant"], {}).setdefault(r["phase"], set()).add(r["item"])
     for phases in by_person.values():
         assert not phases["learn"] & phases["test"]
+    # ...and the analysis reads the export: the mixed model against no explanation
+    results = tmp_path / "results"
+    run_cli("analyze", "--responses", out, "--out", results, "--chance", "0.25")  # 4 classes
+    summary = json.loads((results / "summary.json").read_text())
+    model = summary["accuracy_model"]
+    assert model["baseline"] == "none" and model["n_participants"] == 6
+    assert set(model["coef"]) == {"oracle", "saliency"} and set(model["ci"]) == set(model["coef"])
+    # every simulated participant answered option 1 on every test item
+    test_rows = [r for r in rows if r["phase"] == "test"]
+    for condition in CONDITIONS:
+        mine = [int(r["correct"]) for r in test_rows if r["condition"] == condition]
+        assert model["accuracy"][condition] == pytest.approx(sum(mine) / len(mine))
 
 
 @pytest.mark.parametrize("task,n_buttons", [("distinction", 4), ("agreement", 4)])

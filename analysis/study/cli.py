@@ -11,6 +11,12 @@ from pathlib import Path
 
 import click
 
+from ..designs.cli import (
+    design_power_options,
+    design_preregister_options,
+    responses_options,
+    uses_design,
+)
 from ..errors import InputError
 from ..words import count
 
@@ -119,6 +125,7 @@ __all__ = ["COMMANDS", "InputError", "analyze_command"]
     default=None,
     help="a `normlime evaluate` output: put its metric orders next to the choice model's",
 )
+@responses_options
 def analyze_command(
     db_url,
     votes_path,
@@ -137,6 +144,9 @@ def analyze_command(
     mode,
     project_dir,
     evaluation_dir,
+    responses_path=None,
+    baseline=None,
+    chance=None,
 ):
     """Filter participants, fit the primary choice model, reproduce the paper's ANOVA.
 
@@ -154,8 +164,12 @@ def analyze_command(
     from .report import format_p, write_outputs
     from .votes import VotesError, read_votes_csv
 
+    if responses_path is not None or baseline is not None or chance is not None:
+        from ..designs.cli import run_analyze_responses  # --responses: analysis.designs
+
+        return run_analyze_responses(locals())
     if (db_url is None) == (votes_path is None):
-        raise InputError("give exactly one of --db URL or --votes CSV")
+        raise InputError("give exactly one of --db URL or --votes CSV or --responses CSV")
     if project_dir is not None:
         if methods_text or real_questions is not None or attention_checks is not None:
             raise InputError("--project sets the methods and the survey; drop --methods, "
@@ -448,6 +462,7 @@ def _compare(analysis, evaluation_dir: Path) -> None:
     required=True,
     help="directory for power.json and power.png",
 )
+@design_power_options
 def power_command(
     pilot_path,
     shares,
@@ -466,6 +481,7 @@ def power_command(
     platform_fee,
     seed,
     out_dir,
+    **design_options,
 ):
     """Participants (and cost) needed for a planned study, by simulation.
 
@@ -478,6 +494,10 @@ def power_command(
     from .power import power_search, study_cost
     from .report import plot_power
 
+    if uses_design(design_options):
+        from ..designs.cli import run_design_power  # --design: analysis.designs
+
+        return run_design_power(locals() | design_options)
     if (pilot_path is None) == (shares is None):
         raise InputError("give exactly one of --pilot votes.csv or --shares P1,P2,...")
     if not 0 < target < 1 or not 0 < alpha < 1:
@@ -748,6 +768,7 @@ COMMANDS.append(power_command)
     required=True,
     help="the markdown file to write, e.g. prereg.md",
 )
+@design_preregister_options
 def preregister_command(
     study_name,
     db_url,
@@ -761,10 +782,17 @@ def preregister_command(
     alpha,
     seed,
     out_path,
+    design=None,
+    conditions_text=None,
 ):
     """Write the study's pre-registration (hypotheses, design, exclusions, analyses, N)."""
     from .preregister import render_preregistration
     from .votes import METHODS
+
+    if design is not None or conditions_text is not None:
+        from ..designs.cli import run_design_preregister  # --design: analysis.designs
+
+        return run_design_preregister(locals())
 
     if not 0 < alpha < 1:
         raise InputError(f"--alpha must be between 0 and 1, got {alpha}")
