@@ -130,8 +130,8 @@ def main() -> None:
         run("export-responses", "--db", url, "--out", responses, "--include-debug")
         analysis = tmp / "analysis"
         run("analyze", "--responses", responses, "--out", analysis, "--mode", "sandbox")
-        for name in ("summary.json", "report.md"):
-            shutil.copy(analysis / name, args.out / name)
+        for path in analysis.iterdir():
+            shutil.copy(path, args.out / path.name)
     summary = json.loads((args.out / "summary.json").read_text())
     print(json.dumps(summary.get("accuracy_model"), indent=2))
 
