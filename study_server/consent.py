@@ -26,8 +26,9 @@ STATEMENTS = {
     "raw_platform_id": "the identifier {platform} passes to us, as given (the researcher "
     "needs it to pay bonuses), and its assignment or session number;",
     "code": "the completion code you are shown at the end;",
-    "survey": "a random participant number, the random seed that chose your questions, the "
-    "version of the pictures you saw, and the study group you were placed in.",
+    "group": "the study group you were placed in (which kind of pictures you were shown);",
+    "survey": "a random participant number, the random seed that chose your questions, and "
+    "the version of the pictures you saw.",
 }
 
 #: table.column -> statement key; every column a participation fills must be here
@@ -43,7 +44,7 @@ COLUMNS = {
     "participants.seed": "survey",
     "participants.survey_version": "survey",
     "participants.bundle_sha256": "survey",
-    "participants.condition": "survey",
+    "participants.condition": "group",
     "participants.created_at": "times",
     "participants.started_at": "times",
     "participants.completed_at": "times",
@@ -91,12 +92,13 @@ RESUME_COOKIE = "normlime_resume_{key}"
 RESUME_DAYS = 30
 
 
-def kept(*, identified: bool, raw_ids: bool, platform: str) -> list[str]:
-    """The statements for one route: a panel that sends an identifier, or an anonymous link."""
+def kept(*, identified: bool, raw_ids: bool, platform: str, grouped: bool = False) -> list[str]:
+    """The statements for one route (a panel that sends an identifier, or an anonymous
+    link) and design (``grouped``: conditions between participants)."""
     keys = ["answers", "times"]
     if identified:
         keys.append("raw_platform_id" if raw_ids else "platform_id")
-    keys += ["code", "survey"]
+    keys += ["code", "group", "survey"] if grouped else ["code", "survey"]
     return [STATEMENTS[k].format(platform=platform) for k in keys]
 
 

@@ -293,7 +293,8 @@ def _consent_words(study, adapter: str, *, identified: bool) -> dict:
     return {
         "facts": consent_facts(study.config),
         "kept": consent_rules.kept(
-            identified=identified, raw_ids=study.raw_worker_ids, platform=platform
+            identified=identified, raw_ids=study.raw_worker_ids, platform=platform,
+            grouped=tasks.design_of(study.config) is not None,
         ),
         "identified": identified,
         "platform": platform,
