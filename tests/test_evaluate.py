@@ -291,3 +291,13 @@ def test_worker_processes_give_the_same_numbers(evaluated, tmp_path):
     ]
     # float32 forward passes in other processes: measured max difference 0 on this CPU
     np.testing.assert_allclose([r["value"] for r in one], [r["value"] for r in two], atol=1e-6)
+
+
+def test_an_aggregated_method_has_no_per_image_rows_to_ask_for(tmp_path):
+    root = _project(tmp_path / "agg")
+    with (root / "study.toml").open("a") as fh:
+        fh.write('\n[[methods]]\nname = "normlime"\nkind = "normlime"\n')
+    line = run_cli_error("evaluate", "--project", root, "--out", tmp_path / "o", "--levels",
+                         "per-image", "--methods", "normlime,oracle")  # fmt: skip
+    assert "aggregated method has no per-image maps" in line
+    assert not (tmp_path / "o").exists()
