@@ -8,6 +8,7 @@ separate ``normlime`` processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from pathlib import Path
@@ -570,6 +571,28 @@ def up_command(maps_dir, project_maps, db_url, host, port, no_serve, limits_stor
 # ----------------------------------------------------------------------------- exports
 
 
+@contextlib.contextmanager
+def _export_session(db_url: str, study_name: str | None):
+    """A session on the study database, after checking that ``study_name`` exists."""
+    from .studies import find_study
+
+    with _session(_engine(db_url)) as session:
+        if study_name:
+            try:
+                find_study(session, study_name)
+            except _user_errors() as exc:
+                raise InputError(str(exc)) from None
+        yield session
+
+
+def _write_export(session, out_path: Path, columns, rows, include_debug, study_name) -> None:
+    from .exports import write_csv
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    n = write_csv(out_path, columns, rows(session, include_debug=include_debug, study=study_name))
+    click.echo(f"wrote {n} answers to {out_path}")
+
+
 @click.command("export-votes")
 @db_option
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), required=True)
@@ -596,22 +619,9 @@ def export_votes_command(db_url, out_path, include_debug, study_name, participan
         write_csv,
     )
     from .models import Participant
-    from .studies import find_study
 
-    engine = _engine(db_url)
-    with _session(engine) as session:
-        if study_name:
-            try:
-                find_study(session, study_name)
-            except _user_errors() as exc:
-                raise InputError(str(exc)) from None
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        n = write_csv(
-            out_path,
-            VOTE_COLUMNS,
-            vote_rows(session, include_debug=include_debug, study=study_name),
-        )
-        click.echo(f"wrote {n} answers to {out_path}")
+    with _export_session(db_url, study_name) as session:
+        _write_export(session, out_path, VOTE_COLUMNS, vote_rows, include_debug, study_name)
         if participants_path:
             participants_path.parent.mkdir(parents=True, exist_ok=True)
             m = write_csv(
@@ -763,23 +773,11 @@ def export_responses_command(db_url, out_path, include_debug, study_name):
     """Write one row per answer of the forward-simulation, distinction and agreement
     studies (participant, condition, task, phase, item, correct, response, rt_ms, ...),
     for `normlime analyze --responses`."""
-    from .exports import RESPONSE_COLUMNS, response_rows, write_csv
-    from .studies import find_study
+    from .exports import RESPONSE_COLUMNS, response_rows
 
-    engine = _engine(db_url)
-    with _session(engine) as session:
-        if study_name:
-            try:
-                find_study(session, study_name)
-            except _user_errors() as exc:
-                raise InputError(str(exc)) from None
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        n = write_csv(
-            out_path,
-            RESPONSE_COLUMNS,
-            response_rows(session, include_debug=include_debug, study=study_name),
-        )
-        click.echo(f"wrote {n} answers to {out_path}")
+    with _export_session(db_url, study_name) as session:
+        _write_export(session, out_path, RESPONSE_COLUMNS, response_rows, include_debug,
+                      study_name)  # fmt: skip
 
 
 COMMANDS = [
