@@ -142,10 +142,19 @@ def test_one_participants_limit_holds_across_four_gunicorn_workers(db_url, bundl
         log_path=control_log,
     ) as base:  # fmt: skip
         http = Http(base)
-        home = http_enter(http, srv.study_key, "OTHERWORKER", "OTHERASSIGN")
-        with ThreadPoolExecutor(16) as pool:
-            statuses = list(pool.map(lambda _: http.request("GET", home)[0], range(60)))
-    assert statuses.count(200) > 19, statuses
+        passed = []
+        # a burst reaches several workers only once they have booted: on a loaded machine
+        # the first burst may all land on the one worker that is up, so up to three bursts
+        # (each a new participant) a second apart
+        for k in range(3):
+            home = http_enter(http, srv.study_key, f"OTHERWORKER{k}", f"OTHERASSIGN{k}")
+            with ThreadPoolExecutor(16) as pool:
+                statuses = list(pool.map(lambda url: http.request("GET", url)[0], [home] * 60))
+            passed.append(statuses.count(200))
+            if passed[-1] > 19:
+                break
+            time.sleep(1)
+    assert max(passed) > 19, passed
     # ...which the master says once at start-up
     assert control_log.read_text().count("4 worker processes with memory:// rate limits") == 1
 
