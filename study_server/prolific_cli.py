@@ -34,7 +34,7 @@ def _study_options(func):
 
 
 def _scrub(text: str) -> str:
-    from .prolific import TOKEN_ENV
+    from .prolific_api import TOKEN_ENV
 
     token = os.environ.get(TOKEN_ENV, "").strip()
     return text.replace(token, "***") if token else text
@@ -42,7 +42,8 @@ def _scrub(text: str) -> str:
 
 def _run(db_url: str, study_name: str, dry_run: bool, work):
     """``work(ops)`` on the named study, errors as one line."""
-    from .prolific import NoReply, Ops, PlatformError, ProlificError, StudyInfo, client_from_env
+    from .prolific import Ops, StudyInfo
+    from .prolific_api import NoReply, PlatformError, ProlificError, client_from_env
 
     engine = _engine(db_url)
     try:

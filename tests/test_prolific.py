@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from study_server import prolific, schema, tokens
+from study_server import prolific_api, schema, tokens
 from study_server.config import parse_config
 from study_server.models import Participant, Study, db, utcnow
 from study_server.prolific_cli import prolific_group
@@ -63,10 +63,10 @@ CONFIG = {
 def api(monkeypatch):
     """The stand-in, the environment pointing at it, and the recorded sleeps."""
     with StandIn(TOKEN) as standin:
-        monkeypatch.setenv(prolific.TOKEN_ENV, TOKEN)
-        monkeypatch.setenv(prolific.API_URL_ENV, standin.url)
+        monkeypatch.setenv(prolific_api.TOKEN_ENV, TOKEN)
+        monkeypatch.setenv(prolific_api.API_URL_ENV, standin.url)
         standin.slept = []
-        monkeypatch.setattr(prolific, "sleep", standin.slept.append)
+        monkeypatch.setattr(prolific_api, "sleep", standin.slept.append)
         yield standin
 
 
@@ -294,7 +294,7 @@ def test_a_payment_applied_whose_answer_never_came_is_not_paid_again(
     sqlite_url, api, tmp_path, monkeypatch
 ):
     ready_for_bonus(sqlite_url, api)
-    monkeypatch.setattr(prolific, "DEFAULT_TIMEOUT", 0.3)
+    monkeypatch.setattr(prolific_api, "DEFAULT_TIMEOUT", 0.3)
     api.fault("POST", "/pay/$", "apply-delay", delay=1.0)
     csv_path = bonus_file(tmp_path, ["PARTA1,2.00", "PARTB2,2.00"])
     out = ok(run(sqlite_url, "bonus", "--csv", csv_path))
@@ -344,7 +344,7 @@ def test_a_crash_between_intent_and_outcome_pays_exactly_once(
     sqlite_url, api, tmp_path, monkeypatch, when
 ):
     ready_for_bonus(sqlite_url, api)
-    real_send = prolific.urllib_send
+    real_send = prolific_api.urllib_send
 
     def crashing(method, url, headers, data, timeout):
         if url.endswith("/pay/") and when == "before":
@@ -354,14 +354,14 @@ def test_a_crash_between_intent_and_outcome_pays_exactly_once(
             raise RuntimeError("simulated crash")
         return reply
 
-    monkeypatch.setattr(prolific, "urllib_send", crashing)
+    monkeypatch.setattr(prolific_api, "urllib_send", crashing)
     csv_path = bonus_file(tmp_path, ["PARTA1,1.00", "PARTB2,3.00"])
     result = run(sqlite_url, "bonus", "--csv", csv_path)
     assert isinstance(result.exception, RuntimeError)
     ((bulk, _),) = api.bulk.items()
     engine = schema.make_engine(sqlite_url)
     assert journal(engine)[f"pay:{bulk}"][0] == "intent"
-    monkeypatch.setattr(prolific, "urllib_send", real_send)
+    monkeypatch.setattr(prolific_api, "urllib_send", real_send)
     out = ok(run(sqlite_url, "bonus", "--csv", csv_path))
     assert api.payments(bulk) == 1 and len(api.bulk) == 1
     assert ("paid by an earlier attempt" in out) == (when == "after")
@@ -397,7 +397,7 @@ def test_a_crash_after_creating_the_study_adopts_the_draft_on_the_next_run(
     sqlite_url, api, monkeypatch
 ):
     new_study(sqlite_url).dispose()
-    real_send = prolific.urllib_send
+    real_send = prolific_api.urllib_send
 
     def crashing(method, url, headers, data, timeout):
         reply = real_send(method, url, headers, data, timeout)
@@ -405,10 +405,10 @@ def test_a_crash_after_creating_the_study_adopts_the_draft_on_the_next_run(
             raise RuntimeError("simulated crash")
         return reply
 
-    monkeypatch.setattr(prolific, "urllib_send", crashing)
+    monkeypatch.setattr(prolific_api, "urllib_send", crashing)
     assert isinstance(run(sqlite_url, "create", "--base-url", BASE).exception, RuntimeError)
     assert "unknown outcome" in one_error_line(run(sqlite_url, "publish"))
-    monkeypatch.setattr(prolific, "urllib_send", real_send)
+    monkeypatch.setattr(prolific_api, "urllib_send", real_send)
     assert "adopted" in ok(run(sqlite_url, "create", "--base-url", BASE))
     assert len(api.studies) == 1 and len(api.sent("POST", "/api/v1/studies/$")) == 1
 
@@ -424,7 +424,7 @@ def test_429_is_retried_after_its_retry_after(sqlite_url, api):
     api.add_submission(sid, "PARTA1")
     api.fault("GET", "/submissions/$", "429", retry_after="99999")  # bounded
     assert "1 submissions" in ok(run(sqlite_url, "sync"))
-    assert api.slept == [7.0, prolific.MAX_RETRY_AFTER]
+    assert api.slept == [7.0, prolific_api.MAX_RETRY_AFTER]
     assert len(api.studies) == 1
 
 
@@ -446,7 +446,7 @@ def test_5xx_is_retried_for_idempotent_calls(sqlite_url, api):
     assert api.submissions[sub]["status"] == "APPROVED"
     assert all(state == "done" for state, _ in journal(engine).values())
     # persistent 5xx: one line, exit 1, and the journal says the outcome is unknown
-    api.fault("POST", "/transition/$", "503", times=prolific.ATTEMPTS)
+    api.fault("POST", "/transition/$", "503", times=prolific_api.ATTEMPTS)
     line = one_error_line(run(sqlite_url, "resume"), code=1)
     assert "answered 503" in line
     assert "unknown" in {state for state, _ in journal(engine).values()}
@@ -503,12 +503,12 @@ def test_mistakes_are_one_line_and_exit_2(sqlite_url, api, tmp_path, monkeypatch
     before = snapshot(engine)
     assert "no study named" in one_error_line(run(sqlite_url, "sync", study="nonesuch"))
     assert "not created on Prolific yet" in one_error_line(run(sqlite_url, "publish"))
-    monkeypatch.delenv(prolific.TOKEN_ENV)
+    monkeypatch.delenv(prolific_api.TOKEN_ENV)
     assert "PROLIFIC_TOKEN" in one_error_line(run(sqlite_url, "create", "--base-url", BASE))
-    monkeypatch.setenv(prolific.TOKEN_ENV, TOKEN)
-    monkeypatch.setenv(prolific.API_URL_ENV, "http://api.example.org")
+    monkeypatch.setenv(prolific_api.TOKEN_ENV, TOKEN)
+    monkeypatch.setenv(prolific_api.API_URL_ENV, "http://api.example.org")
     assert "must be https" in one_error_line(run(sqlite_url, "create", "--base-url", BASE))
-    monkeypatch.setenv(prolific.API_URL_ENV, api.url)
+    monkeypatch.setenv(prolific_api.API_URL_ENV, api.url)
     line = one_error_line(run(sqlite_url, "create", "--base-url", "ftp://x"))
     assert "--base-url" in line
     assert api.requests == [] and snapshot(engine) == before
@@ -567,12 +567,12 @@ def test_mistakes_are_one_line_and_exit_2(sqlite_url, api, tmp_path, monkeypatch
 
 def test_the_token_goes_nowhere_else(sqlite_url, api):
     new_study(sqlite_url).dispose()
-    client = prolific.client_from_env()
-    with pytest.raises(prolific.PlatformError, match="another host"):
+    client = prolific_api.client_from_env()
+    with pytest.raises(prolific_api.PlatformError, match="another host"):
         client.call("GET", "https://elsewhere.example/api/v1/studies/")
     # a wrong token is refused by the stand-in: the message does not repeat ours
-    wrong = prolific.Client("wrong-" + TOKEN, api.url)
-    with pytest.raises(prolific.Refused) as exc:
+    wrong = prolific_api.Client("wrong-" + TOKEN, api.url)
+    with pytest.raises(prolific_api.Refused) as exc:
         wrong.json("GET", "/api/v1/studies/")
     assert exc.value.status == 401 and TOKEN not in str(exc.value)
 
