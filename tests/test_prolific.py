@@ -32,27 +32,15 @@ from study_server.recruitment import (
 )
 from study_server.studies import create_study
 from tests.prolific_standin import StandIn
+from tests.server_fixtures import STUDY_CONFIG
 
 TOKEN = "tok-Q7v9sEcReT-3141592653"
 CODE = "C0DE1234"
 BASE = "https://study.example.org"
+#: the shared study configuration, on two kinds of device
 CONFIG = {
-    "consent": {
-        "researcher": "Dr Ada Example",
-        "institution": "Example University",
-        "contact": "ada.example@example.edu",
-        "ethics": "EX-REC-2026-117",
-        "pay": "GBP 2.50 on completion",
-        "minutes": 12,
-        "keep": "until 2031-12-31, then deleted",
-    },
-    "prolific": {
-        "title": "Which picture explains the digit best?",
-        "description": "Look at 25 sets of four pictures and pick the most helpful one.",
-        "reward_cents": 250,
-        "places": 100,
-        "devices": ["desktop", "tablet"],
-    },
+    **STUDY_CONFIG,
+    "prolific": {**STUDY_CONFIG["prolific"], "devices": ["desktop", "tablet"]},
 }
 
 

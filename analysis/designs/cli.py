@@ -552,6 +552,8 @@ def design_preregister(
     out_path: Path,
 ) -> None:
     """``normlime preregister --design forward|distinction|agreement``."""
+    from analysis.study.cli import _write_text
+
     from .preregister import render_design_preregistration
 
     if power is not None and power.get("design") not in (None, design):
@@ -579,9 +581,5 @@ def design_preregister(
         seed=seed,
         items_per_participant=items_per_participant,
     )
-    try:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        out_path.write_text(text)
-    except OSError as exc:
-        raise InputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
+    _write_text(out_path, text)
     click.echo(f"pre-registration ({design} design): {out_path}")

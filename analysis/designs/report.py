@@ -27,7 +27,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from analysis.study.report import display_name, format_p, method_colours
+from analysis.study.report import _figure, display_name, format_p, method_colours
 from analysis.templating import markdown_table
 
 from ..words import count
@@ -186,15 +186,6 @@ def write_outputs(analysis: DesignAnalysis, out_dir: str | Path) -> dict[str, Pa
     plot_accuracy(analysis, paths["accuracy.png"])
     paths["report.md"].write_text(render_markdown(analysis))
     return paths
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=150, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def plot_accuracy(analysis: DesignAnalysis, path: Path) -> None:

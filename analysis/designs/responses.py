@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.study.attention import ExclusionCounts
 from analysis.study.votes import (
     VotesError,
     _clean,
@@ -36,6 +37,7 @@ from analysis.study.votes import (
     _parse_int,
     _row_numbers,
     order_methods,
+    read_export_csv,
     restrict_rows,
 )
 from explainers.votes_schema import REQUIRED_RESPONSE_COLUMNS, TASKS, pass_threshold
@@ -96,7 +98,7 @@ class Responses:
 
 
 @dataclass
-class ResponseSelection:
+class ResponseSelection(ExclusionCounts):
     """Who is analysed.  ``participants``: one row per participant (index participant):
     condition, test, checks, checks_passed, learn, complete, kept, reason, detail.
     ``test``: the kept participants' test answers."""
@@ -108,38 +110,12 @@ class ResponseSelection:
     test_answers: int
     include_incomplete: bool
     speeder_ms: int | None = None
-
-    @property
-    def total(self) -> int:
-        return len(self.participants)
-
-    @property
-    def kept(self) -> int:
-        return int(self.participants["kept"].sum())
-
-    @property
-    def excluded(self) -> int:
-        return self.total - self.kept
-
-    def excluded_by_reason(self) -> dict[str, int]:
-        counts = self.participants.loc[~self.participants["kept"], "reason"].value_counts()
-        return {key: int(counts.get(key, 0)) for key in REASONS}
+    REASONS = REASONS  # the help designs' reasons (ExclusionCounts reports these)
 
 
 def read_responses_csv(path: str | Path) -> pd.DataFrame:
     """An export CSV as strings (typing happens in :func:`validate_responses`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ResponsesError(f"responses file not found: {path}")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
-    except pd.errors.EmptyDataError:
-        raise ResponsesError(f"responses file is empty: {path}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ResponsesError(f"cannot parse {path} as CSV: {first}") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    return read_export_csv(path, "responses", ResponsesError)
 
 
 def restrict_modes(

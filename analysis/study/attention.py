@@ -40,20 +40,11 @@ REASONS = {
 }
 
 
-@dataclass
-class Selection:
-    """The outcome of filtering.
+class ExclusionCounts:
+    """Counts of a selection whose ``participants`` frame has ``kept`` and ``reason``
+    columns; ``REASONS`` names the reasons it reports (the votes' by default)."""
 
-    ``participants``: one row per participant (index participant_id) with answers, real,
-    checks, checks_passed, checks_failed, complete, kept, reason (a key of REASONS or "")
-    and detail (a human sentence).  ``votes``: the kept participants' real answers only.
-    """
-
-    participants: pd.DataFrame
-    votes: pd.DataFrame
-    min_checks: int
-    include_incomplete: bool
-    speeder_ms: int | None = None
+    REASONS = REASONS
 
     @property
     def total(self) -> int:
@@ -70,7 +61,23 @@ class Selection:
     def excluded_by_reason(self) -> dict[str, int]:
         reasons = self.participants.loc[~self.participants["kept"], "reason"]
         counts = reasons.value_counts()
-        return {key: int(counts.get(key, 0)) for key in REASONS}
+        return {key: int(counts.get(key, 0)) for key in self.REASONS}
+
+
+@dataclass
+class Selection(ExclusionCounts):
+    """The outcome of filtering.
+
+    ``participants``: one row per participant (index participant_id) with answers, real,
+    checks, checks_passed, checks_failed, complete, kept, reason (a key of REASONS or "")
+    and detail (a human sentence).  ``votes``: the kept participants' real answers only.
+    """
+
+    participants: pd.DataFrame
+    votes: pd.DataFrame
+    min_checks: int
+    include_incomplete: bool
+    speeder_ms: int | None = None
 
 
 def pass_threshold(design: SurveyCounts) -> int:

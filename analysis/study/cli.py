@@ -817,12 +817,17 @@ def preregister_command(
         alpha=alpha,
         seed=seed,
     )
+    _write_text(out_path, text)
+    click.echo(f"pre-registration: {out_path}")
+
+
+def _write_text(out_path: Path, text: str) -> None:
+    """Write a report file, or one line saying why it cannot be written."""
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(text)
     except OSError as exc:
         raise InputError(f"cannot write {out_path}: {exc.strerror or exc}") from None
-    click.echo(f"pre-registration: {out_path}")
 
 
 def _checked_methods(methods: tuple[str, ...]) -> tuple[str, ...]:

@@ -116,16 +116,22 @@ class Votes:
 
 def read_votes_csv(path: str | Path) -> pd.DataFrame:
     """Read an export CSV as strings (typing happens in :func:`validate_votes`)."""
+    return read_export_csv(path, "votes", VotesError)
+
+
+def read_export_csv(path: str | Path, what: str, error: type[Exception]) -> pd.DataFrame:
+    """One of the server's CSV exports as strings, header names stripped; ``error`` (one
+    line naming ``what``) when it is missing, empty or not CSV."""
     path = Path(path)
     if not path.is_file():
-        raise VotesError(f"votes file not found: {path}")
+        raise error(f"{what} file not found: {path}")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
     except pd.errors.EmptyDataError:
-        raise VotesError(f"votes file is empty: {path}") from None
+        raise error(f"{what} file is empty: {path}") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise VotesError(f"cannot parse {path} as CSV: {first}") from None
+        raise error(f"cannot parse {path} as CSV: {first}") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame
 
