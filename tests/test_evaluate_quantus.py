@@ -35,15 +35,16 @@ def test_deletion_matches_quantus_pixel_flipping(setup):
     model, logits, x, _labels, pred, a = setup
     ours = ours_deletion(model, x, pred, a, 16)
     theirs = quantus_deletion(logits, x, pred, a, 16)
-    # float32 softmax on both sides; measured max difference 0
-    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    # ours: the engine's channels-last convolutions and a float64 softmax; Quantus: eager
+    # float32.  Measured max difference 6.5e-7 (100 images, benchmarks/evaluate.py)
+    np.testing.assert_allclose(ours, theirs, atol=5e-6)
 
 
 def test_faithfulness_correlation_matches_quantus_on_its_own_subsets(setup):
     model, logits, x, _labels, pred, a = setup
     theirs, subsets = quantus_faithfulness(logits, x, pred, a, 30, 78, seed=3)
     ours = ours_faithfulness(model, x, pred, a, 30, 78, subsets)
-    # float32 logits summed in another order: measured max difference 1.6e-7
+    # float32 logits summed in another order: measured max difference 3.3e-7
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     # ...and Quantus' own draw is unseeded: another global seed, other numbers
     again, _ = quantus_faithfulness(logits, x, pred, a, 30, 78, seed=4)

@@ -8,22 +8,33 @@ imputed values.  Because an imputed pixel is an interpolation of its surrounding
 removal mask's outline carries (almost) no information of its own, which is ROAD's
 argument against a constant fill whose shape a model can read.
 
-The systems of all images are one block-diagonal matrix, so a batch is one sparse solve
-(every channel shares its image's system and is a right-hand side).  A removed region
-always borders a kept pixel unless the whole image is removed, so the matrix is
-non-singular whenever one pixel per image is kept; removing everything is refused.
+The systems of all images are one block-diagonal matrix, so a batch is one solve (every
+channel shares its image's system and is a right-hand side).  A removed region always
+borders a kept pixel unless the whole image is removed, so the matrix is symmetric
+positive definite (a grid Laplacian with fixed boundary values) whenever one pixel per
+image is kept; removing everything is refused.
 
-The equations and weights follow ROAD's reference implementation
-(github.com/tleemann/road_evaluation, ``imputations.py``) as Quantus 0.6 reproduces it.
+How it is solved: with the unknowns numbered row by row, a pixel's neighbours are at most
+``W + 1`` unknowns away, so the matrix is banded with half-bandwidth <= ``W + 1`` across
+the whole batch, and a banded Cholesky solve (LAPACK ``pbsv``) costs about
+``n * (W + 1)**2``.  For narrow images that beats a general sparse LU: MNIST, 100 images at
+the nine ROAD percentages, 0.16 s instead of 0.82 s, the same values to 2e-15.  The band
+grows with the width while a sparse LU's fill grows more slowly, so images wider than
+``BANDED_MAX_WIDTH`` use SuperLU (measured on random masks removing 50-80%: banded faster
+up to 128 pixels wide, 1.3-2.8x slower at 224).
 """
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.linalg import solveh_banded
 from scipy.sparse import coo_matrix
 from scipy.sparse.linalg import spsolve
 
-__all__ = ["NEIGHBOUR_WEIGHTS", "noisy_linear_imputation"]
+__all__ = ["BANDED_MAX_WIDTH", "NEIGHBOUR_WEIGHTS", "noisy_linear_imputation"]
+
+#: widest image (pixels) solved as a banded system; wider ones use a sparse LU
+BANDED_MAX_WIDTH = 128
 
 #: (row offset, column offset) -> weight
 NEIGHBOUR_WEIGHTS = (
@@ -33,12 +44,14 @@ NEIGHBOUR_WEIGHTS = (
 
 
 def noisy_linear_imputation(
-    images: np.ndarray, removed: np.ndarray, *, noise: float = 0.01, rng=None
-) -> np.ndarray:
+    images: np.ndarray, removed: np.ndarray, *, noise: float = 0.01, rng=None,
+    banded: bool | None = None,
+) -> np.ndarray:  # fmt: skip
     """``images`` (N, C, H, W) with the pixels where ``removed`` (N, H, W) is True imputed.
 
     ``rng`` (a numpy Generator or seed) draws the noise; with ``noise=0`` the result is
-    deterministic.  The images are not modified.
+    deterministic.  ``banded`` forces the solver (default: banded up to
+    ``BANDED_MAX_WIDTH`` pixels wide).  The images are not modified.
     """
     images = np.asarray(images, dtype=np.float64)
     removed = np.asarray(removed, dtype=bool)
@@ -48,41 +61,66 @@ def noisy_linear_imputation(
     if np.any(removed.reshape(n, -1).all(axis=1)):
         raise ValueError("noisy linear imputation needs at least one kept pixel per image")
     out = images.copy()
-    flat_removed = removed.reshape(-1)
-    n_vars = int(flat_removed.sum())
+    n_vars = int(removed.sum())
     if n_vars == 0:
         return out
-    # variable number of every removed pixel (over the batch), -1 for kept ones
-    var = np.full(flat_removed.size, -1, dtype=np.int64)
-    var[flat_removed] = np.arange(n_vars)
-    img, row, col = np.nonzero(removed)
-    values = images.transpose(0, 2, 3, 1).reshape(-1, c)  # (N*H*W, C)
-    diag = np.zeros(n_vars)
-    rhs = np.zeros((n_vars, c))
-    rows, cols, data = [], [], []
-    ids = np.arange(n_vars)
+    # every grid below carries a one-pixel frame of "outside" around each image, so that a
+    # neighbour is a shifted slice: no bounds checks, no per-pixel gathers
+    var = np.full((n, h + 2, w + 2), -1, dtype=np.int64)  # unknown's number, -1 if none
+    var[:, 1:-1, 1:-1][removed] = np.arange(n_vars)  # row by row over the batch
+    known_values = np.zeros((n, h + 2, w + 2, c))
+    known_values[:, 1:-1, 1:-1] = images.transpose(0, 2, 3, 1) * ~removed[..., None]
+    inside = np.pad(np.ones((h, w)), 1)
+    diag = np.zeros((h, w))
+    rhs = np.zeros((n, h, w, c))
+    lower_rows, lower_cols, lower_data = [], [], []
     for (dr, dc), weight in NEIGHBOUR_WEIGHTS:
-        r2, c2 = row + dr, col + dc
-        inside = (r2 >= 0) & (r2 < h) & (c2 >= 0) & (c2 < w)
-        flat = (img * h + np.clip(r2, 0, h - 1)) * w + np.clip(c2, 0, w - 1)
-        diag[inside] += weight
-        unknown = inside & (var[flat] >= 0)
-        known = inside & ~unknown
-        rows.append(ids[unknown])
-        cols.append(var[flat[unknown]])
-        data.append(np.full(int(unknown.sum()), -weight))
-        rhs[known] += weight * values[flat[known]]
-    rows.append(ids)
-    cols.append(ids)
-    data.append(diag)
-    matrix = coo_matrix(
-        (np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-        shape=(n_vars, n_vars),
-    ).tocsc()
-    solved = spsolve(matrix, rhs).reshape(n_vars, c)
+        diag += weight * _shifted(inside, dr, dc, h, w)
+        rhs += weight * _shifted(known_values, dr, dc, h, w)
+        if (dr, dc) < (0, 1):  # a neighbour numbered before the pixel: the lower triangle
+            neighbour = _shifted(var, dr, dc, h, w)[removed]
+            unknown = neighbour >= 0
+            lower_rows.append(np.flatnonzero(unknown))
+            lower_cols.append(neighbour[unknown])
+            lower_data.append(np.full(int(unknown.sum()), -weight))
+    diag = np.broadcast_to(diag, removed.shape)[removed]
+    rhs = rhs[removed]
+    lower = [np.concatenate(v) for v in (lower_rows, lower_cols, lower_data)]
+    use_banded = w <= BANDED_MAX_WIDTH if banded is None else banded
+    solved = (_solve_banded if use_banded else _solve_sparse)(diag, *lower, rhs)
     if noise:
         solved = solved + noise * np.random.default_rng(rng).standard_normal(solved.shape)
-    filled = values.copy()
-    filled[flat_removed] = solved
-    out[:] = filled.reshape(n, h, w, c).transpose(0, 3, 1, 2)
+    filled = images.transpose(0, 2, 3, 1).copy()
+    filled[removed] = solved
+    out[:] = filled.transpose(0, 3, 1, 2)
     return out
+
+
+def _shifted(padded: np.ndarray, dr: int, dc: int, h: int, w: int) -> np.ndarray:
+    """The (..., H, W[, C]) view of a framed (..., H + 2, W + 2[, C]) grid at offset
+    (dr, dc): each pixel's neighbour there."""
+    if padded.ndim == 2:
+        return padded[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
+    return padded[:, 1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
+
+
+def _solve_banded(diag, rows, cols, data, rhs) -> np.ndarray:
+    """Cholesky solve of the symmetric system with diagonal ``diag`` and lower-triangle
+    entries (rows, cols, data), stored as LAPACK's lower band."""
+    offset = rows - cols
+    band = np.zeros((int(offset.max(initial=0)) + 1, len(diag)))
+    band[0] = diag
+    band[offset, cols] = data
+    return solveh_banded(band, rhs, lower=True, check_finite=False)
+
+
+def _solve_sparse(diag, rows, cols, data, rhs) -> np.ndarray:
+    """The same system by a sparse LU (SuperLU), for images too wide for the band."""
+    n_vars = len(diag)
+    ids = np.arange(n_vars)
+    matrix = coo_matrix(
+        (np.concatenate([diag, data, data]),
+         (np.concatenate([ids, rows, cols]), np.concatenate([ids, cols, rows]))),
+        shape=(n_vars, n_vars),
+    ).tocsc()  # fmt: skip
+    return spsolve(matrix, rhs).reshape(n_vars, -1)
