@@ -12,7 +12,7 @@ import re
 import shutil
 import sys
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import UserError  # noqa: E402
@@ -28,6 +28,7 @@ __all__ = [
     "builtin_projects",
     "resolve_project",
     "project_maps_dir",
+    "with_data",
 ]
 
 PROJECT_FILE = "study.toml"
@@ -431,3 +432,18 @@ def load_project(directory: str | Path) -> Project:
         description=head.str("description", ""),
         builtin=builtin,
     )
+
+
+def with_data(project: Project, data_spec: str | Path) -> Project:
+    """``project`` reading its MNIST dataset from ``data_spec`` (a command's ``--data``): a
+    directory, relative to the current directory as typed (not to the project's folder),
+    ``embedded`` or ``download``."""
+    if project.dataset.get("kind") != "mnist-idx":
+        raise ProjectError(
+            f"{project.path}: --data replaces an MNIST dataset's path; this project's "
+            f"[dataset] kind is {project.dataset.get('kind')!r}"
+        )
+    spec = str(data_spec)
+    if spec not in ("embedded", "download"):
+        spec = str(Path(spec).expanduser().resolve())
+    return replace(project, dataset={**project.dataset, "path": spec})

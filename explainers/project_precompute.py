@@ -23,7 +23,6 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +49,7 @@ from .precompute import (
     project_settings,
     write_outputs,
 )
-from .project import Project, ProjectError
+from .project import Project, ProjectError, with_data
 from .user_model import ModelSpecError, load_classifier
 
 __all__ = ["precompute_project", "lookalikes", "representatives"]
@@ -212,10 +211,7 @@ def precompute_project(
     its file (a ``[model] file`` holding a normlime CNN).
     """
     if data_spec is not None:
-        if project.dataset.get("kind") != "mnist-idx":
-            raise ProjectError(f"{project.path}: --data replaces an MNIST dataset's path; this "
-                               f"project's [dataset] kind is {project.dataset.get('kind')!r}")
-        project = replace(project, dataset={**project.dataset, "path": str(data_spec)})
+        project = with_data(project, data_spec)
     started = time.perf_counter()
     out_dir = Path(out_dir) if out_dir is not None else project.maps_dir
     if out_dir.exists() and not out_dir.is_dir():

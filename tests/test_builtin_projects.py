@@ -101,3 +101,18 @@ def test_reproduce_with_a_project_computes_the_projects_maps(tmp_path, demo_pair
     ours, theirs = np.load(folder / "maps.npz"), np.load(demo_pair[1] / "maps.npz")
     for key in theirs.files:
         np.testing.assert_array_equal(ours[key], theirs[key], err_msg=key)
+
+
+def test_data_given_on_the_command_line_is_relative_to_the_working_directory(
+    tmp_path, monkeypatch
+):
+    from explainers.project import ProjectError, with_data
+
+    monkeypatch.chdir(tmp_path)
+    project = load_project("mnist")
+    assert with_data(project, "raw/mnist").dataset["path"] == str(tmp_path.resolve() / "raw/mnist")
+    assert with_data(project, "embedded").dataset["path"] == "embedded"
+    assert project.dataset["path"] != str(tmp_path.resolve() / "raw/mnist")  # a copy
+    digits = load_project(digits_project(tmp_path / "digits"))
+    with pytest.raises(ProjectError, match="--data replaces an MNIST dataset's path"):
+        with_data(digits, "raw/mnist")

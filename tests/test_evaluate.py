@@ -167,6 +167,26 @@ def test_bad_input_gets_one_line_and_exit_code_2(evaluated, tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "z").exists()
 
 
+def test_the_mnist_project_reads_a_relative_data_path_from_the_working_directory(
+    full_mnist_path, tmp_path, monkeypatch
+):
+    """README's `normlime evaluate --project mnist --data ../shared/data/mnist`: the path
+    is the caller's, not relative to the built-in project's folder."""
+    (tmp_path / "data").symlink_to(full_mnist_path, target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "ev"
+    run_cli("evaluate", "--project", "mnist", "--data", "data", "--out", out,
+            "--images", "4", "--levels", "per-image", "--methods", "smoothgrad",
+            "--bootstrap", "100", "--no-progress")  # fmt: skip
+    dataset = json.loads((out / "evaluation.json").read_text())["dataset"]
+    assert dataset["path"] == str(full_mnist_path.resolve())  # the link, resolved
+    assert dataset["test_images"] == 10000
+    line = run_cli_error("evaluate", "--project", "mnist", "--data", "no-such-dir", "--out",
+                         tmp_path / "none", "--no-progress")  # fmt: skip
+    assert str(tmp_path.resolve() / "no-such-dir") in line
+    assert not (tmp_path / "none").exists()
+
+
 def test_road_imputation_does_not_leak_the_label_through_the_mask():
     """The mask's place encodes the label; a constant fill lets a linear probe read it,
     noisy linear imputation of a uniform background does not."""

@@ -272,6 +272,7 @@ def evaluate_project(
     from explainers.data import as_float
     from explainers.features import parse_features
     from explainers.precompute import project_settings
+    from explainers.project import ProjectError, with_data
     from explainers.project_precompute import _load
 
     from .summary import summarise, write_outputs
@@ -281,10 +282,10 @@ def evaluate_project(
     if out_dir.exists() and not out_dir.is_dir():
         raise EvaluateError(f"--out {out_dir} exists and is not a directory")
     if data_spec is not None:
-        if project.dataset.get("kind") != "mnist-idx":
-            raise EvaluateError(f"{project.path}: --data replaces an MNIST dataset's path; this "
-                                f"project's [dataset] kind is {project.dataset.get('kind')!r}")
-        project = replace(project, dataset={**project.dataset, "path": str(data_spec)})
+        try:
+            project = with_data(project, data_spec)
+        except ProjectError as exc:
+            raise EvaluateError(str(exc)) from None
     data, dev, model, model_sha = _load(project, device)
     model.eval()
     rows = sample_images(data.test_labels, settings.images, settings.seed)
@@ -346,9 +347,14 @@ def evaluate_project(
             {"level": "per-image", "method": m})
         for m in per_image
     ]  # fmt: skip
+    dataset = {
+        **{k: str(v) for k, v in project.dataset.items()},
+        "test_images": int(len(data.test_labels)),
+    }
     config = {
         "settings": asdict(settings),
         "project": str(project.path),
+        "dataset": dataset,
         "model_sha256": model_sha,
         "images": rows.tolist(),
         "methods": methods,
@@ -365,6 +371,7 @@ def evaluate_project(
     meta = {
         "project": project.name,
         "project_file": str(project.path),
+        "dataset": dataset,
         "model_sha256": model_sha,
         "device": str(dev),
         "settings": asdict(settings),
