@@ -179,6 +179,11 @@ def _load_toml(path: Path) -> dict:
     if path.is_dir():
         path = path / PROJECT_FILE
     if not path.is_file():
+        if path.name == PROJECT_FILE and str(path.parent) in builtin_projects():
+            raise ProjectError(
+                f"no project at {path}: the folder {path.parent} here hides the built-in "
+                f"project {path.parent.name!r} (run the command from another directory)"
+            )
         raise ProjectError(f"no project at {path} (create one with `normlime init-project DIR`)")
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -116,3 +116,11 @@ def test_data_given_on_the_command_line_is_relative_to_the_working_directory(
     digits = load_project(digits_project(tmp_path / "digits"))
     with pytest.raises(ProjectError, match="--data replaces an MNIST dataset's path"):
         with_data(digits, "raw/mnist")
+
+
+def test_a_folder_named_like_a_built_in_project_gets_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mnist").mkdir()  # e.g. the MNIST data's own folder
+    line = run_cli_error("evaluate", "--project", "mnist", "--out", tmp_path / "ev")
+    assert "hides the built-in project 'mnist'" in line
+    assert not (tmp_path / "ev").exists()
