@@ -28,7 +28,10 @@ class BenchmarkProject:
 
     @property
     def data_spec(self) -> str:
-        return str(self.project.dataset.get("path", "embedded"))
+        """The project's MNIST source as a ``--data`` value: a path written in study.toml
+        is relative to the project's folder, whatever the working directory."""
+        path = str(self.project.dataset.get("path", "embedded"))
+        return path if path in ("embedded", "download") else str(self.project.root / path)
 
     @property
     def seed(self) -> int:

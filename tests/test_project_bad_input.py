@@ -192,3 +192,24 @@ def test_analyze_with_a_project_needs_its_bundle_and_no_conflicting_options(proj
     line = run_cli_error("analyze", "--votes", votes, "--out", tmp_path / "o", "--project", project,
                          "--methods", "a,b")  # fmt: skip
     assert "--project sets the methods and the survey" in line
+
+
+def test_a_benchmark_reads_a_projects_data_path_relative_to_the_project(
+    full_mnist_path, tmp_path, monkeypatch
+):
+    """`kar --project DIR` with `[dataset] path = "data"` reads DIR/data, from any
+    working directory."""
+    from analysis.errors import _accept
+    from explainers.project import BUILTIN
+
+    root = tmp_path / "proj"
+    root.mkdir()
+    text = (BUILTIN / "mnist-demo" / "study.toml").read_text()
+    assert 'path = "embedded"' in text
+    (root / "study.toml").write_text(text.replace('path = "embedded"', 'path = "data"'))
+    (root / "data").symlink_to(full_mnist_path, target_is_directory=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert _accept("kar", str(root)).data_spec == str(root.resolve() / "data")
+    assert _accept("kar", "mnist-demo").data_spec == "embedded"
