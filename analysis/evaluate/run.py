@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -200,7 +201,8 @@ def _model(ctx: dict):
     return _MODELS[key]
 
 
-_FORWARDS: dict = {}
+# one engine per live model (the engine holds its own copy, so the model can go)
+_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _forward(model) -> Callable:
@@ -210,10 +212,9 @@ def _forward(model) -> Callable:
     about twice the eager forward's speed on this CPU (benchmarks/evaluate.py)."""
     from explainers.lime import inference_forward
 
-    key = id(model)
-    if key not in _FORWARDS or _FORWARDS[key][0] is not model:
-        _FORWARDS[key] = (model, inference_forward(model))
-    return _FORWARDS[key][1]
+    if model not in _FORWARDS:
+        _FORWARDS[model] = inference_forward(model)
+    return _FORWARDS[model]
 
 
 def _explain_with(ctx: dict, method: str, seed: int) -> Callable:
