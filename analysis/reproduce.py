@@ -649,9 +649,7 @@ def _study_step(folder: Path, votes_path, preset, seed, log):
 def _evaluate_step(folder, project, model_path, maps_dir, data_spec, preset, seed, analysis,
                    simulated, log) -> str:  # fmt: skip
     """``normlime evaluate`` of the maps shown, and its orders next to the study's."""
-    from dataclasses import replace
-
-    from explainers.project import load_project
+    from explainers.project import load_project, with_model
 
     from .evaluate.compare import human_vs_metrics, markdown_rows
     from .evaluate.run import EvaluateSettings, evaluate_project
@@ -659,7 +657,7 @@ def _evaluate_step(folder, project, model_path, maps_dir, data_spec, preset, see
     if project is None:
         project = load_project("mnist")
         if Path(model_path) != Path(SHIPPED_MODEL):
-            project = replace(project, model={"file": str(Path(model_path).resolve())})
+            project = with_model(project, model_path)
     # --data names MNIST (default here as for the maps: the embedded subset); a project
     # of other data keeps its own
     data_spec = (data_spec or "embedded") if project.dataset.get("kind") == "mnist-idx" else None

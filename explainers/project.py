@@ -29,6 +29,7 @@ __all__ = [
     "resolve_project",
     "project_maps_dir",
     "with_data",
+    "with_model",
 ]
 
 PROJECT_FILE = "study.toml"
@@ -452,3 +453,16 @@ def with_data(project: Project, data_spec: str | Path) -> Project:
     if spec not in ("embedded", "download"):
         spec = str(Path(spec).expanduser().resolve())
     return replace(project, dataset={**project.dataset, "path": spec})
+
+
+def with_model(project: Project, model_file: str | Path) -> Project:
+    """``project`` explaining the model in ``model_file`` (a command's ``--model``: a
+    normlime CNN, TorchScript or ``torch.save`` file, relative to the current directory)
+    instead of its ``[model]``; the ``[model.input]`` normalisation stays."""
+    path = Path(model_file).expanduser().resolve()
+    if not path.is_file():
+        raise ProjectError(f"--model {model_file}: no such file")
+    model = {"file": str(path)}
+    if "input" in project.model:
+        model["input"] = project.model["input"]
+    return replace(project, model=model)

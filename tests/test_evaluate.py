@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -185,6 +186,33 @@ def test_the_mnist_project_reads_a_relative_data_path_from_the_working_directory
                          tmp_path / "none", "--no-progress")  # fmt: skip
     assert str(tmp_path.resolve() / "no-such-dir") in line
     assert not (tmp_path / "none").exists()
+
+
+def test_model_replaces_the_projects_and_must_have_made_the_class_maps(tmp_path):
+    """`--model` (what `normlime train` wrote) is the model evaluated, in this process and
+    in workers; the shipped bundle's class maps, made by the shipped model, are refused for
+    it rather than scored on a model that did not make them."""
+    from explainers.model import MnistCNN, file_checksum, save
+
+    torch.manual_seed(3)
+    other = save(MnistCNN().eval(), tmp_path / "other.pt")
+    base = ("evaluate", "--project", "mnist", "--data", "embedded", "--model", other,
+            "--images", "6", "--methods", "smoothgrad", "--bootstrap", "100", "--no-progress")
+    line = run_cli_error(*base, "--out", tmp_path / "refused")
+    assert "was made from model" in line and "--levels per-image" in line
+    assert not (tmp_path / "refused").exists()
+    outs = []
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        run_cli(*base, "--levels", "per-image", "--jobs", jobs, "--out", out)
+        result = json.loads((out / "evaluation.json").read_text())
+        assert result["model_sha256"] == file_checksum(other)
+        outs.append(pd.read_csv(out / "evaluation.csv"))
+    # the workers loaded --model too, not the project's (worker processes run torch with
+    # other thread counts: measured differences up to 5e-8)
+    pd.testing.assert_frame_equal(outs[0], outs[1], check_exact=False, atol=1e-6, rtol=0)
+    assert "no such file" in run_cli_error(*base, "--model", tmp_path / "none.pt", "--out",
+                                           tmp_path / "x")  # fmt: skip
 
 
 def test_road_imputation_does_not_leak_the_label_through_the_mask():

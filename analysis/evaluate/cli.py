@@ -41,6 +41,9 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 @click.option("--maps", "maps_dir", type=click.Path(file_okay=False, path_type=Path),
               default=None, help="the bundle of the class-level rows [default: the "
               "project's maps; the shipped bundle for the built-in mnist project]")  # fmt: skip
+@click.option("--model", "model_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="a model file replacing the project's [model] (e.g. what "
+              "`normlime train` wrote); --maps must then be that model's bundle")  # fmt: skip
 @click.option("--data", "data_spec", default=None, metavar="PATH|embedded|download",
               help="replaces an MNIST project's dataset path")  # fmt: skip
 @click.option("--images", type=click.IntRange(min=2), default=100, show_default=True,
@@ -73,9 +76,10 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
               help="run the jobs on this dask.distributed scheduler")  # fmt: skip
 @device_option
 @click.option("--progress/--no-progress", default=True, show_default=True)
-def evaluate_command(project_dir, out_dir, maps_dir, data_spec, images, seed, methods, levels,
-                     steps, percentages, subsets, subset_fraction, randomisation_images,
-                     bootstrap, n_jobs, threads, scheduler, device, progress):  # fmt: skip
+def evaluate_command(project_dir, out_dir, maps_dir, model_file, data_spec, images, seed,
+                     methods, levels, steps, percentages, subsets, subset_fraction,
+                     randomisation_images, bootstrap, n_jobs, threads, scheduler, device,
+                     progress):  # fmt: skip
     """ROAD, deletion/insertion, faithfulness correlation and the model-randomisation check
     for every method of a study project and a random baseline, with bootstrap intervals
     and rank tables (docs/evaluate.md)."""
@@ -110,7 +114,7 @@ def evaluate_command(project_dir, out_dir, maps_dir, data_spec, images, seed, me
         result = evaluate_project(
             project, out_dir, settings, device=device, n_jobs=n_jobs, scheduler=scheduler,
             threads=threads, progress=progress, log=lambda m: click.echo(m, err=True),
-            argv=sys.argv, maps_dir=maps_dir, data_spec=data_spec,
+            argv=sys.argv, maps_dir=maps_dir, data_spec=data_spec, model_file=model_file,
         )  # fmt: skip
     except ProjectError as exc:
         raise InputError(str(exc)) from None

@@ -190,12 +190,14 @@ def _model(ctx: dict):
     project's own network class from."""
     if ctx.get("model") is not None:
         return ctx["model"]
-    key = (ctx["project"], ctx["dataset"].get("path"), ctx["device"])
+    key = (ctx["project"], ctx["dataset"].get("path"), str(ctx["model_spec"]), ctx["device"])
     if key not in _MODELS:
         from explainers.project import load_project
         from explainers.project_precompute import _load
 
-        project = replace(load_project(ctx["project"]), dataset=ctx["dataset"])
+        project = replace(
+            load_project(ctx["project"]), dataset=ctx["dataset"], model=ctx["model_spec"]
+        )
         _data, _dev, model, _sha = _load(project, ctx["device"])
         _MODELS[key] = model.eval()
     return _MODELS[key]
@@ -262,18 +264,20 @@ def evaluate_project(
     argv=None,
     maps_dir: str | Path | None = None,
     data_spec: str | None = None,
+    model_file: str | Path | None = None,
 ) -> dict:
     """Run (or resume) the evaluation of ``project`` into ``out_dir``; returns the summary.
 
     ``maps_dir`` names the bundle whose class maps the class-level rows use (default: the
     project's ``maps``; for the built-in ``mnist`` project without one, the shipped bundle,
-    which that project made); ``data_spec`` replaces an MNIST dataset's path."""
+    which that project made); ``data_spec`` replaces an MNIST dataset's path, ``model_file``
+    the project's model.  Class-level rows need a bundle made from the evaluated model."""
     from analysis.benchmarks.jobs import ConfigMismatch, Job, JobStore, run_jobs
     from analysis.benchmarks.occlusion import gaussian_blur
     from explainers.data import as_float
     from explainers.features import parse_features
     from explainers.precompute import project_settings
-    from explainers.project import ProjectError, with_data
+    from explainers.project import ProjectError, with_data, with_model
     from explainers.project_precompute import _load
 
     from .summary import summarise, write_outputs
@@ -282,11 +286,13 @@ def evaluate_project(
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise EvaluateError(f"--out {out_dir} exists and is not a directory")
-    if data_spec is not None:
-        try:
+    try:
+        if data_spec is not None:
             project = with_data(project, data_spec)
-        except ProjectError as exc:
-            raise EvaluateError(str(exc)) from None
+        if model_file is not None:
+            project = with_model(project, model_file)
+    except ProjectError as exc:
+        raise EvaluateError(str(exc)) from None
     data, dev, model, model_sha = _load(project, device)
     model.eval()
     rows = sample_images(data.test_labels, settings.images, settings.seed)
@@ -311,7 +317,9 @@ def evaluate_project(
         except RandomisationError as exc:
             raise EvaluateError(f"{project.path}: {exc}") from None
     class_maps = (
-        _class_maps(project, methods, maps_dir) if "class-level" in settings.levels else {}
+        _class_maps(project, methods, maps_dir, model_sha)
+        if "class-level" in settings.levels
+        else {}
     )
     train = as_float(data.train_images[:5000])
     substrate = train.mean(dim=(0, 2, 3)).numpy()
@@ -321,6 +329,7 @@ def evaluate_project(
         "model": model if n_jobs == 1 and scheduler is None else None,
         "project": str(project.root) if not project.builtin else project.name,
         "dataset": project.dataset,
+        "model_spec": project.model,
         "device": device,
         "torch_device": str(dev),
         "x": x.cpu().numpy(),
@@ -402,7 +411,7 @@ def _methods(project, settings: EvaluateSettings) -> list[str]:
     return list(settings.methods)
 
 
-def _class_maps(project, methods: list[str], maps_dir=None) -> dict[str, np.ndarray]:
+def _class_maps(project, methods: list[str], maps_dir=None, model_sha=None) -> dict:
     from explainers.bundle import BundleError, read_bundle
     from explainers.shipped import shipped_maps
 
@@ -417,6 +426,15 @@ def _class_maps(project, methods: list[str], maps_dir=None) -> dict[str, np.ndar
             f"class-level rows need the project's maps bundle ({where}): run "
             "`normlime precompute --project ...` first, give --maps, or --levels per-image"
         ) from None
+    made_by = bundle.manifest.get("model", {}).get("sha256")
+    if model_sha is not None and made_by is not None and made_by != model_sha:
+        # the class maps would be scored on a model that did not make them
+        raise EvaluateError(
+            f"the bundle {where} was made from model {made_by[:12]} "
+            f"({bundle.manifest['model'].get('path') or 'no path recorded'}), not the "
+            f"evaluated model {model_sha[:12]}: give --model with the bundle's model, --maps "
+            "with this model's bundle, or --levels per-image"
+        )
     missing = [m for m in methods if m not in bundle.maps]
     if missing:
         raise EvaluateError(
