@@ -1,6 +1,8 @@
 """A worked example of a help study on the MNIST model, taken by SIMULATED participants.
 
-    .venv/bin/python scripts/help_example.py [--participants 60] [--out docs/results/help-example]
+    .venv/bin/python scripts/help_example.py [--participants 60] [--out artifacts/help-example]
+
+(the shipped copy in docs/results/help-example was made with ``--out docs/results/help-example``)
 
 What it does, as a researcher would (each step is a normlime command or the study server):
 
@@ -111,7 +113,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--participants", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("docs/results/help-example"))
+    parser.add_argument("--out", type=Path, default=Path("artifacts/help-example"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -207,6 +207,25 @@ def _minutes(n_items: int) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- entry
 
 
+@bp.get("/")
+def front():
+    """The address the server prints, opened without a link: what this is and where each
+    visitor goes.  It names no study (a study's key is its participants' secret)."""
+    html = render_template(
+        "message.html",
+        title="Study server",
+        message="This server runs research surveys. Participants: please open the link "
+        "your recruitment platform gave you. Researchers: the admin pages are at /admin/.",
+        status=200,
+        mode=None,
+        back=None,
+        retry_after=None,
+    )
+    out = make_response(html, 200)
+    out.headers["Cache-Control"] = "no-store"
+    return out
+
+
 @bp.get("/s/<key>", defaults={"adapter": "link"})
 @bp.get("/s/<key>/<adapter>")
 def entry(key: str, adapter: str):

@@ -307,6 +307,18 @@ def test_participant_pages_set_no_cookie_and_may_be_framed(sqlite_server):
     assert "frame-ancestors 'none'" in admin.headers["Content-Security-Policy"]
 
 
+def test_the_servers_own_address_says_where_to_go_and_names_no_study(sqlite_server):
+    """`normlime up` prints "serving on http://127.0.0.1:5000": opening it is not a 404."""
+    srv = sqlite_server
+    r = srv.client().get("/")
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200 and "/admin/" in page and "link" in page
+    assert srv.study_key not in page and "Set-Cookie" not in r.headers
+    before = srv.scalar("SELECT count(*) FROM participants")
+    assert srv.client().post("/").status_code == 405
+    assert srv.scalar("SELECT count(*) FROM participants") == before
+
+
 def test_frame_ancestors_is_configurable(sqlite_url, bundle_dir):
     srv = make_server(
         sqlite_url, bundle_dir, config={"FRAME_ANCESTORS": "https://worker.mturk.com"}
