@@ -73,9 +73,15 @@ def _print_links(study, base_url: str, *, admin: bool = True) -> None:
     from .recruitment import example_links
 
     adapters = json.loads(study.adapters)
-    worker = "DEBUG_" + secrets.token_hex(3).upper()
+    # a live study's links carry no example ids: opened by the operator "to check", an
+    # example id would become a participant in the study's data
+    live = study.mode == "live"
+    worker = None if live else "DEBUG_" + secrets.token_hex(3).upper()
     links = example_links(base_url, study.public_key, adapters, worker=worker)
     click.echo(f"Study {study.name!r} ({study.mode} mode)")
+    if live:
+        click.echo("  (live: give these links to the platforms, which add each participant's "
+                   "ids; try the study in a sandbox or debug study instead)")
     width = max(len(n) for n in links) + 2
     for name, url in links.items():
         label = {"link": "plain link", "mturk": "MTurk-style", "prolific": "Prolific-style"}.get(

@@ -359,14 +359,17 @@ def completion_action(cfg: dict, *, code: str, assignment_id: str | None, submit
     return {"kind": "code", "code": shown}
 
 
-def example_links(base_url: str, study_key: str, adapters: dict, *, worker: str) -> dict:
-    """Entry links per adapter, filled with example ids (for the operator's console)."""
+def example_links(base_url: str, study_key: str, adapters: dict, *, worker: str | None) -> dict:
+    """Entry links per adapter, filled with example ids (for the operator's console);
+    ``worker=None``: the bare links, to which the platform adds each participant's ids."""
     base = base_url.rstrip("/")
     links = {}
     for name, cfg in adapters.items():
         path = f"{base}/s/{study_key}" + ("" if name == "link" else f"/{name}")
         params = {}
-        if cfg["kind"] == "mturk":
+        if worker is None:
+            pass
+        elif cfg["kind"] == "mturk":
             params = {
                 cfg["worker_param"]: worker,
                 cfg["assignment_param"]: f"{worker}_ASSIGNMENT",

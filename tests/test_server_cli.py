@@ -278,6 +278,23 @@ def test_export_hits_refuses_bad_settings(tmp_path, bundle_dir, args, message):
     assert not (tmp_path / "o" / "external-question.xml").exists()
 
 
+def test_a_live_studys_links_carry_no_example_ids(tmp_path):
+    """Opened "to check", an example id would become a participant in the live data."""
+    url = f"sqlite:///{tmp_path / 'l.sqlite3'}"
+    run("init-db", "--db", url)
+    r = run("create-study", "--db", url, "--name", "live-one", "--mode", "live",
+            "--adapter", "mturk", "--adapter", "prolific", "--base-url", "https://s.example",
+            "--config", EXAMPLE_CONFIG)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    key = re.search(r"https://s\.example/s/([\w-]+)/mturk\n", r.output).group(1)
+    assert f"https://s.example/s/{key}/prolific\n" in r.output
+    assert "DEBUG_" not in r.output and "PROLIFIC_PID" not in r.output
+    assert "give these links to the platforms" in r.output
+    again = run("study-links", "--db", url, "--study", "live-one", "--base-url",
+                "https://s.example")  # fmt: skip
+    assert again.exit_code == 0 and "DEBUG_" not in again.output, again.output
+
+
 def test_up_sets_everything_up_and_prints_the_links(tmp_path, bundle_dir):
     url = f"sqlite:///{tmp_path / 'up.sqlite3'}"
     r = run("up", "--maps", bundle_dir, "--db", url, "--no-serve", "--port", 5077,
