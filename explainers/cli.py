@@ -133,7 +133,7 @@ def train_command(ctx, data_spec, epochs, seed, batch_size, lr, device, out_path
 
         result = train_to_file(data, config, out_path, device=device, progress=progress)
     click.echo(
-        f"test accuracy {result.test_accuracy:.2%} after {epochs} epochs "
+        f"test accuracy {result.test_accuracy:.2%} after {_epochs(epochs)} "
         f"({result.wall_time_s:.0f} s); wrote {out_path} and {out_path.with_suffix('.json')}"
     )
 
@@ -148,8 +148,13 @@ def _train_project(ctx, project, device) -> None:
     except ProjectError as exc:
         raise InputError(str(exc)) from None
     weights = project.root / project.model["weights"]
-    click.echo(f"test accuracy {meta['test_accuracy']:.2%} after {meta['train']['epochs']} "
-               f"epochs ({meta['wall_time_s']:.0f} s); wrote {weights}")  # fmt: skip
+    click.echo(f"test accuracy {meta['test_accuracy']:.2%} after "
+               f"{_epochs(meta['train']['epochs'])} ({meta['wall_time_s']:.0f} s); wrote "
+               f"{weights}")  # fmt: skip
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 #: the model shipped with the package (trained on full MNIST by `normlime train`)
