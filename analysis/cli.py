@@ -61,9 +61,11 @@ __all__ = ["COMMANDS", "reproduce_command"]
     required=True,
     help="output folder (rerun the same command to resume)",
 )
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="each long step's progress bar, on stderr")  # fmt: skip
 @benchmark_project_option("reproduce")
 def reproduce_command(
-    preset, votes_path, model_path, data_spec, scheduler, seed, out_dir, bench_project
+    preset, votes_path, model_path, data_spec, scheduler, seed, out_dir, progress, bench_project
 ):
     """Reproduce the paper into one report: model, maps, study analysis, KAR, occlusion.
 
@@ -96,6 +98,7 @@ def reproduce_command(
             seed=seed if bench_project is None else bench_project.seed,
             project=None if bench_project is None else bench_project.project,
             log=lambda m: click.echo(m, err=True),
+            progress=progress,
         )
     except (VotesError, PrecomputeError) as exc:
         raise InputError(str(exc)) from None

@@ -486,8 +486,11 @@ def run_reproduce(
     seed: int = 0,
     project=None,
     log=print,
+    progress: bool = False,
 ) -> dict[str, Path]:
     """Run (or resume) every step into ``out``; return the report's paths.
+
+    ``progress`` shows each long step's progress bar (on stderr), as the single commands do.
 
     ``project`` (an MNIST-shaped study project, e.g. the built-in ``mnist-paper``) gives
     the model file, the data and the maps: precompute runs the project's study.toml.
@@ -506,7 +509,8 @@ def run_reproduce(
     model_meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
     steps: dict[str, str] = {"model": f"{model_path} (sidecar {sidecar.name})"}
 
-    maps_dir, maps_note = _maps_step(out, preset, model_path, data_spec, seed, log, project)
+    maps_dir, maps_note = _maps_step(out, preset, model_path, data_spec, seed, log, project,
+                                     progress)  # fmt: skip
     steps["maps"] = f"{maps_dir} ({maps_note})"
     inspect = _inspect_step(out / "maps", maps_dir, data_spec)
 
@@ -522,7 +526,7 @@ def run_reproduce(
 
     common = dict(
         preset=preset.benchmark_preset, seed=seed, model_path=model_path, data_spec=data_spec,
-        scheduler=scheduler, progress=False, log=log,
+        scheduler=scheduler, progress=progress, log=log,
     )  # fmt: skip
     for key, run, extra in (
         ("kar-pixels", kar_benchmark, {"features": "pixels"}),
@@ -544,7 +548,7 @@ def run_reproduce(
     started = time.perf_counter()
     texts["evaluate"] = _evaluate_step(
         out / "evaluate", project, model_path, maps_dir, data_spec, preset, seed, analysis,
-        simulated, log,
+        simulated, log, progress,
     )  # fmt: skip
     steps["evaluate"] = f"{out / 'evaluate'} ({time.perf_counter() - started:.0f} s this run)"
 
@@ -574,7 +578,8 @@ def _demote_headings(text: str) -> str:
     return re.sub(r"^(#{1,2}) ", lambda m: "#" * (len(m.group(1)) + 2) + " ", text, flags=re.M)
 
 
-def _maps_step(out: Path, preset, model_path, data_spec, seed, log, project=None):
+def _maps_step(out: Path, preset, model_path, data_spec, seed, log, project=None,
+               progress=False):  # fmt: skip
     if project is not None:
         from explainers.project_precompute import precompute_project
 
@@ -582,7 +587,7 @@ def _maps_step(out: Path, preset, model_path, data_spec, seed, log, project=None
         if not (folder / "manifest.json").is_file():
             log(f"reproduce: precompute --project {project.name} into {folder}")
             precompute_project(
-                project, out_dir=folder, data_spec=data_spec, progress=False, log=log,
+                project, out_dir=folder, data_spec=data_spec, progress=progress, log=log,
                 argv=["precompute", "--project", str(project.root), "--out", str(folder)],
             )  # fmt: skip
         return folder, f"precompute --project {project.name}, seed {project.seed}"
@@ -601,7 +606,7 @@ def _maps_step(out: Path, preset, model_path, data_spec, seed, log, project=None
             argv += ["--data", data_spec]
         precompute(
             model_path=model_path, data=load_mnist(data_spec or "embedded"), out_dir=folder,
-            preset=preset.maps, seed=seed, progress=False, log=log, argv=argv,
+            preset=preset.maps, seed=seed, progress=progress, log=log, argv=argv,
         )  # fmt: skip
     return folder, f"precompute --preset {preset.maps}, seed {seed}"
 
@@ -647,7 +652,7 @@ def _study_step(folder: Path, votes_path, preset, seed, log):
 
 
 def _evaluate_step(folder, project, model_path, maps_dir, data_spec, preset, seed, analysis,
-                   simulated, log) -> str:  # fmt: skip
+                   simulated, log, progress=False) -> str:  # fmt: skip
     """``normlime evaluate`` of the maps shown, and its orders next to the study's."""
     from explainers.project import load_project, with_model
 
@@ -665,7 +670,7 @@ def _evaluate_step(folder, project, model_path, maps_dir, data_spec, preset, see
     settings = EvaluateSettings(images=preset.evaluate_images, seed=seed,
                                 bootstrap=preset.bootstrap)  # fmt: skip
     evaluate_project(project, folder, settings, maps_dir=maps_dir, data_spec=data_spec,
-                     progress=False, log=log)  # fmt: skip
+                     progress=progress, log=log)  # fmt: skip
     text = _demote_headings((folder / "evaluation.md").read_text())
     if analysis.choice_model is None:
         return text + "\nNo comparison with the human study: its choice model was not fitted.\n"

@@ -197,11 +197,19 @@ def test_reproduce_smoke_end_to_end(smoke):
     assert "reproduced" in result.output
 
 
+def test_reproduce_shows_each_long_steps_progress_unless_told_not_to(smoke):
+    _out, result = smoke  # run with the default --progress
+    assert "kar" in result.stderr and "100%" in result.stderr, result.stderr[-2000:]
+
+
 def test_reproduce_resumes_without_redoing_the_work(smoke):
     out, _ = smoke
     jobs = {p: p.stat().st_mtime for p in out.glob("kar-*/kar-jobs.jsonl")}
-    again = CliRunner().invoke(cli, ["reproduce", "--preset", "smoke", "--out", str(out)])
+    again = CliRunner().invoke(
+        cli, ["reproduce", "--preset", "smoke", "--out", str(out), "--no-progress"]
+    )
     assert again.exit_code == 0, again.output
+    assert "100%" not in again.stderr
     assert jobs and {p: p.stat().st_mtime for p in jobs} == jobs
     assert json.loads((out / "claims.json").read_text())[0]["verdict"] == "reproduced"
 
