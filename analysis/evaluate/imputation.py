@@ -22,6 +22,9 @@ the nine ROAD percentages, 0.14 s instead of 0.81 s, the same values to 2e-15.  
 grows with the width while a sparse LU's fill grows more slowly, so images wider than
 ``BANDED_MAX_WIDTH`` use SuperLU (measured on random masks removing 50-80%: banded faster
 up to 128 pixels wide, 1.3-2.8x slower at 224).
+
+The equations and weights follow ROAD's reference implementation
+(github.com/tleemann/road_evaluation, ``imputations.py``) as Quantus 0.6 reproduces it.
 """
 
 from __future__ import annotations
