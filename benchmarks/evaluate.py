@@ -17,12 +17,12 @@ images (the embedded subset), the same Saliency attributions and the same settin
 
 Ours run through ``normlime evaluate``'s forward engine (precompute's
 ``inference_forward``); both sides run in this process under the same malloc setting.
-Each side runs ``--repeats`` times, alternating, and its median is reported, with the
-agreement (maximum absolute difference).  Beside them: the same forward passes alone,
-through eager PyTorch (as Quantus makes them) and through our engine; Quantus' time over
-the faster of the two is the largest speed-up that any implementation of those passes can
-show here, which says whether a missed target is the code's or the arithmetic's.  Then the digits
-project (``normlime init-project``'s 8x8 example) is trained, precomputed and evaluated
+Each side runs ``--repeats`` times (Quantus first, then ours) and its median is reported,
+with the agreement (maximum absolute difference).  Beside them: the same forward passes
+alone, through eager PyTorch (as Quantus makes them) and through our engine; Quantus' time
+over the faster of the two is the largest speed-up that any implementation of those
+passes can show here, which says whether a missed target is the code's or the
+arithmetic's.  Then the digits project (``normlime init-project``'s 8x8 example) is trained, precomputed and evaluated
 with the default settings, and the evaluation is timed.  Targets (issue 23): every metric
 at least 10x faster than Quantus; the digits evaluation under 2 minutes.
 
@@ -213,7 +213,7 @@ def forward_passes(model, x, count: int, repeats: int) -> tuple[float, float]:
 
 
 def compare(n: int, repeats: int = 3) -> list[dict]:
-    """Each side ``repeats`` times, alternating; medians."""
+    """Each side ``repeats`` times, Quantus first; medians."""
     model, logits, x, labels, pred, a = mnist_setup(n)
     m = a[0].size
     size = m // 10
