@@ -23,8 +23,9 @@ alone, through eager PyTorch (as Quantus makes them) and through our engine; Qua
 over the faster of the two is the largest speed-up that any implementation of those
 passes can show here, which says whether a missed target is the code's or the
 arithmetic's.  Then the digits project (``normlime init-project``'s 8x8 example) is
-trained, precomputed and evaluated with the default settings, and the evaluation is timed.  Targets (issue 23): every metric
-at least 10x faster than Quantus; the digits evaluation under 2 minutes.
+trained, precomputed and evaluated with the default settings, and the evaluation is timed.
+Targets (issue 23): every metric at least 10x faster than Quantus; the digits evaluation
+under 2 minutes.
 
 Quantus is a dev dependency (``pip install quantus==0.6.0``), never needed at run time.
 """
