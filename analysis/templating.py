@@ -18,7 +18,7 @@ import jinja2
 
 from .words import count
 
-__all__ = ["count", "markdown_table", "render", "to_html"]
+__all__ = ["count", "environment", "markdown_table", "render", "to_html"]
 
 
 def markdown_table(header, rows, align=None) -> str:
@@ -31,10 +31,16 @@ def markdown_table(header, rows, align=None) -> str:
     return "\n".join(lines)
 
 
+def environment(package: str = "analysis") -> jinja2.Environment:
+    """The reports' Jinja2 settings on ``package``'s ``templates`` folder (one per
+    package)."""
+    return _environment(package)
+
+
 @cache
-def _environment() -> jinja2.Environment:
+def _environment(package: str) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("analysis", "templates"),
+        loader=jinja2.PackageLoader(package, "templates"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -48,7 +54,7 @@ def _environment() -> jinja2.Environment:
 
 def render(name: str, /, **context) -> str:
     """Template ``name`` of ``analysis/templates`` with ``context``."""
-    return _environment().get_template(name).render(**context)
+    return environment().get_template(name).render(**context)
 
 
 _IMG = re.compile(r'<img alt="([^"]*)" src="([^"]+)"\s*/?>')

@@ -29,6 +29,8 @@ import io
 import json
 import statistics
 from collections.abc import Iterator
+from itertools import groupby
+from operator import attrgetter
 
 from sqlalchemy import and_, select
 
@@ -116,14 +118,8 @@ def vote_rows(conn, *, include_debug: bool = False, study: str | None = None) ->
         .where(*_filters(include_debug, study))
         .order_by(P.c.id, R.c.position)
     )
-    group: list = []
-    for row in conn.execute(stmt):
-        if group and group[0].pid != row.pid:
-            yield from _vote_group(group)
-            group = []
-        group.append(row)
-    if group:
-        yield from _vote_group(group)
+    for _pid, rows in groupby(conn.execute(stmt), key=attrgetter("pid")):
+        yield from _vote_group(list(rows))
 
 
 def response_rows(conn, *, include_debug: bool = False, study: str | None = None
@@ -144,14 +140,8 @@ def response_rows(conn, *, include_debug: bool = False, study: str | None = None
         .where(*_filters(include_debug, study), I.c.phase.is_not(None))
         .order_by(P.c.id, R.c.position)
     )  # fmt: skip
-    group: list = []
-    for row in conn.execute(stmt):
-        if group and group[0].pid != row.pid:
-            yield from _response_group(group)
-            group = []
-        group.append(row)
-    if group:
-        yield from _response_group(group)
+    for _pid, rows in groupby(conn.execute(stmt), key=attrgetter("pid")):
+        yield from _response_group(list(rows))
 
 
 def _response_group(rows) -> Iterator[dict]:

@@ -89,7 +89,7 @@ def test_preregistration_sections_in_order():
 
 def test_the_template_file_is_what_renders(analysis, monkeypatch):
     """Editing the template changes the report: the prose lives in the template."""
-    env = templating._environment()
+    env = templating.environment()
     source = env.loader.get_source(env, "study_report.md.j2")[0]
     assert "## Position bias\n" in source
     edited = source.replace("## Position bias\n", "## Slot preference\n")

@@ -314,6 +314,8 @@ def analyze_responses(
     votes_only: dict,
 ) -> None:
     """``normlime analyze --responses CSV``: validate, filter, fit, write, summarise."""
+    from analysis.study.cli import _write_results
+
     from .pipeline import run_design_analysis
     from .report import conclusions, write_outputs
     from .responses import ResponsesError, read_responses_csv
@@ -345,12 +347,7 @@ def analyze_responses(
         raise InputError(str(exc)) from None
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    try:
-        paths = write_outputs(analysis, out_dir)
-    except OSError as exc:
-        raise InputError(f"cannot write the results to {out_dir}: {exc.strerror or exc}") from None
-    for warning in analysis.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+    paths = _write_results(write_outputs, analysis, out_dir)
     sel, model = analysis.selection, analysis.model
     click.echo(
         f"{analysis.task}: kept {sel.kept} of {count(sel.total, 'participant')}; share correct "

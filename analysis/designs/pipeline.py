@@ -21,7 +21,6 @@ from scipy import stats
 from ..words import count
 from . import glmm
 from .responses import (
-    REASONS,
     Responses,
     ResponseSelection,
     ResponsesError,
@@ -464,14 +463,8 @@ def _check_enough(selection: ResponseSelection, responses: Responses) -> None:
     short = [c for c in responses.conditions if per.get(c, 0) < 2]
     if not short:
         return
-    by_reason = selection.excluded_by_reason()
-    reasons = ", ".join(f"{n} {REASONS[k]}" for k, n in by_reason.items() if n) or "none"
-    hint = ""
-    if by_reason["incomplete"] and not selection.include_incomplete:
-        hint = " (--include-incomplete keeps incomplete surveys)"
     raise ResponsesError(
         "too few kept participants in condition(s) "
         + ", ".join(f"{c} ({count(int(per.get(c, 0)), 'participant')})" for c in short)
-        + f" after filtering {count(selection.total, 'participant')} (excluded: {reasons})"
-        f"{hint}; each condition needs at least 2"
+        + f" {selection.filtering_note()}; each condition needs at least 2"
     )

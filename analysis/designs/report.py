@@ -20,17 +20,13 @@ here with the study report's helpers (``format_p``, ``display_name``) and
 from __future__ import annotations
 
 import json
-import math
-from functools import cache
 from pathlib import Path
 
-import jinja2
 import numpy as np
 
-from analysis.study.report import _figure, display_name, format_p, method_colours
-from analysis.templating import markdown_table
+from analysis.study.report import _figure, display_name, format_p, json_safe, method_colours
+from analysis.templating import environment
 
-from ..words import count
 from .pipeline import TARGET, DesignAnalysis
 from .responses import REASONS
 
@@ -40,38 +36,9 @@ __all__ = ["render", "render_markdown", "summary_dict", "write_outputs"]
 EXCLUDED_SHOWN = 50
 
 
-@cache
-def _environment() -> jinja2.Environment:
-    """The study reports' Jinja2 settings (analysis/templating.py) on this package's
-    templates."""
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("analysis.designs", "templates"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
-    env.filters["table"] = lambda rows, header, align=None: markdown_table(header, rows, align)
-    env.globals["count"] = count
-    return env
-
-
 def render(name: str, /, **context) -> str:
-    return _environment().get_template(name).render(**context)
-
-
-def _clean(value):
-    """JSON-safe copy: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    """Template ``name`` of ``analysis/designs/templates`` with ``context``."""
+    return environment("analysis.designs").get_template(name).render(**context)
 
 
 def summary_dict(analysis: DesignAnalysis) -> dict:
@@ -100,12 +67,12 @@ def summary_dict(analysis: DesignAnalysis) -> dict:
             "confidence_vs_baseline": analysis.confidence_vs_baseline,
             "over_reliance": over_reliance(analysis),
         }
-    return _clean(out)
+    return json_safe(out)
 
 
 def details_dict(analysis: DesignAnalysis) -> dict:
     sel = analysis.selection
-    return _clean(
+    return json_safe(
         {
             "source": analysis.responses.source,
             "settings": {

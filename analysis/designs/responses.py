@@ -36,6 +36,7 @@ from analysis.study.votes import (
     _parse_bool,
     _parse_int,
     _row_numbers,
+    check_columns,
     order_methods,
     read_export_csv,
     restrict_rows,
@@ -152,17 +153,7 @@ def validate_responses(
 ) -> Responses:
     """Type and check an export table; raise :class:`ResponsesError` on anything unusable
     (the module docstring lists the checks)."""
-    missing = [c for c in REQUIRED_RESPONSE_COLUMNS if c not in raw.columns]
-    if missing:
-        raise ResponsesError(
-            f"{source} lacks required column(s) {', '.join(missing)} (has: "
-            f"{', '.join(map(str, raw.columns)) or 'none'})"
-        )
-    if raw.columns.duplicated().any():
-        dup = sorted(set(raw.columns[raw.columns.duplicated()]))
-        raise ResponsesError(f"{source} has duplicated column(s) {', '.join(dup)}")
-    if len(raw) == 0:
-        raise ResponsesError(f"{source} has a header but no answers")
+    check_columns(raw, source, REQUIRED_RESPONSE_COLUMNS, ResponsesError)
     raw = raw.reset_index(drop=True).astype(object)
     raw = raw.where(raw.notna(), "").astype(str)
     n = len(raw)

@@ -63,6 +63,21 @@ class ExclusionCounts:
         counts = reasons.value_counts()
         return {key: int(counts.get(key, 0)) for key in self.REASONS}
 
+    def filtering_note(self) -> str:
+        """"after filtering N participants (excluded: ...)", with the option that would
+        keep incomplete surveys when they were left out: the tail of a too-few error."""
+        from ..words import count
+
+        by_reason = self.excluded_by_reason()
+        reasons = ", ".join(f"{n} {self.REASONS[k]}" for k, n in by_reason.items() if n)
+        hint = ""
+        if by_reason["incomplete"] and not self.include_incomplete:
+            hint = " (--include-incomplete keeps incomplete surveys)"
+        return (
+            f"after filtering {count(self.total, 'participant')} (excluded: "
+            f"{reasons or 'none'}){hint}"
+        )
+
 
 @dataclass
 class Selection(ExclusionCounts):

@@ -202,13 +202,7 @@ def analyze_command(
         raise InputError(str(exc)) from None
     if evaluation_dir is not None:
         _compare(analysis, evaluation_dir)
-    try:
-        paths = write_outputs(analysis, out_dir)
-    except OSError as exc:
-        raise InputError(f"cannot write the results to {out_dir}: {exc.strerror or exc}") from None
-
-    for warning in analysis.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+    paths = _write_results(write_outputs, analysis, out_dir)
     sel, anova = analysis.selection, analysis.anova
     click.echo(
         f"kept {sel.kept} of {count(sel.total, 'participant')}; votes "
@@ -819,6 +813,18 @@ def preregister_command(
     )
     _write_text(out_path, text)
     click.echo(f"pre-registration: {out_path}")
+
+
+def _write_results(write_outputs, analysis, out_dir: Path) -> dict:
+    """An analysis's result files (or one line saying why they cannot be written), then
+    its warnings on stderr; the paths written."""
+    try:
+        paths = write_outputs(analysis, out_dir)
+    except OSError as exc:
+        raise InputError(f"cannot write the results to {out_dir}: {exc.strerror or exc}") from None
+    for warning in analysis.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    return paths
 
 
 def _write_text(out_path: Path, text: str) -> None:

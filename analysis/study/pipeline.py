@@ -17,7 +17,7 @@ import pandas as pd
 
 from ..words import count
 from . import choice, robustness, stats
-from .attention import REASONS, Selection, select_participants
+from .attention import Selection, select_participants
 from .votes import SurveyCounts, Votes, VotesError, restrict_rows, validate_votes
 
 __all__ = ["Analysis", "run_analysis"]
@@ -220,13 +220,5 @@ def _check_enough(selection: Selection) -> None:
     """The tests need two kept participants at least; say why when there are fewer."""
     if selection.kept >= 2:
         return
-    by_reason = selection.excluded_by_reason()
-    reasons = ", ".join(f"{n} {REASONS[k]}" for k, n in by_reason.items() if n) or "none"
-    hint = ""
-    if by_reason["incomplete"] and not selection.include_incomplete:
-        hint = " (--include-incomplete keeps incomplete surveys)"
     left = "nothing left" if selection.kept == 0 else "only 1 participant left"
-    raise VotesError(
-        f"{left} after filtering {count(selection.total, 'participant')} (excluded: {reasons})"
-        f"{hint}; the analysis needs at least 2"
-    )
+    raise VotesError(f"{left} {selection.filtering_note()}; the analysis needs at least 2")

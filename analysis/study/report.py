@@ -77,12 +77,12 @@ def method_colours(methods) -> dict[str, str]:
     return {m: COLOURS.get(m) or PALETTE[others.index(m) % len(PALETTE)] for m in methods}
 
 
-def _clean(value):
+def json_safe(value):
     """JSON-safe copy: numpy scalars to Python, NaN/inf to None."""
     if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -113,7 +113,7 @@ def summary_dict(analysis: Analysis) -> dict:
     sel = analysis.selection
     anova = analysis.anova
     model = analysis.choice_model
-    return _clean(
+    return json_safe(
         {
             "participants": {"total": sel.total, "kept": sel.kept, "excluded": sel.excluded},
             "votes": analysis.vote_totals,
@@ -142,7 +142,7 @@ def details_dict(analysis: Analysis) -> dict:
     sel = analysis.selection
     design = analysis.votes.design
     desc = analysis.descriptives
-    return _clean(
+    return json_safe(
         {
             "source": analysis.votes.source,
             "settings": {

@@ -47,6 +47,7 @@ __all__ = [
     "SurveyCounts",
     "Votes",
     "VotesError",
+    "check_columns",
     "infer_design",
     "infer_methods",
     "is_replication",
@@ -282,7 +283,7 @@ def validate_votes(
     in :attr:`Votes.warnings`): things that are ignored by design but worth a reader's
     eye.
     """
-    _check_columns(raw, source)
+    check_columns(raw, source)
     raw = raw.reset_index(drop=True).astype(object)
     raw = raw.where(raw.notna(), "").astype(str)  # a DataFrame's missing values read as empty
     warnings: list[str] = []
@@ -404,18 +405,22 @@ def infer_design(
     return SurveyCounts(int(best["real"]), int(best["checks"]), classes=None)
 
 
-def _check_columns(raw: pd.DataFrame, source: str) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in raw.columns]
+def check_columns(
+    raw: pd.DataFrame, source: str, required=REQUIRED_COLUMNS, error: type = VotesError
+) -> None:
+    """An export's header and rows, before any value is read: every ``required`` column,
+    no column twice, at least one row; else ``error`` naming the file."""
+    missing = [c for c in required if c not in raw.columns]
     if missing:
-        raise VotesError(
+        raise error(
             f"{source} lacks required column(s) {', '.join(missing)} (has: "
             f"{', '.join(map(str, raw.columns)) or 'none'})"
         )
     if raw.columns.duplicated().any():
         dup = sorted(set(raw.columns[raw.columns.duplicated()]))
-        raise VotesError(f"{source} has duplicated column(s) {', '.join(dup)}")
+        raise error(f"{source} has duplicated column(s) {', '.join(dup)}")
     if len(raw) == 0:
-        raise VotesError(f"{source} has a header but no answers")
+        raise error(f"{source} has a header but no answers")
 
 
 def _check_single(raw: pd.DataFrame, source: str) -> None:
