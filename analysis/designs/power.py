@@ -242,7 +242,7 @@ def _needed(points: Sequence[dict], conditions, target: float) -> int | None:
 
 def plot_design_power(result: dict, path: Path) -> None:
     """Power against kept participants (all conditions together), one line per condition."""
-    from analysis.study.report import method_colours
+    from analysis.study.report import method_colours, power_axis
 
     from .report import _figure
 
@@ -256,13 +256,7 @@ def plot_design_power(result: dict, path: Path) -> None:
                 label=f"{c} vs {result['model']['conditions'][0]}")  # fmt: skip
     ax.axhline(result["power"], color="0.5", ls="--", lw=0.8)
     ax.axhline(result["alpha"], color="0.7", ls=":", lw=0.8)
-    if ns and max(ns) / min(ns) > 20:
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylim(0, 1.02)
+    power_axis(ax, ns)
     ax.set_xlabel("kept participants (all conditions)")
     ax.set_ylabel("power")
     ax.set_title(

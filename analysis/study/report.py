@@ -77,6 +77,18 @@ def method_colours(methods) -> dict[str, str]:
     return {m: COLOURS.get(m) or PALETTE[others.index(m) % len(PALETTE)] for m in methods}
 
 
+def power_axis(ax, ns) -> None:
+    """A power curve's axes: power on [0, 1]; sample sizes on a log axis with plain
+    numbers when the search spans more than 20x (it reads better)."""
+    if ns and max(ns) / min(ns) > 20:
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylim(0, 1.02)
+
+
 def json_safe(value):
     """JSON-safe copy: numpy scalars to Python, NaN/inf to None."""
     if isinstance(value, dict):
@@ -377,13 +389,7 @@ def plot_power(result: dict, path: Path) -> None:
     ax.axhline(result["power"], color="0.5", ls="--", lw=0.8)
     ax.axhline(result["alpha"], color="0.7", ls=":", lw=0.8)
     ns = [c["n"] for c in result["curve"]]
-    if ns and max(ns) / min(ns) > 20:  # a wide search reads better on a log axis
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
-
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylim(0, 1.02)
+    power_axis(ax, ns)
     ax.set_xlabel("kept participants")
     ax.set_ylabel("power")
     ax.set_title(
